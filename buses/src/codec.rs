@@ -1,0 +1,255 @@
+//! The one binary encoding of a CloudEvent for buses that store bytes (embedded, memory).
+//!
+//! Layout (all integers little-endian, strings length-prefixed with u32):
+//! `version u8 | specversion u8 | id | source | type | flags u8 | [datacontenttype] |
+//! [dataschema] | [subject] | [time: i64 seconds, u32 nanos] | extension count u16 |
+//! (name, tag u8, value)* | data tag u8 | [data bytes]`.
+//! It is private to Herald's storage; wire formats (HTTP, Kafka, NATS) have their own mappings.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use cloudevents::event::{Data, ExtensionValue, SpecVersion};
+use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03};
+
+const FORMAT_VERSION: u8 = 1;
+const HAS_CONTENT_TYPE: u8 = 1;
+const HAS_SCHEMA: u8 = 2;
+const HAS_SUBJECT: u8 = 4;
+const HAS_TIME: u8 = 8;
+
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable event record: {0}")]
+pub struct DecodeError(&'static str);
+
+pub fn encode(event: &Event, out: &mut BytesMut) {
+    out.put_u8(FORMAT_VERSION);
+    out.put_u8(match event.specversion() {
+        SpecVersion::V03 => 3,
+        SpecVersion::V10 => 10,
+    });
+    put_str(out, event.id());
+    put_str(out, event.source());
+    put_str(out, event.ty());
+    let mut flags = 0;
+    if event.datacontenttype().is_some() {
+        flags |= HAS_CONTENT_TYPE;
+    }
+    if event.dataschema().is_some() {
+        flags |= HAS_SCHEMA;
+    }
+    if event.subject().is_some() {
+        flags |= HAS_SUBJECT;
+    }
+    if event.time().is_some() {
+        flags |= HAS_TIME;
+    }
+    out.put_u8(flags);
+    if let Some(ct) = event.datacontenttype() {
+        put_str(out, ct);
+    }
+    if let Some(schema) = event.dataschema() {
+        put_str(out, schema.as_str());
+    }
+    if let Some(subject) = event.subject() {
+        put_str(out, subject);
+    }
+    if let Some(time) = event.time() {
+        out.put_i64_le(time.timestamp());
+        out.put_u32_le(time.timestamp_subsec_nanos());
+    }
+    let count = event.iter_extensions().count();
+    out.put_u16_le(count as u16);
+    for (name, value) in event.iter_extensions() {
+        put_str(out, name);
+        match value {
+            ExtensionValue::String(s) => {
+                out.put_u8(0);
+                put_str(out, s);
+            }
+            ExtensionValue::Boolean(b) => {
+                out.put_u8(1);
+                out.put_u8(*b as u8);
+            }
+            ExtensionValue::Integer(i) => {
+                out.put_u8(2);
+                out.put_i64_le(*i);
+            }
+        }
+    }
+    match event.data() {
+        None => out.put_u8(0),
+        Some(Data::Binary(bytes)) => {
+            out.put_u8(1);
+            put_bytes(out, bytes);
+        }
+        Some(Data::String(s)) => {
+            out.put_u8(2);
+            put_str(out, s);
+        }
+        Some(Data::Json(value)) => {
+            out.put_u8(3);
+            let text = serde_json::to_vec(value).expect("a JSON value always serializes");
+            put_bytes(out, &text);
+        }
+    }
+}
+
+pub fn encode_to_bytes(event: &Event) -> Bytes {
+    let mut out = BytesMut::with_capacity(256);
+    encode(event, &mut out);
+    out.freeze()
+}
+
+pub fn decode(mut buf: &[u8]) -> Result<Event, DecodeError> {
+    let buf = &mut buf;
+    if get_u8(buf)? != FORMAT_VERSION {
+        return Err(DecodeError("unknown format version"));
+    }
+    let spec = get_u8(buf)?;
+    let id = get_str(buf)?;
+    let source = get_str(buf)?;
+    let ty = get_str(buf)?;
+    let mut event = match spec {
+        10 => {
+            let mut e = Event::default();
+            e.set_id(id);
+            e.set_source(source);
+            e.set_type(ty);
+            e
+        }
+        3 => EventBuilderV03::new()
+            .id(id)
+            .source(source)
+            .ty(ty)
+            .build()
+            .map_err(|_| DecodeError("invalid 0.3 attributes"))?,
+        _ => return Err(DecodeError("unknown spec version")),
+    };
+    let flags = get_u8(buf)?;
+    if flags & HAS_CONTENT_TYPE != 0 {
+        event.set_datacontenttype(Some(get_str(buf)?));
+    }
+    if flags & HAS_SCHEMA != 0 {
+        let schema = url::Url::parse(&get_str(buf)?).map_err(|_| DecodeError("dataschema"))?;
+        event.set_dataschema(Some(schema));
+    }
+    if flags & HAS_SUBJECT != 0 {
+        event.set_subject(Some(get_str(buf)?));
+    }
+    if flags & HAS_TIME != 0 {
+        need(buf, 12)?;
+        let secs = buf.get_i64_le();
+        let nanos = buf.get_u32_le();
+        let time: DateTime<Utc> =
+            DateTime::from_timestamp(secs, nanos).ok_or(DecodeError("time out of range"))?;
+        event.set_time(Some(time));
+    }
+    need(buf, 2)?;
+    let count = buf.get_u16_le();
+    for _ in 0..count {
+        let name = get_str(buf)?;
+        let value = match get_u8(buf)? {
+            0 => ExtensionValue::String(get_str(buf)?),
+            1 => ExtensionValue::Boolean(get_u8(buf)? != 0),
+            2 => {
+                need(buf, 8)?;
+                ExtensionValue::Integer(buf.get_i64_le())
+            }
+            _ => return Err(DecodeError("unknown extension tag")),
+        };
+        event.set_extension(&name, value);
+    }
+    match get_u8(buf)? {
+        0 => {}
+        1 => {
+            event.set_data_unchecked(get_bytes(buf)?.to_vec());
+        }
+        2 => {
+            event.set_data_unchecked(Data::String(get_str(buf)?));
+        }
+        3 => {
+            let value: serde_json::Value =
+                serde_json::from_slice(get_bytes(buf)?).map_err(|_| DecodeError("json data"))?;
+            event.set_data_unchecked(Data::Json(value));
+        }
+        _ => return Err(DecodeError("unknown data tag")),
+    }
+    Ok(event)
+}
+
+fn put_str(out: &mut BytesMut, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    out.put_u32_le(b.len() as u32);
+    out.put_slice(b);
+}
+
+fn need(buf: &[u8], n: usize) -> Result<(), DecodeError> {
+    if buf.len() < n {
+        Err(DecodeError("truncated"))
+    } else {
+        Ok(())
+    }
+}
+
+fn get_u8(buf: &mut &[u8]) -> Result<u8, DecodeError> {
+    need(buf, 1)?;
+    Ok(buf.get_u8())
+}
+
+fn get_bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    need(buf, 4)?;
+    let len = buf.get_u32_le() as usize;
+    need(buf, len)?;
+    let (head, tail) = buf.split_at(len);
+    *buf = tail;
+    Ok(head)
+}
+
+fn get_str(buf: &mut &[u8]) -> Result<String, DecodeError> {
+    let bytes = get_bytes(buf)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError("invalid utf-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::EventBuilderV10;
+
+    #[test]
+    fn every_attribute_survives_a_round_trip() {
+        let mut event = EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("t")
+            .subject("sub")
+            .time("2020-01-02T03:04:05.123456789Z")
+            .data_with_schema(
+                "application/json",
+                "https://example.com/schema",
+                serde_json::json!({"a": 1}),
+            )
+            .extension("count", 7i64)
+            .extension("flag", true)
+            .extension("name", "x")
+            .build()
+            .unwrap();
+        let decoded = decode(&encode_to_bytes(&event)).unwrap();
+        assert_eq!(decoded, event);
+        event.set_data("application/octet-stream", vec![0u8, 159, 146, 150]);
+        assert_eq!(decode(&encode_to_bytes(&event)).unwrap(), event);
+    }
+
+    #[test]
+    fn truncated_record_is_an_error_not_a_panic() {
+        let bytes = encode_to_bytes(&Event::default());
+        for len in 0..bytes.len() {
+            assert!(
+                decode(&bytes[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The contract every bus keeps, written once and run against each bus by
+//! [`bus_contract_tests!`](crate::bus_contract_tests).
+//!
+//! A bus under test is reached through a [`Harness`], which can also "restart" it: reopen the
+//! same storage in a new instance (durable buses) or keep the instance (the memory bus, where a
+//! restart of the process would lose everything by design).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cloudevents::AttributesReader;
+
+use crate::{Bus, Delivery, Subscription};
+
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A bus over fresh, isolated storage.
+    async fn start(&self) -> Arc<dyn Bus>;
+    /// The same storage in a new instance, after `bus` (and everything it handed out) is dropped.
+    async fn restart(&self, bus: Arc<dyn Bus>) -> Arc<dyn Bus>;
+    /// Whether published events survive [`Harness::restart`].
+    fn durable(&self) -> bool;
+}
+
+/// Canonical events for bus tests.
+pub mod fixtures {
+    use cloudevents::{Event, EventBuilder, EventBuilderV10};
+
+    /// A small event whose id is `n` and whose data names `n`.
+    pub fn event(n: u32) -> Event {
+        EventBuilderV10::new()
+            .id(n.to_string())
+            .source("/herald/tests")
+            .ty("dev.herald.test")
+            .data("application/json", serde_json::json!({ "n": n }))
+            .build()
+            .expect("fixture event is valid")
+    }
+
+    /// An event using every attribute kind: optional attributes, extensions of every type and
+    /// binary data.
+    pub fn rich_event() -> Event {
+        EventBuilderV10::new()
+            .id("rich-1")
+            .source("https://example.com/source?x=1")
+            .ty("dev.herald.rich")
+            .subject("a/b")
+            .time("2024-05-06T07:08:09.123Z")
+            .data_with_schema(
+                "application/octet-stream",
+                "https://example.com/schema.json",
+                vec![0u8, 1, 2, 255],
+            )
+            .extension("partitionkey", "k1")
+            .extension("count", 42i64)
+            .extension("flag", false)
+            .build()
+            .expect("fixture event is valid")
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("subscription stays healthy")
+}
+
+async fn assert_idle(sub: &mut Box<dyn Subscription>) {
+    let extra = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+    if let Ok(Ok(delivery)) = extra {
+        panic!("unexpected delivery {delivery:?}");
+    }
+}
+
+fn id(d: &Delivery) -> String {
+    d.event.id().to_owned()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", fastish_unique())
+}
+
+fn fastish_unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+pub async fn published_events_reach_a_subscriber_in_order(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("order");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let batch: Vec<_> = (0..50).map(fixtures::event).collect();
+    bus.publish(&topic, &batch[..20]).await.unwrap();
+    bus.publish(&topic, &batch[20..]).await.unwrap();
+    for n in 0..50 {
+        let d = next(&mut sub).await;
+        assert_eq!(id(&d), n.to_string());
+        d.ack();
+    }
+    assert_idle(&mut sub).await;
+}
+
+pub async fn every_attribute_survives_the_bus(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("attrs");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let event = fixtures::rich_event();
+    bus.publish(&topic, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    let d = next(&mut sub).await;
+    assert_eq!(d.event, event);
+}
+
+pub async fn each_group_receives_every_event(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("fanout");
+    let mut a = bus.subscribe(&topic, "a").await.unwrap();
+    let mut b = bus.subscribe(&topic, "b").await.unwrap();
+    let batch: Vec<_> = (0..10).map(fixtures::event).collect();
+    bus.publish(&topic, &batch).await.unwrap();
+    for n in 0..10 {
+        assert_eq!(id(&next(&mut a).await), n.to_string());
+    }
+    for n in 0..10 {
+        assert_eq!(id(&next(&mut b).await), n.to_string());
+    }
+}
+
+pub async fn a_new_group_starts_at_the_end_of_the_topic(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("latest");
+    bus.publish(&topic, &[fixtures::event(1)]).await.unwrap();
+    let mut sub = bus.subscribe(&topic, "late").await.unwrap();
+    bus.publish(&topic, &[fixtures::event(2)]).await.unwrap();
+    assert_eq!(id(&next(&mut sub).await), "2");
+}
+
+pub async fn topics_are_isolated(h: &dyn Harness) {
+    let bus = h.start().await;
+    let (t1, t2) = (unique("iso1"), unique("iso2"));
+    let mut s1 = bus.subscribe(&t1, "g").await.unwrap();
+    let mut s2 = bus.subscribe(&t2, "g").await.unwrap();
+    bus.publish(&t1, &[fixtures::event(1)]).await.unwrap();
+    bus.publish(&t2, &[fixtures::event(2)]).await.unwrap();
+    assert_eq!(id(&next(&mut s1).await), "1");
+    assert_eq!(id(&next(&mut s2).await), "2");
+    assert_idle(&mut s1).await;
+}
+
+pub async fn unacked_delivery_is_redelivered_after_restart(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("redeliver");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let batch: Vec<_> = (0..4).map(fixtures::event).collect();
+    bus.publish(&topic, &batch).await.unwrap();
+    let first = next(&mut sub).await;
+    let second = next(&mut sub).await;
+    let third = next(&mut sub).await;
+    first.ack();
+    third.ack(); // acknowledged out of order: 1 is still in flight
+    drop(second);
+    drop(sub);
+    let bus = h.restart(bus).await;
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let again = next(&mut sub).await;
+    assert_eq!(id(&again), "1", "the unacknowledged event comes back first");
+    // "2" may come back too (at-least-once); "3" must.
+    let mut rest = vec![];
+    loop {
+        let d = next(&mut sub).await;
+        rest.push(id(&d));
+        if id(&d) == "3" {
+            break;
+        }
+    }
+    assert!(rest.iter().all(|i| i == "2" || i == "3"), "{rest:?}");
+}
+
+pub async fn acked_events_are_not_redelivered_after_restart(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("acked");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let batch: Vec<_> = (0..5).map(fixtures::event).collect();
+    bus.publish(&topic, &batch).await.unwrap();
+    for _ in 0..5 {
+        next(&mut sub).await.ack();
+    }
+    drop(sub);
+    let bus = h.restart(bus).await;
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    bus.publish(&topic, &[fixtures::event(99)]).await.unwrap();
+    assert_eq!(id(&next(&mut sub).await), "99");
+}
+
+pub async fn published_events_survive_a_restart(h: &dyn Harness) {
+    if !h.durable() {
+        return;
+    }
+    let bus = h.start().await;
+    let topic = unique("durable");
+    drop(bus.subscribe(&topic, "g").await.unwrap());
+    let batch: Vec<_> = (0..100).map(fixtures::event).collect();
+    bus.publish(&topic, &batch).await.unwrap();
+    let bus = h.restart(bus).await;
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    for n in 0..100 {
+        assert_eq!(id(&next(&mut sub).await), n.to_string());
+    }
+}
+
+pub async fn concurrent_publishers_are_all_delivered_once_per_group(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("concurrent");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let mut tasks = vec![];
+    for p in 0..8u32 {
+        let bus = bus.clone();
+        let topic = topic.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25u32 {
+                bus.publish(&topic, &[fixtures::event(p * 1000 + i)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let d = next(&mut sub).await;
+        assert!(seen.insert(id(&d)), "duplicate {}", id(&d));
+        d.ack();
+    }
+    assert_idle(&mut sub).await;
+}
+
+/// Expands to one `#[tokio::test]` per contract case for the harness expression given.
+#[macro_export]
+macro_rules! bus_contract_tests {
+    ($harness:expr) => {
+        $crate::bus_contract_tests!(@cases $harness;
+            published_events_reach_a_subscriber_in_order,
+            every_attribute_survives_the_bus,
+            each_group_receives_every_event,
+            a_new_group_starts_at_the_end_of_the_topic,
+            topics_are_isolated,
+            unacked_delivery_is_redelivered_after_restart,
+            acked_events_are_not_redelivered_after_restart,
+            published_events_survive_a_restart,
+            concurrent_publishers_are_all_delivered_once_per_group,
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::contract::$case(&harness).await;
+            }
+        )*
+    };
+}

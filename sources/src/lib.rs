@@ -1,0 +1,1 @@
+//! Herald event sources (GitHub, Kubernetes, Ping): arrive with their own issue.
