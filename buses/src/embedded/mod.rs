@@ -1,1 +1,302 @@
-//! The embedded bus (in progress).
+//! The embedded bus: Herald's default, durable bus — a segmented log per topic on local disk.
+//!
+//! # Layout
+//! - [`config`]: [`EmbeddedConfig`] and [`Retention`].
+//! - `segment`: segment files and the CRC-checked frames inside them (one frame per batch).
+//! - `topic`: a topic's directory, and recovery (torn-tail truncation) when it is opened.
+//! - `writer`: one thread per topic doing group commit (many publishes, one `fdatasync`).
+//! - `reader`: subscriptions reading committed frames on the blocking pool.
+//! - `cursor`: durable consumer-group cursors (temp file + fsync + rename).
+//! - `retention`: deleting whole sealed segments that are acknowledged, too old or too many.
+//!
+//! On disk: `<dir>/LOCK` (held while open), `<dir>/topics/<topic>/{topic, NNN.log, groups/}`.
+//! A flusher thread persists moved cursors and applies retention every `flush_interval`.
+
+pub mod config;
+mod cursor;
+mod reader;
+mod retention;
+mod segment;
+mod topic;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+use tracing::{error, info};
+
+pub use config::{EmbeddedConfig, Retention};
+
+use crate::{Bus, BusError, Event, Subscription, codec};
+use reader::EmbeddedSubscription;
+use topic::{Active, Topic};
+use writer::{Request, Writer};
+
+/// The embedded bus. Cheap to share as `Arc<dyn Bus>`; dropping it (or [`EmbeddedBus::close`])
+/// finishes queued writes, persists every cursor and releases the directory.
+pub struct EmbeddedBus {
+    inner: Arc<Inner>,
+    /// Held for the bus's lifetime: a second process on the same directory would corrupt it.
+    _lock: File,
+}
+
+struct Inner {
+    config: EmbeddedConfig,
+    topics_dir: PathBuf,
+    topics: Mutex<HashMap<String, Arc<TopicHandle>>>,
+    pending: Arc<AtomicU64>,
+    closed: AtomicBool,
+    /// Wakes the flusher early (to stop); its thread handle is joined on close.
+    flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+}
+
+struct TopicHandle {
+    topic: Arc<Topic>,
+    /// `None` once closed; dropping the sender lets the writer drain and stop.
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EmbeddedBus {
+    /// Opens (or creates) the bus in `config.dir`, recovering every topic: a torn write at the
+    /// end of a log is cut off, every acknowledged event and persisted cursor is kept.
+    /// Blocking: call it at startup.
+    pub fn open(config: EmbeddedConfig) -> Result<EmbeddedBus, BusError> {
+        let topics_dir = config.dir.join("topics");
+        fs::create_dir_all(&topics_dir)?;
+        let lock = File::create(config.dir.join("LOCK"))?;
+        lock.try_lock().map_err(|_| {
+            BusError::unavailable(format!(
+                "data directory {} is in use by another process",
+                config.dir.display()
+            ))
+        })?;
+        topic::sync_dir(&config.dir)?;
+        let inner = Arc::new(Inner {
+            topics_dir: topics_dir.clone(),
+            topics: Mutex::new(HashMap::new()),
+            pending: Arc::new(AtomicU64::new(0)),
+            closed: AtomicBool::new(false),
+            flusher: Mutex::new(None),
+            config,
+        });
+        for (topic, active) in topic::open_all(&topics_dir)? {
+            info!(topic = %topic.name, end = active.end, "embedded topic recovered");
+            let handle = inner.start_topic(topic, active)?;
+            let name = handle.topic.name.clone();
+            inner.topics.lock().unwrap().insert(name, handle);
+        }
+        let (wake, sleep) = mpsc::channel();
+        let flusher = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("herald-bus-flush".into())
+                .spawn(move || inner.run_flusher(sleep))?
+        };
+        *inner.flusher.lock().unwrap() = Some((wake, flusher));
+        Ok(EmbeddedBus { inner, _lock: lock })
+    }
+
+    /// Stops accepting publishes, finishes queued writes, persists every cursor. Idempotent.
+    pub async fn close(&self) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.shutdown()).await;
+    }
+
+    async fn topic(&self, name: &str) -> Result<Arc<TopicHandle>, BusError> {
+        if let Some(handle) = self.inner.topics.lock().unwrap().get(name) {
+            return Ok(handle.clone());
+        }
+        if name.is_empty() {
+            return Err(BusError::Rejected {
+                reason: "empty topic name".into(),
+            });
+        }
+        let (inner, name) = (self.inner.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || inner.create_topic(&name))
+            .await
+            .map_err(|e| BusError::unavailable(format!("topic creation failed: {e}")))?
+    }
+}
+
+impl Inner {
+    fn start_topic(&self, topic: Arc<Topic>, active: Active) -> Result<Arc<TopicHandle>, BusError> {
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            topic: topic.clone(),
+            active,
+            segment_bytes: self.config.segment_bytes,
+            pending: self.pending.clone(),
+            failed: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("herald-bus-write".into())
+            .spawn(move || writer.run(rx))?;
+        let handle = Arc::new(TopicHandle {
+            topic: topic.clone(),
+            requests: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        });
+        Ok(handle)
+    }
+
+    /// Creates a topic on first use. Holds the map's lock throughout so two first uses of the
+    /// same name cannot both create it (creation is rare and runs on the blocking pool).
+    fn create_topic(&self, name: &str) -> Result<Arc<TopicHandle>, BusError> {
+        let mut topics = self.topics.lock().unwrap();
+        if let Some(handle) = topics.get(name) {
+            return Ok(handle.clone());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(BusError::unavailable("embedded bus closed"));
+        }
+        let (topic, active) = topic::create(&self.topics_dir, name)?;
+        let handle = self.start_topic(topic, active)?;
+        topics.insert(name.to_owned(), handle.clone());
+        Ok(handle)
+    }
+
+    fn run_flusher(&self, sleep: mpsc::Receiver<()>) {
+        loop {
+            let stop = match sleep.recv_timeout(self.config.flush_interval) {
+                Err(RecvTimeoutError::Timeout) => false,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+            };
+            self.flush_and_retain();
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Persists every moved cursor, then applies retention, topic by topic.
+    fn flush_and_retain(&self) {
+        let topics: Vec<_> = self.topics.lock().unwrap().values().cloned().collect();
+        let now = SystemTime::now();
+        for handle in topics {
+            let topic = &handle.topic;
+            let groups: Vec<_> = topic.groups.lock().unwrap().values().cloned().collect();
+            let mut replaced = false;
+            for group in groups {
+                match group.flush() {
+                    Ok(r) => replaced |= r,
+                    Err(e) => error!(topic = %topic.name, error = %e, "persisting a cursor failed"),
+                }
+            }
+            if replaced && let Err(e) = topic::sync_dir(&topic.groups_dir()) {
+                error!(topic = %topic.name, error = %e, "fsync of the cursor directory failed");
+            }
+            if let Err(e) = retention::apply(topic, &self.config.retention, now) {
+                error!(topic = %topic.name, error = %e, "retention failed");
+            }
+        }
+    }
+
+    /// Idempotent: the first call does the work, later ones find nothing left to do.
+    fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let topics: Vec<_> = self.topics.lock().unwrap().values().cloned().collect();
+        for handle in &topics {
+            drop(handle.requests.lock().unwrap().take());
+        }
+        for handle in &topics {
+            if let Some(thread) = handle.thread.lock().unwrap().take() {
+                let _ = thread.join();
+            }
+        }
+        // The flusher's last round persists the final cursors.
+        if let Some((wake, thread)) = self.flusher.lock().unwrap().take() {
+            let _ = wake.send(());
+            let _ = thread.join();
+        }
+        for handle in &topics {
+            handle.topic.closed.store(true, Ordering::Release);
+            handle.topic.end.send_modify(|_| {}); // wake subscribers so they see `closed`
+        }
+    }
+}
+
+impl Drop for EmbeddedBus {
+    fn drop(&mut self) {
+        self.inner.shutdown();
+    }
+}
+
+impl std::fmt::Debug for EmbeddedBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBus")
+            .field("dir", &self.inner.config.dir)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Bus for EmbeddedBus {
+    async fn publish(&self, topic: &str, events: &[Event]) -> Result<(), BusError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Encode on the caller's task: the work spreads over the runtime's threads and the
+        // writer thread only copies and syncs.
+        let mut frame = bytes::BytesMut::with_capacity(64 + events.len() * 1100);
+        segment::put_frame(&mut frame, events.len(), |i, out| {
+            codec::encode(&events[i], out)
+        });
+        let size = frame.len() as u64;
+        let max = self.inner.config.max_pending_bytes;
+        if size > max || size > u32::MAX as u64 {
+            return Err(BusError::Rejected {
+                reason: format!("batch of {size} bytes exceeds the bus limit of {max} bytes"),
+            });
+        }
+        let handle = self.topic(topic).await?;
+        let pending = self.inner.pending.fetch_add(size, Ordering::AcqRel);
+        if pending + size > max {
+            self.inner.pending.fetch_sub(size, Ordering::AcqRel);
+            return Err(BusError::Overloaded {
+                reason: format!("{pending} bytes are waiting to be written (limit {max})"),
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            frame,
+            events: events.len() as u64,
+            reply,
+        };
+        let sent = match &*handle.requests.lock().unwrap() {
+            Some(tx) => tx.send(request).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.inner.pending.fetch_sub(size, Ordering::AcqRel);
+            return Err(BusError::unavailable("embedded bus closed"));
+        }
+        answer
+            .await
+            .map_err(|_| BusError::unavailable("embedded bus writer stopped"))?
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+        let handle = self.topic(topic).await?;
+        let topic = handle.topic.clone();
+        let known = topic.groups.lock().unwrap().get(group).cloned();
+        let group = match known {
+            Some(group) => group,
+            None => {
+                let (topic, name) = (topic.clone(), group.to_owned());
+                tokio::task::spawn_blocking(move || cursor::join(&topic, &name))
+                    .await
+                    .map_err(|e| BusError::unavailable(format!("joining group failed: {e}")))??
+            }
+        };
+        Ok(Box::new(EmbeddedSubscription::new(topic, group)))
+    }
+}

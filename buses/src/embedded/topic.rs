@@ -1,0 +1,213 @@
+//! A topic on disk: its directory, segments and groups, and recovery when it is opened.
+//!
+//! Layout: `topics/<file-safe name>/` holds `topic` (the real name), the segment files and
+//! `groups/` (one cursor file per consumer group). A topic directory is built under a temporary
+//! name and renamed into place, so a crash never leaves a half-created topic.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tracing::warn;
+
+use super::cursor::{self, Group};
+use super::segment::{self, Segment};
+
+const NAME_FILE: &str = "topic";
+const GROUPS: &str = "groups";
+
+/// What readers, retention and the cursor flusher share about a topic.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub dir: PathBuf,
+    /// Segments in position order; the last one is the writer's active segment.
+    pub segments: Mutex<Vec<Arc<Segment>>>,
+    /// Position after the last committed (fsynced) event; subscribers wait on it.
+    pub end: watch::Sender<u64>,
+    pub groups: Mutex<HashMap<String, Arc<Group>>>,
+    /// Set when the bus closes, so waiting subscribers stop instead of waiting forever.
+    pub closed: AtomicBool,
+}
+
+/// The writer's end of a topic: the active segment, open for appending.
+#[derive(Debug)]
+pub struct Active {
+    pub file: File,
+    pub segment: Arc<Segment>,
+    /// Bytes written and fsynced in the active segment.
+    pub len: u64,
+    /// Position of the next event to append.
+    pub end: u64,
+}
+
+impl Topic {
+    pub fn groups_dir(&self) -> PathBuf {
+        self.dir.join(GROUPS)
+    }
+}
+
+/// Creates the directory of a new topic under `topics` and opens it.
+pub fn create(topics: &Path, name: &str) -> io::Result<(Arc<Topic>, Active)> {
+    let dir = topics.join(file_safe(name));
+    let tmp = topics.join(format!("{}.tmp", file_safe(name)));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(tmp.join(GROUPS))?;
+    fs::write(tmp.join(NAME_FILE), name)?;
+    File::create(tmp.join(segment::file_name(0)))?;
+    for file in [NAME_FILE, GROUPS] {
+        File::open(tmp.join(file))?.sync_all()?;
+    }
+    sync_dir(&tmp)?;
+    fs::rename(&tmp, &dir)?;
+    sync_dir(topics)?;
+    open(&dir)
+}
+
+/// Opens every topic directory under `topics`, recovering each.
+pub fn open_all(topics: &Path) -> io::Result<Vec<(Arc<Topic>, Active)>> {
+    let mut opened = vec![];
+    for entry in fs::read_dir(topics)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            let _ = fs::remove_dir_all(&path); // a creation that crashed before its rename
+            continue;
+        }
+        if path.is_dir() {
+            opened.push(open(&path)?);
+        }
+    }
+    Ok(opened)
+}
+
+/// Opens an existing topic. The last segment is checked frame by frame and a torn tail (a write
+/// that crashed before its fsync, so never acknowledged) is cut off; older segments were sealed
+/// after an fsync and are taken as they are.
+fn open(dir: &Path) -> io::Result<(Arc<Topic>, Active)> {
+    let name = fs::read_to_string(dir.join(NAME_FILE))?;
+    let groups = cursor::load_all(&dir.join(GROUPS))?;
+    let mut bases = vec![];
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(base) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_file_name)
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    let Some(&last) = bases.last() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("topic {} has no segment", dir.display()),
+        ));
+    };
+    let mut segments = vec![];
+    for &base in &bases[..bases.len() - 1] {
+        let path = dir.join(segment::file_name(base));
+        let meta = fs::metadata(&path)?;
+        let sealed = Segment::new(base, path, meta.len());
+        sealed.seal(meta.modified()?);
+        segments.push(Arc::new(sealed));
+    }
+    let path = dir.join(segment::file_name(last));
+    let scan = segment::scan(&path)?;
+    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    if scan.tail > 0 {
+        warn!(
+            topic = %name,
+            segment = %path.display(),
+            bytes = scan.tail,
+            "cutting off a torn write at the end of the log"
+        );
+        file.set_len(scan.valid_len)?;
+        file.sync_all()?;
+    }
+    let active = Arc::new(Segment::new(last, path, scan.valid_len));
+    segments.push(active.clone());
+    let end = last + scan.events;
+    let topic = Arc::new(Topic {
+        name,
+        dir: dir.to_owned(),
+        segments: Mutex::new(segments),
+        end: watch::Sender::new(end),
+        groups: Mutex::new(groups),
+        closed: AtomicBool::new(false),
+    });
+    let active = Active {
+        file,
+        segment: active,
+        len: scan.valid_len,
+        end,
+    };
+    Ok((topic, active))
+}
+
+/// fsyncs a directory, making the creation, rename or deletion of its entries durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A file name for any topic or group name: bytes outside `[A-Za-z0-9_-]` become `%XX`, and a
+/// long name is shortened and made unique with a hash (the real name is stored in the file).
+pub fn file_safe(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.len() > 120 {
+        out.truncate(100);
+        while out.ends_with('%') || out[out.len().saturating_sub(2)..].starts_with('%') {
+            out.pop(); // never cut an escape in half
+        }
+        out.push_str(&format!("~{:016x}", fnv1a(name.as_bytes())));
+    }
+    out
+}
+
+/// FNV-1a: a hash that stays the same across Rust versions, unlike `DefaultHasher`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_safe_distinct_file_names() {
+        assert_eq!(
+            file_safe("knative-broker-default-default"),
+            "knative-broker-default-default"
+        );
+        assert_eq!(file_safe("../a b"), "%2E%2E%2Fa%20b");
+        let long_a = "a".repeat(300);
+        let long_b = format!("{}b", "a".repeat(299));
+        assert!(file_safe(&long_a).len() <= 120);
+        assert_ne!(file_safe(&long_a), file_safe(&long_b));
+        assert!(file_safe(&"é".repeat(100)).len() <= 120);
+    }
+
+    #[test]
+    fn a_created_topic_reopens_empty_at_position_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (topic, active) = create(dir.path(), "t/1").unwrap();
+        assert_eq!((active.end, active.len), (0, 0));
+        drop((topic, active));
+        let opened = open_all(dir.path()).unwrap();
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0].0.name, "t/1");
+    }
+}

@@ -1,0 +1,159 @@
+//! The writer of one topic: group commit on a dedicated thread.
+//!
+//! Publishers encode their batch into a frame on their own task and queue it here. The thread
+//! takes everything queued, writes it with one `write`, calls one `fdatasync`, and only then
+//! raises the committed length, wakes subscribers and answers every publisher. While one fsync
+//! runs the next requests queue up, so concurrent publishers share fsyncs without any timer.
+//!
+//! Failure handling never lies: a failed write is cut off again (`set_len`) and answered with
+//! the error (retryable: a full disk may drain). A failed fsync leaves the kernel's page state
+//! unknown (a retried fsync can report success for pages it dropped), so the writer stops
+//! accepting writes until the bus is reopened and recovery re-reads the file.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::SystemTime;
+
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+use super::segment::{self, Segment};
+use super::topic::{Active, Topic, sync_dir};
+use crate::BusError;
+
+/// Stop draining the queue once a write holds this much, to bound one write's latency.
+const MAX_WRITE_BYTES: usize = 8 * 1024 * 1024;
+
+/// One `publish` call: a whole frame and whom to answer.
+#[derive(Debug)]
+pub struct Request {
+    pub frame: bytes::BytesMut,
+    pub events: u64,
+    pub reply: oneshot::Sender<Result<(), BusError>>,
+}
+
+pub struct Writer {
+    pub topic: Arc<Topic>,
+    pub active: Active,
+    pub segment_bytes: u64,
+    /// Bytes queued but not yet answered, across the bus (the `publish` bound).
+    pub pending: Arc<AtomicU64>,
+    /// Set after a failed fsync: every later request is refused.
+    pub failed: Option<String>,
+}
+
+impl Writer {
+    /// Runs until every sender is dropped, answering what is queued before returning.
+    pub fn run(mut self, requests: Receiver<Request>) {
+        let mut batch: Vec<Request> = Vec::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        while let Ok(first) = requests.recv() {
+            batch.push(first);
+            let mut bytes = batch[0].frame.len();
+            while bytes < MAX_WRITE_BYTES {
+                match requests.try_recv() {
+                    Ok(next) => {
+                        bytes += next.frame.len();
+                        batch.push(next);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            let result = self.commit(&batch, &mut buf);
+            self.pending.fetch_sub(bytes as u64, Ordering::AcqRel);
+            for request in batch.drain(..) {
+                let answer = match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(e.to_bus_error()),
+                };
+                let _ = request.reply.send(answer); // the publisher may have given up waiting
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &[Request], buf: &mut Vec<u8>) -> Result<(), Failure> {
+        if let Some(reason) = &self.failed {
+            return Err(Failure::Stopped(reason.clone()));
+        }
+        buf.clear();
+        let mut events = 0;
+        for request in batch {
+            buf.extend_from_slice(&request.frame);
+            events += request.events;
+        }
+        // Positional writes: after a failed write is cut off, the next one lands at `len` again.
+        if let Err(e) = self.active.file.write_all_at(buf, self.active.len) {
+            warn!(topic = %self.topic.name, error = %e, "embedded bus write failed");
+            // Cut the partial write off so the next frame starts on a boundary. If even that
+            // fails, recovery on reopen would cut it: stop writing until then.
+            if let Err(trunc) = self.active.file.set_len(self.active.len) {
+                self.stop(format!(
+                    "write failed ({e}) and cutting it off failed ({trunc})"
+                ));
+            }
+            return Err(Failure::Io(e));
+        }
+        if let Err(e) = self.active.file.sync_data() {
+            self.stop(format!("fdatasync failed: {e}"));
+            return Err(Failure::Io(e));
+        }
+        self.active.len += buf.len() as u64;
+        self.active.end += events;
+        self.active.segment.set_committed_len(self.active.len);
+        self.topic.end.send_replace(self.active.end);
+        if self.active.len >= self.segment_bytes {
+            // The batch is durable whatever happens here; a failed roll only stops later writes.
+            if let Err(e) = self.roll() {
+                self.stop(format!("starting a new segment failed: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts the next one, named by the next position. The
+    /// directory is fsynced before anything is written to the new file.
+    fn roll(&mut self) -> io::Result<()> {
+        let path = self.topic.dir.join(segment::file_name(self.active.end));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        sync_dir(&self.topic.dir)?;
+        let next = Arc::new(Segment::new(self.active.end, path, 0));
+        {
+            // Seal and publish the next segment under the list's lock: a reader that sees the
+            // old segment sealed finds the next one as soon as it takes the lock.
+            let mut segments = self.topic.segments.lock().unwrap();
+            self.active.segment.seal(SystemTime::now());
+            segments.push(next.clone());
+        }
+        self.active.file = file;
+        self.active.segment = next;
+        self.active.len = 0;
+        Ok(())
+    }
+
+    fn stop(&mut self, reason: String) {
+        error!(topic = %self.topic.name, %reason, "embedded bus stops writing this topic until reopened");
+        self.failed = Some(reason);
+    }
+}
+
+enum Failure {
+    Io(io::Error),
+    Stopped(String),
+}
+
+impl Failure {
+    fn to_bus_error(&self) -> BusError {
+        match self {
+            Failure::Io(e) => BusError::Io(io::Error::new(e.kind(), e.to_string())),
+            Failure::Stopped(reason) => BusError::unavailable(reason.clone()),
+        }
+    }
+}
