@@ -1,1 +1,22 @@
-//! Herald.
+//! Herald: a CloudEvents broker with Knative Eventing's data plane.
+//!
+//! # Layout
+//! - [`config`]: Knative manifests into a typed configuration.
+//! - [`binding`]: the CloudEvents HTTP binding (decode requests, encode deliveries).
+//! - [`ingress`]: `POST /{namespace}/{broker}`, health, readiness and metrics.
+//! - [`filter`]: trigger filters.
+//! - [`dispatch`]: consumer group per trigger, retries, dead letters, replies.
+//! - [`bus`]: choosing and opening the bus.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`server`]: [`run`], which ties them together on one listener.
+
+pub mod binding;
+pub mod bus;
+pub mod config;
+pub mod dispatch;
+pub mod filter;
+pub mod ingress;
+pub mod metrics;
+mod server;
+
+pub use server::{ServeOptions, run};

@@ -1,0 +1,98 @@
+//! Command-line interface: `serve`, `send`, `bench`.
+
+mod send;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use herald::bus::BusConfig;
+use herald::config::{self, Config};
+use herald::{ServeOptions, run};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "A CloudEvents broker with Knative Eventing's data plane"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker: ingress, triggers and delivery on one listener.
+    Serve(ServeArgs),
+    /// Publish one CloudEvent to a broker URL and print the answer.
+    Send(send::SendArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Knative manifests (Broker, Trigger) to load: a file or a directory of *.yaml files.
+    /// Repeatable. Without any, broker default/default exists and no triggers run.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR")]
+    files: Vec<PathBuf>,
+    /// Address to listen on for events, health and metrics.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: String,
+    /// Where events are stored: embedded (durable, files under --data-dir), memory (no
+    /// durability), kafka://host:port[,host:port] or nats://host:port.
+    #[arg(long, env = "HERALD_BUS", default_value = "embedded")]
+    bus: BusConfig,
+    /// Directory of the embedded bus.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    data_dir: PathBuf,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "HERALD_MAX_BODY", default_value_t = herald::ingress::DEFAULT_MAX_BODY)]
+    max_body: usize,
+    /// Events each trigger has in flight at most.
+    #[arg(long, env = "HERALD_DELIVERY_WINDOW", default_value_t = herald::dispatch::DEFAULT_WINDOW)]
+    delivery_window: usize,
+}
+
+pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Send(args) => send::send(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = if args.files.is_empty() {
+        Config::default_broker()
+    } else {
+        config::load_paths(&args.files)?
+    };
+    let bus = herald::bus::open(&args.bus, &args.data_dir).context("opening the bus")?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let options = ServeOptions {
+        max_body: args.max_body,
+        window: args.delivery_window.max(1),
+        jitter: true,
+    };
+    run(listener, config, bus, options, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

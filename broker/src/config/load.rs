@@ -1,0 +1,211 @@
+//! Reading manifests from files and directories.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::model::Config;
+use super::resolve::Resolver;
+use super::resources::{BrokerSpec, Manifest, TriggerSpec, TypeMeta};
+
+/// A configuration error with where it is: file, document (1-based) and field path.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based index of the `---` document in the file; 0 when the error is about the file.
+    pub document: usize,
+    /// Dotted path of the offending field, e.g. `spec.delivery.backoffDelay`; empty if none.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.document > 0 {
+            write!(f, ", document {}", self.document)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ", field {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A parsed document with where it came from, for error messages.
+pub(super) struct Located<T> {
+    pub file: String,
+    pub document: usize,
+    pub value: T,
+}
+
+impl<T> Located<T> {
+    pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            document: self.document,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Loads every manifest in `paths` (files, or directories of `*.yaml`/`*.yml`/`*.json`).
+pub fn load_paths(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+    let mut resolver = Resolver::default();
+    for path in paths {
+        for file in expand(path)? {
+            let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
+                file: file.display().to_string(),
+                document: 0,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            })?;
+            read_documents(&file.display().to_string(), &text, &mut resolver)?;
+        }
+    }
+    resolver.finish()
+}
+
+/// Loads manifests from a string (`name` stands for the file in errors).
+pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigError> {
+    let mut resolver = Resolver::default();
+    read_documents(name, text, &mut resolver)?;
+    resolver.finish()
+}
+
+fn expand(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let error = |message: String| ConfigError {
+        file: path.display().to_string(),
+        document: 0,
+        field: String::new(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| error(format!("cannot read: {e}")))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| error(format!("cannot list: {e}")))? {
+        let entry = entry.map_err(|e| error(format!("cannot list: {e}")))?;
+        let file = entry.path();
+        let manifest = matches!(
+            file.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        );
+        if manifest && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Splits a YAML stream at `---` lines, keeping each document's first line for messages.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = vec![(1, String::new())];
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "..." {
+            docs.push((index + 2, String::new()));
+        } else {
+            let doc = &mut docs.last_mut().expect("never empty").1;
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    docs.retain(|(_, doc)| {
+        doc.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
+    docs
+}
+
+fn read_documents(file: &str, text: &str, resolver: &mut Resolver) -> Result<(), ConfigError> {
+    for (index, (first_line, doc)) in split_documents(text).into_iter().enumerate() {
+        let at = Located {
+            file: file.to_owned(),
+            document: index + 1,
+            value: (),
+        };
+        let meta: TypeMeta = parse(&at, first_line, &doc)?;
+        let (Some(api_version), Some(kind)) = (meta.api_version, meta.kind) else {
+            return Err(at.error("", "every document needs apiVersion and kind"));
+        };
+        match (api_version.as_str(), kind.as_str()) {
+            ("eventing.knative.dev/v1", "Broker") => {
+                let manifest: Manifest<Option<BrokerSpec>> = parse(&at, first_line, &doc)?;
+                resolver.add_broker(at.with(manifest))?;
+            }
+            ("eventing.knative.dev/v1", "Trigger") => {
+                let manifest: Manifest<TriggerSpec> = parse(&at, first_line, &doc)?;
+                resolver.add_trigger(at.with(manifest))?;
+            }
+            (
+                "sources.knative.dev/v1" | "sources.knative.dev/v1alpha1",
+                "PingSource" | "ApiServerSource" | "GitHubSource",
+            ) => {
+                return Err(at.error(
+                    "kind",
+                    format!("{kind} is not supported by this version of Herald yet"),
+                ));
+            }
+            _ => {
+                return Err(at.error(
+                    "kind",
+                    format!(
+                        "unknown kind {kind} of apiVersion {api_version} (expected \
+                         eventing.knative.dev/v1 Broker or Trigger)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Located<()> {
+    fn with<T>(&self, value: T) -> Located<T> {
+        Located {
+            file: self.file.clone(),
+            document: self.document,
+            value,
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(
+    at: &Located<()>,
+    first_line: usize,
+    doc: &str,
+) -> Result<T, ConfigError> {
+    serde_saphyr::from_str(doc).map_err(|e| {
+        let message = e.to_string();
+        // Name the field when serde says which one; the parser's own message has the position.
+        let field = message
+            .split("unknown field `")
+            .nth(1)
+            .or_else(|| message.split("missing field `").nth(1))
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or("")
+            .to_owned();
+        at.error(
+            &field,
+            format!("{message} (document starts at line {first_line})"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_split_at_separator_lines_and_skip_empty_ones() {
+        let docs = split_documents("# c\n---\na: 1\n---\n\n--- \nb: 2\n");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0], (3, "a: 1\n".to_owned()));
+        assert_eq!(docs[1].1, "b: 2\n");
+    }
+}

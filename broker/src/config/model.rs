@@ -1,0 +1,207 @@
+//! Herald's resolved configuration: brokers, triggers and delivery policies as typed values.
+
+use std::fmt;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::filter::Filter;
+
+/// Knative's `config-br-defaults`: retry 10, exponential, PT0.2S.
+pub const DEFAULT_RETRY: u32 = 10;
+pub const DEFAULT_BACKOFF_DELAY: Duration = Duration::from_millis(200);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Knative's default TTL for the loop guard.
+pub const DEFAULT_TTL: i64 = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BrokerId {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl BrokerId {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The bus topic, named like the Knative Kafka broker's.
+    pub fn topic(&self) -> String {
+        format!("knative-broker-{}-{}", self.namespace, self.name)
+    }
+}
+
+impl fmt::Display for BrokerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub brokers: Vec<BrokerConfig>,
+    pub triggers: Vec<TriggerConfig>,
+}
+
+impl Config {
+    /// What `herald serve` runs without `-f`: broker `default/default`, no triggers.
+    pub fn default_broker() -> Self {
+        Self {
+            brokers: vec![BrokerConfig {
+                id: BrokerId::new("default", "default"),
+                delivery: DeliveryOverrides::default(),
+            }],
+            triggers: Vec::new(),
+        }
+    }
+
+    pub fn broker(&self, id: &BrokerId) -> Option<&BrokerConfig> {
+        self.brokers.iter().find(|b| &b.id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub id: BrokerId,
+    /// The broker's `spec.delivery`: fallbacks for its triggers.
+    pub delivery: DeliveryOverrides,
+}
+
+#[derive(Debug, Clone)]
+pub struct TriggerConfig {
+    pub namespace: String,
+    pub name: String,
+    pub broker: BrokerId,
+    pub filter: Filter,
+    pub subscriber: Target,
+    pub delivery: DeliveryPolicy,
+    pub ordering: Ordering,
+}
+
+impl TriggerConfig {
+    /// The consumer group, named like the Knative Kafka broker's.
+    pub fn group(&self) -> String {
+        format!("knative-trigger-{}-{}", self.namespace, self.name)
+    }
+}
+
+impl fmt::Display for TriggerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Where events go: one of Herald's own brokers (published in-process) or a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Broker(BrokerId),
+    Url(Url),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Broker(id) => write!(f, "broker {id}"),
+            Target::Url(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ordering {
+    #[default]
+    Unordered,
+    /// One event at a time per `partitionkey`, in bus order.
+    Ordered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackoffPolicy {
+    Exponential,
+    Linear,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Binary,
+    /// `delivery.format: json`: structured mode.
+    Structured,
+}
+
+/// A delivery setting each level may leave unset (trigger -> broker -> defaults).
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryOverrides {
+    pub retry: Option<u32>,
+    pub backoff_policy: Option<BackoffPolicy>,
+    pub backoff_delay: Option<Duration>,
+    pub backoff_cap: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub retry_after_max: Option<Duration>,
+    pub dead_letter: Option<Target>,
+    pub format: Option<Format>,
+}
+
+impl DeliveryOverrides {
+    /// Fills what `self` leaves unset from `fallback`, then from Herald's defaults.
+    pub fn resolve(&self, fallback: &DeliveryOverrides) -> DeliveryPolicy {
+        DeliveryPolicy {
+            retry: self.retry.or(fallback.retry).unwrap_or(DEFAULT_RETRY),
+            backoff_policy: self
+                .backoff_policy
+                .or(fallback.backoff_policy)
+                .unwrap_or(BackoffPolicy::Exponential),
+            backoff_delay: self
+                .backoff_delay
+                .or(fallback.backoff_delay)
+                .unwrap_or(DEFAULT_BACKOFF_DELAY),
+            backoff_cap: self.backoff_cap.or(fallback.backoff_cap),
+            timeout: self.timeout.or(fallback.timeout).unwrap_or(DEFAULT_TIMEOUT),
+            retry_after_max: self.retry_after_max.or(fallback.retry_after_max),
+            dead_letter: self
+                .dead_letter
+                .clone()
+                .or_else(|| fallback.dead_letter.clone()),
+            format: self.format.or(fallback.format).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryPolicy {
+    pub retry: u32,
+    pub backoff_policy: BackoffPolicy,
+    pub backoff_delay: Duration,
+    pub backoff_cap: Option<Duration>,
+    pub timeout: Duration,
+    pub retry_after_max: Option<Duration>,
+    pub dead_letter: Option<Target>,
+    pub format: Format,
+}
+
+impl DeliveryPolicy {
+    /// The wait before retry `n` (1-based), before jitter and `Retry-After`:
+    /// exponential `delay * 2^(n-1)`, linear `delay * n`, then capped.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let n = n.max(1);
+        let raw = match self.backoff_policy {
+            BackoffPolicy::Exponential => self
+                .backoff_delay
+                .saturating_mul(2u32.saturating_pow(n - 1)),
+            BackoffPolicy::Linear => self.backoff_delay.saturating_mul(n),
+        };
+        match self.backoff_cap {
+            Some(cap) => raw.min(cap),
+            None => raw,
+        }
+    }
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryOverrides::default().resolve(&DeliveryOverrides::default())
+    }
+}

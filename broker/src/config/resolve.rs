@@ -1,0 +1,364 @@
+//! Turning manifests into the model: defaults, destinations, filters, delivery policies.
+
+use std::collections::BTreeMap;
+
+use url::Url;
+
+use super::duration::parse_iso8601;
+use super::load::{ConfigError, Located};
+use super::model::*;
+use super::resources::{BrokerSpec, DeliverySpec, Destination, FilterSpec, Manifest, TriggerSpec};
+use crate::filter::Filter;
+
+/// The Knative Kafka broker's annotation for per-trigger ordering.
+pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
+/// Herald's cap on the backoff wait (Knative has no field for it).
+pub const BACKOFF_CAP_ANNOTATION: &str = "herald.dev/delivery.backoffCap";
+
+#[derive(Default)]
+pub(super) struct Resolver {
+    brokers: BTreeMap<BrokerId, BrokerConfig>,
+    triggers: Vec<Located<Manifest<TriggerSpec>>>,
+}
+
+fn namespace(meta: &super::resources::ObjectMeta) -> String {
+    meta.namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+impl Resolver {
+    pub fn add_broker(
+        &mut self,
+        broker: Located<Manifest<Option<BrokerSpec>>>,
+    ) -> Result<(), ConfigError> {
+        let manifest = &broker.value;
+        let id = BrokerId::new(namespace(&manifest.metadata), &manifest.metadata.name);
+        check_name(&broker, &id.name)?;
+        let spec = manifest.spec.as_ref();
+        let mut delivery = match spec.and_then(|s| s.delivery.as_ref()) {
+            Some(d) => overrides(&broker, &id.namespace, d)?,
+            None => DeliveryOverrides::default(),
+        };
+        delivery.backoff_cap = backoff_cap(&broker, &manifest.metadata.annotations)?;
+        if self.brokers.contains_key(&id) {
+            return Err(broker.error("metadata.name", format!("broker {id} is defined twice")));
+        }
+        self.brokers
+            .insert(id.clone(), BrokerConfig { id, delivery });
+        Ok(())
+    }
+
+    pub fn add_trigger(
+        &mut self,
+        trigger: Located<Manifest<TriggerSpec>>,
+    ) -> Result<(), ConfigError> {
+        check_name(&trigger, &trigger.value.metadata.name)?;
+        self.triggers.push(trigger);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<Config, ConfigError> {
+        let mut triggers: Vec<TriggerConfig> = Vec::new();
+        for located in &self.triggers {
+            let manifest = &located.value;
+            let ns = namespace(&manifest.metadata);
+            let name = manifest.metadata.name.clone();
+            let broker_id = BrokerId::new(&ns, &manifest.spec.broker);
+            let Some(broker) = self.brokers.get(&broker_id) else {
+                return Err(located.error(
+                    "spec.broker",
+                    format!("broker {broker_id} is not defined in the configuration"),
+                ));
+            };
+            if triggers.iter().any(|t| t.namespace == ns && t.name == name) {
+                return Err(located.error(
+                    "metadata.name",
+                    format!("trigger {ns}/{name} is defined twice"),
+                ));
+            }
+            let mut delivery = match &manifest.spec.delivery {
+                Some(d) => overrides(located, &ns, d)?,
+                None => DeliveryOverrides::default(),
+            };
+            delivery.backoff_cap = backoff_cap(located, &manifest.metadata.annotations)?;
+            let subscriber =
+                destination(located, "spec.subscriber", &ns, &manifest.spec.subscriber)?;
+            let filter = trigger_filter(located, &manifest.spec)?;
+            let ordering = match manifest.metadata.annotations.get(DELIVERY_ORDER_ANNOTATION) {
+                None => Ordering::Unordered,
+                Some(v) if v == "unordered" => Ordering::Unordered,
+                Some(v) if v == "ordered" => Ordering::Ordered,
+                Some(v) => {
+                    return Err(located.error(
+                        &format!("metadata.annotations.{DELIVERY_ORDER_ANNOTATION}"),
+                        format!("must be ordered or unordered, not {v:?}"),
+                    ));
+                }
+            };
+            triggers.push(TriggerConfig {
+                namespace: ns,
+                name,
+                broker: broker_id,
+                filter,
+                subscriber,
+                delivery: delivery.resolve(&broker.delivery),
+                ordering,
+            });
+        }
+        let known = |target: &Option<Target>| match target {
+            Some(Target::Broker(id)) => self.brokers.contains_key(id),
+            _ => true,
+        };
+        for (trigger, located) in triggers.iter().zip(&self.triggers) {
+            if !known(&Some(trigger.subscriber.clone())) {
+                return Err(located.error("spec.subscriber.ref", "refers to an undefined broker"));
+            }
+            if !known(&trigger.delivery.dead_letter) {
+                return Err(located.error(
+                    "spec.delivery.deadLetterSink.ref",
+                    "refers to an undefined broker",
+                ));
+            }
+        }
+        Ok(Config {
+            brokers: self.brokers.into_values().collect(),
+            triggers,
+        })
+    }
+}
+
+/// Kubernetes names (RFC 1123 labels) keep topic and group names valid on every bus.
+fn check_name<T>(at: &Located<T>, name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(at.error(
+            "metadata.name",
+            format!("{name:?} is not a valid name (lowercase letters, digits, '-', '.')"),
+        ))
+    }
+}
+
+fn duration<T>(
+    at: &Located<T>,
+    field: &str,
+    value: &Option<String>,
+) -> Result<Option<std::time::Duration>, ConfigError> {
+    value
+        .as_deref()
+        .map(parse_iso8601)
+        .transpose()
+        .map_err(|e| at.error(field, e))
+}
+
+fn backoff_cap<T>(
+    at: &Located<T>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<std::time::Duration>, ConfigError> {
+    duration(
+        at,
+        &format!("metadata.annotations.{BACKOFF_CAP_ANNOTATION}"),
+        &annotations.get(BACKOFF_CAP_ANNOTATION).cloned(),
+    )
+}
+
+fn overrides<T>(
+    at: &Located<T>,
+    ns: &str,
+    spec: &DeliverySpec,
+) -> Result<DeliveryOverrides, ConfigError> {
+    let retry = match spec.retry {
+        None => None,
+        Some(n) if (0..=i64::from(u16::MAX)).contains(&n) => Some(n as u32),
+        Some(n) => {
+            return Err(at.error(
+                "spec.delivery.retry",
+                format!("{n} is not between 0 and 65535"),
+            ));
+        }
+    };
+    let backoff_policy = match spec.backoff_policy.as_deref() {
+        None => None,
+        Some("exponential") => Some(BackoffPolicy::Exponential),
+        Some("linear") => Some(BackoffPolicy::Linear),
+        Some(other) => {
+            return Err(at.error(
+                "spec.delivery.backoffPolicy",
+                format!("must be exponential or linear, not {other:?}"),
+            ));
+        }
+    };
+    let format = match spec.format.as_deref() {
+        None => None,
+        Some("binary") => Some(Format::Binary),
+        Some("json") => Some(Format::Structured),
+        Some(other) => {
+            return Err(at.error(
+                "spec.delivery.format",
+                format!("must be binary or json, not {other:?}"),
+            ));
+        }
+    };
+    let timeout = duration(at, "spec.delivery.timeout", &spec.timeout)?;
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return Err(at.error("spec.delivery.timeout", "must be greater than zero"));
+    }
+    Ok(DeliveryOverrides {
+        retry,
+        backoff_policy,
+        backoff_delay: duration(at, "spec.delivery.backoffDelay", &spec.backoff_delay)?,
+        backoff_cap: None,
+        timeout,
+        retry_after_max: duration(at, "spec.delivery.retryAfterMax", &spec.retry_after_max)?,
+        dead_letter: spec
+            .dead_letter_sink
+            .as_ref()
+            .map(|d| destination(at, "spec.delivery.deadLetterSink", ns, d))
+            .transpose()?,
+        format,
+    })
+}
+
+/// Resolves a Knative destination: a `Broker` ref is Herald's own broker; other refs are the
+/// Kubernetes Service DNS name of the object (plus `uri` as a path); a bare `uri` is used as is.
+fn destination<T>(
+    at: &Located<T>,
+    field: &str,
+    ns: &str,
+    dest: &Destination,
+) -> Result<Target, ConfigError> {
+    match (&dest.reference, &dest.uri) {
+        (None, None) => Err(at.error(field, "needs ref or uri")),
+        (None, Some(uri)) => {
+            let url = Url::parse(uri).map_err(|e| {
+                at.error(
+                    &format!("{field}.uri"),
+                    format!("{uri:?} is not an absolute URL: {e}"),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(at.error(
+                    &format!("{field}.uri"),
+                    format!("scheme {:?} is not http or https", url.scheme()),
+                ));
+            }
+            Ok(Target::Url(url))
+        }
+        (Some(r), uri) => {
+            let ref_ns = r.namespace.clone().unwrap_or_else(|| ns.to_owned());
+            if r.kind == "Broker" {
+                if uri.is_some() {
+                    return Err(at.error(&format!("{field}.uri"), "a Broker ref takes no uri"));
+                }
+                return Ok(Target::Broker(BrokerId::new(ref_ns, &r.name)));
+            }
+            let base = format!("http://{}.{}.svc.cluster.local", r.name, ref_ns);
+            let path = uri.as_deref().unwrap_or("");
+            let joined = if path.is_empty() || path.starts_with('/') {
+                format!("{base}{path}")
+            } else {
+                format!("{base}/{path}")
+            };
+            Url::parse(&joined)
+                .map(Target::Url)
+                .map_err(|e| at.error(field, format!("cannot build URL {joined:?}: {e}")))
+        }
+    }
+}
+
+fn trigger_filter<T>(at: &Located<T>, spec: &TriggerSpec) -> Result<Filter, ConfigError> {
+    // Knative: when `filters` is set, the legacy `filter` is ignored.
+    if !spec.filters.is_empty() {
+        let filters = spec
+            .filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| filter(at, &format!("spec.filters[{i}]"), f))
+            .collect::<Result<_, _>>()?;
+        return Ok(Filter::All(filters));
+    }
+    let Some(legacy) = &spec.filter else {
+        return Ok(Filter::everything());
+    };
+    // Legacy attributes: exact match, and an empty value means "exists with any value".
+    let filters = legacy
+        .attributes
+        .iter()
+        .map(|(k, v)| {
+            let pair = vec![(k.clone(), v.clone())];
+            if v.is_empty() {
+                Filter::Prefix(pair)
+            } else {
+                Filter::Exact(pair)
+            }
+        })
+        .collect();
+    Ok(Filter::All(filters))
+}
+
+fn filter<T>(at: &Located<T>, field: &str, spec: &FilterSpec) -> Result<Filter, ConfigError> {
+    let set = [
+        spec.exact.is_some(),
+        spec.prefix.is_some(),
+        spec.suffix.is_some(),
+        spec.all.is_some(),
+        spec.any.is_some(),
+        spec.not.is_some(),
+        spec.cesql.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return Err(at.error(
+            field,
+            "needs exactly one of exact, prefix, suffix, all, any, not, cesql",
+        ));
+    }
+    let pairs = |dialect: &str,
+                 map: &BTreeMap<String, String>|
+     -> Result<Vec<(String, String)>, ConfigError> {
+        if map.is_empty() {
+            return Err(at.error(
+                &format!("{field}.{dialect}"),
+                "needs at least one attribute",
+            ));
+        }
+        for (k, v) in map {
+            if v.is_empty() {
+                return Err(at.error(&format!("{field}.{dialect}.{k}"), "value must not be empty"));
+            }
+        }
+        Ok(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    };
+    let list = |dialect: &str, items: &[FilterSpec]| -> Result<Vec<Filter>, ConfigError> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, f)| filter(at, &format!("{field}.{dialect}[{i}]"), f))
+            .collect()
+    };
+    Ok(if let Some(map) = &spec.exact {
+        Filter::Exact(pairs("exact", map)?)
+    } else if let Some(map) = &spec.prefix {
+        Filter::Prefix(pairs("prefix", map)?)
+    } else if let Some(map) = &spec.suffix {
+        Filter::Suffix(pairs("suffix", map)?)
+    } else if let Some(items) = &spec.all {
+        Filter::All(list("all", items)?)
+    } else if let Some(items) = &spec.any {
+        Filter::Any(list("any", items)?)
+    } else if let Some(inner) = &spec.not {
+        Filter::Not(Box::new(filter(at, &format!("{field}.not"), inner)?))
+    } else {
+        return Err(at.error(
+            &format!("{field}.cesql"),
+            "CloudEvents SQL filters are not supported by this version of Herald yet",
+        ));
+    })
+}

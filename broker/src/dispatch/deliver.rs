@@ -1,0 +1,261 @@
+//! One event's way through a trigger: attempts with backoff, `Retry-After`, the dead-letter
+//! sink, and reply events back into the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use cloudevents::Event;
+use cloudevents::event::ExtensionValue;
+use tokio::sync::watch;
+
+use super::sender::{Attempt, Failure, Sender};
+use crate::config::{DeliveryPolicy, Target, TriggerConfig};
+use crate::ingress::{self, Ingress};
+use crate::metrics::Metrics;
+
+/// `knativeerrordata` carries at most this many bytes of the failed response body.
+const ERROR_DATA_LIMIT: usize = 1024;
+
+/// Everything a trigger's deliveries share.
+pub struct TriggerContext {
+    pub trigger: TriggerConfig,
+    /// `namespace/name`, for logs and metric labels.
+    pub label: String,
+    pub sender: Sender,
+    pub ingress: Arc<Ingress>,
+    pub metrics: Arc<Metrics>,
+    /// Adds up to 10% random jitter to backoff waits (off in tests that pin the formula).
+    pub jitter: bool,
+}
+
+/// How processing an event ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered, dead-lettered or dropped by policy: acknowledge it.
+    Finished,
+    /// Shutting down before it finished: leave it unacknowledged for the next run.
+    HandBack,
+}
+
+enum Stop {
+    HandBack,
+    Exhausted(Failure),
+}
+
+/// Waits `duration` unless shutdown comes first; true when the wait completed.
+pub async fn pause(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => true,
+        _ = shutdown.wait_for(|s| *s) => false,
+    }
+}
+
+impl TriggerContext {
+    /// The wait before retry `n`: the policy's backoff (plus jitter), or `Retry-After` when
+    /// that is longer, capped by `retryAfterMax`.
+    pub fn retry_wait(
+        &self,
+        policy: &DeliveryPolicy,
+        n: u32,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let mut wait = policy.backoff(n);
+        if self.jitter {
+            wait += wait.mul_f64(fastrand::f64() * 0.1);
+        }
+        if let Some(after) = retry_after {
+            let after = policy.retry_after_max.map_or(after, |max| after.min(max));
+            wait = wait.max(after);
+        }
+        wait
+    }
+
+    pub async fn process(&self, event: &Event, shutdown: &mut watch::Receiver<bool>) -> Outcome {
+        let policy = &self.trigger.delivery;
+        loop {
+            let failure = match self
+                .attempt_all(&self.trigger.subscriber, event, shutdown)
+                .await
+            {
+                Ok(reply) => {
+                    if let Some(arrival) = arrival_age(event) {
+                        self.metrics
+                            .delivery_latency
+                            .get_or_create(&self.metrics.trigger(&self.label))
+                            .observe(arrival);
+                    }
+                    if !reply.is_empty()
+                        && self.publish_reply(event, reply, shutdown).await == Outcome::HandBack
+                    {
+                        return Outcome::HandBack;
+                    }
+                    self.metrics.outcome(&self.label, "delivered");
+                    return Outcome::Finished;
+                }
+                Err(Stop::HandBack) => return Outcome::HandBack,
+                Err(Stop::Exhausted(failure)) => failure,
+            };
+            let Some(dead_letter) = &policy.dead_letter else {
+                tracing::warn!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
+                    error = %failure.message, "delivery failed and no dead-letter sink is configured; event dropped");
+                self.metrics.outcome(&self.label, "dropped");
+                return Outcome::Finished;
+            };
+            let dead = self.dead_letter_event(event, &failure);
+            match self.attempt_all(dead_letter, &dead, shutdown).await {
+                Ok(_) => {
+                    tracing::info!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
+                        error = %failure.message, "event dead-lettered");
+                    self.metrics
+                        .dead_lettered
+                        .get_or_create(&self.metrics.trigger(&self.label))
+                        .inc();
+                    self.metrics.outcome(&self.label, "dead_lettered");
+                    return Outcome::Finished;
+                }
+                Err(Stop::HandBack) => return Outcome::HandBack,
+                Err(Stop::Exhausted(dls_failure)) => {
+                    // Nothing is dropped silently: keep the event and start over later.
+                    let wait = self
+                        .retry_wait(policy, policy.retry + 1, None)
+                        .clamp(Duration::from_secs(1), Duration::from_secs(300));
+                    tracing::error!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
+                        error = %dls_failure.message, retry_in = ?wait, "dead-letter sink failed; event kept");
+                    if !pause(wait, shutdown).await {
+                        return Outcome::HandBack;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `retry + 1` attempts to `target`; the reply events of the successful one.
+    async fn attempt_all(
+        &self,
+        target: &Target,
+        event: &Event,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<Event>, Stop> {
+        let policy = &self.trigger.delivery;
+        let mut last: Option<Failure> = None;
+        for n in 0..=policy.retry {
+            if n > 0 {
+                let wait = self.retry_wait(policy, n, last.as_ref().and_then(|f| f.retry_after));
+                self.metrics
+                    .retries
+                    .get_or_create(&self.metrics.trigger(&self.label))
+                    .inc();
+                if !pause(wait, shutdown).await {
+                    return Err(Stop::HandBack);
+                }
+            }
+            let attempt = match target {
+                Target::Url(url) => {
+                    self.sender
+                        .send(url, event, policy.format, policy.timeout)
+                        .await
+                }
+                Target::Broker(id) => match self.ingress.publish(id, vec![event.clone()]).await {
+                    Ok(()) => Attempt::Delivered { reply: Vec::new() },
+                    Err(e) => Attempt::Failed(Failure {
+                        status: Some(e.status()),
+                        retryable: e.status().is_server_error(),
+                        retry_after: None,
+                        body: bytes::Bytes::from(e.to_string()),
+                        message: e.to_string(),
+                    }),
+                },
+            };
+            match attempt {
+                Attempt::Delivered { reply } => return Ok(reply),
+                Attempt::Failed(failure) => {
+                    tracing::debug!(trigger = %self.label, attempt = n + 1, error = %failure.message, "delivery attempt failed");
+                    let retryable = failure.retryable;
+                    last = Some(failure);
+                    if !retryable {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(Stop::Exhausted(last.expect("at least one attempt ran")))
+    }
+
+    fn dead_letter_event(&self, event: &Event, failure: &Failure) -> Event {
+        let mut dead = event.clone();
+        dead.set_extension(
+            "knativeerrordest",
+            ExtensionValue::String(self.trigger.subscriber.to_string()),
+        );
+        if let Some(status) = failure.status {
+            dead.set_extension(
+                "knativeerrorcode",
+                ExtensionValue::String(status.as_u16().to_string()),
+            );
+        }
+        let data = &failure.body[..failure.body.len().min(ERROR_DATA_LIMIT)];
+        if !data.is_empty() {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+            dead.set_extension("knativeerrordata", ExtensionValue::String(encoded));
+        }
+        dead
+    }
+
+    /// Publishes reply events to the trigger's broker with the TTL decremented; a reply whose
+    /// TTL reaches 0 is dropped (loop guard).
+    async fn publish_reply(
+        &self,
+        original: &Event,
+        mut reply: Vec<Event>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let ttl = ingress::ttl(original).unwrap_or(crate::config::DEFAULT_TTL) - 1;
+        if ttl <= 0 {
+            tracing::warn!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(original),
+                "reply dropped: knativebrokerttl exhausted (event loop?)");
+            self.metrics
+                .ttl_dropped
+                .get_or_create(&self.metrics.trigger(&self.label))
+                .inc();
+            return Outcome::Finished;
+        }
+        for event in &mut reply {
+            event.set_extension(ingress::TTL, ExtensionValue::Integer(ttl));
+        }
+        let mut n = 0;
+        loop {
+            match self
+                .ingress
+                .publish(&self.trigger.broker, reply.clone())
+                .await
+            {
+                Ok(()) => return Outcome::Finished,
+                Err(e) if e.status().is_server_error() => {
+                    n += 1;
+                    let wait = self
+                        .retry_wait(&self.trigger.delivery, n.min(16), None)
+                        .min(Duration::from_secs(30));
+                    tracing::warn!(trigger = %self.label, error = %e, "reply not stored yet; retrying");
+                    if !pause(wait, shutdown).await {
+                        return Outcome::HandBack;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(trigger = %self.label, error = %e, "reply rejected; dropped");
+                    return Outcome::Finished;
+                }
+            }
+        }
+    }
+}
+
+/// Seconds since the event's `knativearrivaltime`.
+pub fn arrival_age(event: &Event) -> Option<f64> {
+    let Some(ExtensionValue::String(at)) = event.extension(ingress::ARRIVAL_TIME) else {
+        return None;
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+    let age = chrono::Utc::now().signed_duration_since(at);
+    Some(age.num_microseconds()? as f64 / 1e6)
+}

@@ -1,0 +1,85 @@
+//! Ingress errors and the status code each earns (DESIGN.md §3).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::binding::BindingError;
+use herald_buses::BusError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error(transparent)]
+    Binding(#[from] BindingError),
+    #[error("no broker {namespace}/{name}")]
+    UnknownBroker { namespace: String, name: String },
+    #[error("method {0} is not allowed on a broker (use POST)")]
+    MethodNotAllowed(String),
+    #[error("body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    #[error("knativebrokerttl is {0}: the event was dropped by the loop guard")]
+    TtlExhausted(i64),
+    #[error("event could not be made durable, retry later: {0}")]
+    Bus(#[from] BusError),
+}
+
+impl IngressError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngressError::Binding(BindingError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            IngressError::Binding(BindingError::UnsupportedFormat(_)) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            IngressError::UnknownBroker { .. } => StatusCode::NOT_FOUND,
+            IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            IngressError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::Body(_) | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
+            IngressError::Bus(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            IngressError::Bus(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The reason label of `herald_events_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngressError::Binding(BindingError::Invalid(_)) => "invalid",
+            IngressError::Binding(BindingError::UnsupportedFormat(_)) => "unsupported_format",
+            IngressError::UnknownBroker { .. } => "unknown_broker",
+            IngressError::MethodNotAllowed(_) => "method",
+            IngressError::PayloadTooLarge { .. } => "too_large",
+            IngressError::Body(_) => "body",
+            IngressError::TtlExhausted(_) => "ttl",
+            IngressError::Bus(BusError::Overloaded { .. }) => "bus_overloaded",
+            IngressError::Bus(_) => "bus_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for IngressError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                let after = if matches!(self, IngressError::Bus(BusError::Overloaded { .. })) {
+                    "1"
+                } else {
+                    "5"
+                };
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+            }
+            StatusCode::METHOD_NOT_ALLOWED => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

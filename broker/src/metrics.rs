@@ -1,0 +1,141 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerLabels {
+    pub broker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub broker: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub trigger: String,
+    pub outcome: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~52 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub events_accepted: Family<BrokerLabels, Counter>,
+    pub events_rejected: Family<RejectLabels, Counter>,
+    pub deliveries: Family<OutcomeLabels, Counter>,
+    pub retries: Family<TriggerLabels, Counter>,
+    pub dead_lettered: Family<TriggerLabels, Counter>,
+    pub delivery_latency: Family<TriggerLabels, Histogram, fn() -> Histogram>,
+    pub bus_append_latency: Histogram,
+    pub in_flight: Family<TriggerLabels, Gauge>,
+    pub lag_seconds: Family<TriggerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub ttl_dropped: Family<TriggerLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let m = Metrics {
+            events_accepted: Family::default(),
+            events_rejected: Family::default(),
+            deliveries: Family::default(),
+            retries: Family::default(),
+            dead_lettered: Family::default(),
+            delivery_latency: Family::new_with_constructor(latency_histogram),
+            bus_append_latency: latency_histogram(),
+            in_flight: Family::default(),
+            lag_seconds: Family::default(),
+            ttl_dropped: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_accepted",
+            "Events made durable by ingress",
+            m.events_accepted.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events refused by ingress, by reason",
+            m.events_rejected.clone(),
+        );
+        registry.register("deliveries", "Events finished by a trigger, by outcome (delivered, dead_lettered, filtered, dropped, filter_error)", m.deliveries.clone());
+        registry.register(
+            "delivery_retries",
+            "Delivery attempts after the first",
+            m.retries.clone(),
+        );
+        registry.register(
+            "dead_lettered",
+            "Events sent to a dead-letter sink",
+            m.dead_lettered.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from arrival at ingress to successful delivery",
+            m.delivery_latency.clone(),
+        );
+        registry.register(
+            "bus_append_latency_seconds",
+            "Time for the bus to make a publish durable",
+            m.bus_append_latency.clone(),
+        );
+        registry.register(
+            "trigger_in_flight_events",
+            "Events a trigger took from the bus and has not finished",
+            m.in_flight.clone(),
+        );
+        registry.register("trigger_lag_seconds", "Age of the newest event a trigger took from the bus, when taken: grows while a trigger falls behind", m.lag_seconds.clone());
+        registry.register(
+            "ttl_dropped",
+            "Reply events dropped by the knativebrokerttl loop guard",
+            m.ttl_dropped.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn trigger(&self, trigger: &str) -> TriggerLabels {
+        TriggerLabels {
+            trigger: trigger.to_owned(),
+        }
+    }
+
+    pub fn outcome(&self, trigger: &str, outcome: &'static str) {
+        self.deliveries
+            .get_or_create(&OutcomeLabels {
+                trigger: trigger.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}

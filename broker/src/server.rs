@@ -1,0 +1,89 @@
+//! `run`: ingress and dispatcher on one listener until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::bus::OpenBus;
+use crate::config::Config;
+use crate::dispatch::{self, TriggerContext};
+use crate::ingress::{Ingress, router};
+use crate::metrics::Metrics;
+
+/// Runtime settings besides the configuration.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub max_body: usize,
+    pub window: usize,
+    pub jitter: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_body: crate::ingress::DEFAULT_MAX_BODY,
+            window: dispatch::DEFAULT_WINDOW,
+            jitter: true,
+        }
+    }
+}
+
+/// Serves `config` on `listener` over `bus` until `shutdown` resolves; then stops accepting,
+/// lets in-flight deliveries finish (or hands them back), flushes the bus and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    bus: OpenBus,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let ingress = Arc::new(Ingress::new(
+        config.brokers.iter().map(|b| b.id.clone()),
+        bus.bus(),
+        metrics.clone(),
+        options.max_body,
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sender = dispatch::sender::Sender::default();
+    let mut dispatchers = JoinSet::new();
+    for trigger in config.triggers {
+        let subscription = bus
+            .bus()
+            .subscribe(&trigger.broker.topic(), &trigger.group())
+            .await?;
+        let ctx = Arc::new(TriggerContext {
+            label: trigger.to_string(),
+            trigger,
+            sender: sender.clone(),
+            ingress: ingress.clone(),
+            metrics: metrics.clone(),
+            jitter: options.jitter,
+        });
+        tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
+        dispatchers.spawn(dispatch::run_trigger(
+            ctx,
+            subscription,
+            stop_rx.clone(),
+            options.window,
+        ));
+    }
+    ingress.set_ready(true);
+    tracing::info!(addr = %listener.local_addr()?, "herald serving");
+    let ready = ingress.clone();
+    axum::serve(listener, router(ingress))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            ready.set_ready(false);
+            tracing::info!("shutting down: no new events accepted");
+            let _ = stop_tx.send(true);
+        })
+        .await?;
+    while dispatchers.join_next().await.is_some() {}
+    bus.close().await;
+    tracing::info!("herald stopped");
+    Ok(())
+}
