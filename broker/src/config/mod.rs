@@ -15,3 +15,6 @@ pub mod resources;
 
 pub use load::{ConfigError, load_paths, load_str};
 pub use model::*;
+
+#[cfg(test)]
+mod tests;

@@ -163,3 +163,6 @@ async fn run_lane(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

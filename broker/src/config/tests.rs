@@ -1,0 +1,113 @@
+//! Loading Knative manifests: what resolves to what, and errors that say where.
+
+use std::time::Duration;
+
+use super::*;
+
+const FULL: &str = r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  namespace: team
+spec:
+  delivery:
+    retry: 3
+    backoffPolicy: linear
+    backoffDelay: PT0.5S
+    deadLetterSink:
+      uri: http://dls.example/events
+---
+# a comment-only document follows
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: orders
+  namespace: team
+  annotations:
+    kafka.eventing.knative.dev/delivery.order: ordered
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: order.created
+      subject: ""
+  subscriber:
+    ref:
+      apiVersion: serving.knative.dev/v1
+      kind: Service
+      name: billing
+    uri: /hooks
+  delivery:
+    retry: 1
+    timeout: PT2S
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: forward
+  namespace: team
+spec:
+  broker: default
+  filters:
+    - any:
+        - prefix: { type: "com.github." }
+        - not: { exact: { source: "/x" } }
+  subscriber:
+    ref: { kind: Broker, name: default }
+  delivery:
+    format: json
+"#;
+
+#[test]
+fn a_full_manifest_resolves_with_trigger_broker_default_fallbacks() {
+    let config = load_str("full.yaml", FULL).unwrap();
+    assert_eq!(config.brokers.len(), 1);
+    let orders = &config.triggers[0];
+    assert_eq!(orders.group(), "knative-trigger-team-orders");
+    assert_eq!(orders.broker.topic(), "knative-broker-team-default");
+    assert_eq!(orders.ordering, Ordering::Ordered);
+    assert_eq!(
+        orders.subscriber,
+        Target::Url("http://billing.team.svc.cluster.local/hooks".parse().unwrap())
+    );
+    let d = &orders.delivery;
+    assert_eq!(d.retry, 1, "trigger's own value");
+    assert_eq!(d.backoff_policy, BackoffPolicy::Linear, "broker's value");
+    assert_eq!(d.backoff_delay, Duration::from_millis(500));
+    assert_eq!(d.timeout, Duration::from_secs(2));
+    assert_eq!(d.dead_letter, Some(Target::Url("http://dls.example/events".parse().unwrap())));
+    let forward = &config.triggers[1];
+    assert_eq!(forward.subscriber, Target::Broker(BrokerId::new("team", "default")));
+    assert_eq!(forward.delivery.format, Format::Structured);
+}
+
+#[test]
+fn unset_delivery_falls_back_to_knative_defaults() {
+    let p = DeliveryPolicy::default();
+    assert_eq!((p.retry, p.backoff_policy, p.backoff_delay), (10, BackoffPolicy::Exponential, Duration::from_millis(200)));
+    assert_eq!(p.timeout, Duration::from_secs(30));
+}
+
+fn error(yaml: &str) -> String {
+    load_str("bad.yaml", yaml).unwrap_err().to_string()
+}
+
+const TRIGGER_HEAD: &str = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\n";
+
+#[test]
+fn errors_name_file_document_and_field() {
+    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  delivery: {{backoffDelay: 5s}}\n"));
+    assert!(e.contains("bad.yaml, document 2, field spec.delivery.backoffDelay"), "{e}");
+    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filterz: {{}}\n"));
+    assert!(e.contains("document 2") && e.contains("filterz"), "{e}");
+    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: nope\n  subscriber: {{uri: http://x}}\n"));
+    assert!(e.contains("field spec.broker") && e.contains("default/nope"), "{e}");
+    let e = error("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
+    assert!(e.contains("unknown kind ConfigMap"), "{e}");
+    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: /relative}}\n"));
+    assert!(e.contains("spec.subscriber.uri"), "{e}");
+    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filters: [{{exact: {{type: a}}, prefix: {{type: b}}}}]\n"));
+    assert!(e.contains("spec.filters[0]") && e.contains("exactly one"), "{e}");
+}
