@@ -1,5 +1,6 @@
 //! Command-line interface: `serve`, `send`, `bench`.
 
+mod bench;
 mod send;
 
 use std::path::PathBuf;
@@ -28,6 +29,14 @@ enum Command {
     Serve(ServeArgs),
     /// Publish one CloudEvent to a broker URL and print the answer.
     Send(send::SendArgs),
+    /// Load-test Herald and print throughput and latency as ratios of a no-op server.
+    Bench(bench::BenchArgs),
+    /// The no-op HTTP server `herald bench` measures against (answers 202, does nothing).
+    #[command(hide = true)]
+    BenchNoop {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +67,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Send(args) => send::send(args).await,
+        Command::Bench(args) => bench::bench(args).await,
+        Command::BenchNoop { listen } => bench::noop_server(listen).await,
     }
 }
 

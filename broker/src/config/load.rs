@@ -102,13 +102,14 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
-/// Splits a YAML stream at `---` lines, keeping each document's first line for messages.
+/// Splits a YAML stream at `---` lines. Each document is padded with the blank lines before
+/// it, so the parser's line numbers are the file's.
 fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = vec![(1, String::new())];
     for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim_end();
         if trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "..." {
-            docs.push((index + 2, String::new()));
+            docs.push((index + 2, "\n".repeat(index + 1)));
         } else {
             let doc = &mut docs.last_mut().expect("never empty").1;
             doc.push_str(line);
@@ -205,7 +206,7 @@ mod tests {
     fn documents_split_at_separator_lines_and_skip_empty_ones() {
         let docs = split_documents("# c\n---\na: 1\n---\n\n--- \nb: 2\n");
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0], (3, "a: 1\n".to_owned()));
-        assert_eq!(docs[1].1, "b: 2\n");
+        assert_eq!(docs[0], (3, "\n\na: 1\n".to_owned()));
+        assert_eq!(docs[1].1.trim_start(), "b: 2\n");
     }
 }
