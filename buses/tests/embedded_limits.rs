@@ -225,3 +225,16 @@ async fn after_close_publish_is_unavailable_and_subscribers_stop() {
         .unwrap_err();
     assert!(err.is_retryable());
 }
+
+#[tokio::test]
+async fn a_removed_group_no_longer_holds_back_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(config(dir.path())).unwrap();
+    drop(bus.subscribe(TOPIC, "gone").await.unwrap());
+    publish_one_by_one(&bus, 30).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(segment_count(dir.path()) > 1);
+    assert!(bus.remove_group(TOPIC, "gone").await.unwrap());
+    assert!(!bus.remove_group(TOPIC, "gone").await.unwrap());
+    assert!(eventually(|| segment_count(dir.path()) == 1).await);
+}

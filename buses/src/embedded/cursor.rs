@@ -94,6 +94,17 @@ pub fn join(topic: &Topic, name: &str) -> Result<Arc<Group>, BusError> {
     Ok(group)
 }
 
+/// Forgets group `name` of `topic`: its cursor file goes, so it no longer holds back
+/// retention. Returns whether it existed.
+pub fn leave(topic: &Topic, name: &str) -> Result<bool, BusError> {
+    let Some(group) = topic.groups.lock().unwrap().remove(name) else {
+        return Ok(false);
+    };
+    fs::remove_file(&group.path)?;
+    sync_dir(&topic.groups_dir())?;
+    Ok(true)
+}
+
 fn group(path: PathBuf, cursor: u64, name: String) -> Group {
     Group {
         tracker: Arc::new(AckTracker::new(cursor)),

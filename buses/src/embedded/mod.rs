@@ -111,6 +111,19 @@ impl EmbeddedBus {
         let _ = tokio::task::spawn_blocking(move || inner.shutdown()).await;
     }
 
+    /// Deletes consumer group `group` of `topic` (a trigger that was removed), so that its
+    /// cursor no longer holds back retention. A later `subscribe` starts it afresh at the end.
+    /// Returns whether the group existed.
+    pub async fn remove_group(&self, topic: &str, group: &str) -> Result<bool, BusError> {
+        let Some(handle) = self.inner.topics.lock().unwrap().get(topic).cloned() else {
+            return Ok(false);
+        };
+        let (topic, group) = (handle.topic.clone(), group.to_owned());
+        tokio::task::spawn_blocking(move || cursor::leave(&topic, &group))
+            .await
+            .map_err(|e| BusError::unavailable(format!("removing group failed: {e}")))?
+    }
+
     async fn topic(&self, name: &str) -> Result<Arc<TopicHandle>, BusError> {
         if let Some(handle) = self.inner.topics.lock().unwrap().get(name) {
             return Ok(handle.clone());
