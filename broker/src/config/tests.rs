@@ -70,23 +70,36 @@ fn a_full_manifest_resolves_with_trigger_broker_default_fallbacks() {
     assert_eq!(orders.ordering, Ordering::Ordered);
     assert_eq!(
         orders.subscriber,
-        Target::Url("http://billing.team.svc.cluster.local/hooks".parse().unwrap())
+        Target::Url(
+            "http://billing.team.svc.cluster.local/hooks"
+                .parse()
+                .unwrap()
+        )
     );
     let d = &orders.delivery;
     assert_eq!(d.retry, 1, "trigger's own value");
     assert_eq!(d.backoff_policy, BackoffPolicy::Linear, "broker's value");
     assert_eq!(d.backoff_delay, Duration::from_millis(500));
     assert_eq!(d.timeout, Duration::from_secs(2));
-    assert_eq!(d.dead_letter, Some(Target::Url("http://dls.example/events".parse().unwrap())));
+    assert_eq!(
+        d.dead_letter,
+        Some(Target::Url("http://dls.example/events".parse().unwrap()))
+    );
     let forward = &config.triggers[1];
-    assert_eq!(forward.subscriber, Target::Broker(BrokerId::new("team", "default")));
+    assert_eq!(
+        forward.subscriber,
+        Target::Broker(BrokerId::new("team", "default"))
+    );
     assert_eq!(forward.delivery.format, Format::Structured);
 }
 
 #[test]
 fn unset_delivery_falls_back_to_knative_defaults() {
     let p = DeliveryPolicy::default();
-    assert_eq!((p.retry, p.backoff_policy, p.backoff_delay), (10, BackoffPolicy::Exponential, Duration::from_millis(200)));
+    assert_eq!(
+        (p.retry, p.backoff_policy, p.backoff_delay),
+        (10, BackoffPolicy::Exponential, Duration::from_millis(200))
+    );
     assert_eq!(p.timeout, Duration::from_secs(30));
 }
 
@@ -98,16 +111,35 @@ const TRIGGER_HEAD: &str = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nm
 
 #[test]
 fn errors_name_file_document_and_field() {
-    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  delivery: {{backoffDelay: 5s}}\n"));
-    assert!(e.contains("bad.yaml, document 2, field spec.delivery.backoffDelay"), "{e}");
-    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filterz: {{}}\n"));
+    let e = error(&format!(
+        "{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  delivery: {{backoffDelay: 5s}}\n"
+    ));
+    assert!(
+        e.contains("bad.yaml, document 2, field spec.delivery.backoffDelay"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filterz: {{}}\n"
+    ));
     assert!(e.contains("document 2") && e.contains("filterz"), "{e}");
-    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: nope\n  subscriber: {{uri: http://x}}\n"));
-    assert!(e.contains("field spec.broker") && e.contains("default/nope"), "{e}");
+    let e = error(&format!(
+        "{TRIGGER_HEAD}spec:\n  broker: nope\n  subscriber: {{uri: http://x}}\n"
+    ));
+    assert!(
+        e.contains("field spec.broker") && e.contains("default/nope"),
+        "{e}"
+    );
     let e = error("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
     assert!(e.contains("unknown kind ConfigMap"), "{e}");
-    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: /relative}}\n"));
+    let e = error(&format!(
+        "{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: /relative}}\n"
+    ));
     assert!(e.contains("spec.subscriber.uri"), "{e}");
-    let e = error(&format!("{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filters: [{{exact: {{type: a}}, prefix: {{type: b}}}}]\n"));
-    assert!(e.contains("spec.filters[0]") && e.contains("exactly one"), "{e}");
+    let e = error(&format!(
+        "{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filters: [{{exact: {{type: a}}, prefix: {{type: b}}}}]\n"
+    ));
+    assert!(
+        e.contains("spec.filters[0]") && e.contains("exactly one"),
+        "{e}"
+    );
 }

@@ -115,7 +115,9 @@ impl Sender {
         let response = match self.client.request(request).await {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Failed(Failure::transport(format!("request to {url} failed: {e}")));
+                return Attempt::Failed(Failure::transport(format!(
+                    "request to {url} failed: {e}"
+                )));
             }
         };
         let (parts, body) = response.into_parts();

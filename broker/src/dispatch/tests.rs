@@ -24,7 +24,10 @@ struct FlakyBus {
 #[async_trait]
 impl Bus for FlakyBus {
     async fn publish(&self, topic: &str, _events: &[Event]) -> Result<(), BusError> {
-        self.calls.lock().unwrap().push((topic.to_owned(), Instant::now()));
+        self.calls
+            .lock()
+            .unwrap()
+            .push((topic.to_owned(), Instant::now()));
         let mut failures = self.failures.lock().unwrap();
         if topic.ends_with("-sink") && *failures > 0 {
             *failures -= 1;
@@ -38,10 +41,22 @@ impl Bus for FlakyBus {
 }
 
 fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, TriggerContext) {
-    let bus = Arc::new(FlakyBus { failures: Mutex::new(failures), calls: Mutex::default() });
-    let (home, sink, dls) = (BrokerId::new("ns", "home"), BrokerId::new("ns", "sink"), BrokerId::new("ns", "dls"));
+    let bus = Arc::new(FlakyBus {
+        failures: Mutex::new(failures),
+        calls: Mutex::default(),
+    });
+    let (home, sink, dls) = (
+        BrokerId::new("ns", "home"),
+        BrokerId::new("ns", "sink"),
+        BrokerId::new("ns", "dls"),
+    );
     let metrics = Arc::new(Metrics::default());
-    let ingress = Arc::new(Ingress::new([home.clone(), sink.clone(), dls], bus.clone(), metrics.clone(), 1 << 20));
+    let ingress = Arc::new(Ingress::new(
+        [home.clone(), sink.clone(), dls],
+        bus.clone(),
+        metrics.clone(),
+        1 << 20,
+    ));
     let trigger = TriggerConfig {
         namespace: "ns".into(),
         name: "t".into(),
@@ -78,8 +93,13 @@ fn event() -> Event {
 /// Seconds from the first attempt to each attempt on `topic_suffix`.
 fn attempt_times(bus: &FlakyBus, topic_suffix: &str) -> Vec<f64> {
     let calls = bus.calls.lock().unwrap();
-    let mine: Vec<_> = calls.iter().filter(|(t, _)| t.ends_with(topic_suffix)).collect();
-    mine.iter().map(|(_, at)| (*at - mine[0].1).as_secs_f64()).collect()
+    let mine: Vec<_> = calls
+        .iter()
+        .filter(|(t, _)| t.ends_with(topic_suffix))
+        .collect();
+    mine.iter()
+        .map(|(_, at)| (*at - mine[0].1).as_secs_f64())
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -140,17 +160,29 @@ async fn failing_dead_letter_sink_keeps_the_event_until_shutdown_hands_it_back()
     });
     assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::HandBack);
     stopper.await.unwrap();
-    assert!(attempt_times(&bus, "-sink").len() > 4, "kept retrying the dead-letter round");
+    assert!(
+        attempt_times(&bus, "-sink").len() > 4,
+        "kept retrying the dead-letter round"
+    );
 }
 
 #[test]
 fn retry_after_wins_over_shorter_backoff_up_to_retry_after_max() {
     let (_, ctx) = context(policy(BackoffPolicy::Exponential, 3), 0);
     let mut p = ctx.trigger.delivery.clone();
-    assert_eq!(ctx.retry_wait(&p, 1, Some(Duration::from_secs(5))), Duration::from_secs(5));
-    assert_eq!(ctx.retry_wait(&p, 3, Some(Duration::from_secs(1))), Duration::from_secs(4));
+    assert_eq!(
+        ctx.retry_wait(&p, 1, Some(Duration::from_secs(5))),
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        ctx.retry_wait(&p, 3, Some(Duration::from_secs(1))),
+        Duration::from_secs(4)
+    );
     p.retry_after_max = Some(Duration::from_secs(2));
-    assert_eq!(ctx.retry_wait(&p, 1, Some(Duration::from_secs(5))), Duration::from_secs(2));
+    assert_eq!(
+        ctx.retry_wait(&p, 1, Some(Duration::from_secs(5))),
+        Duration::from_secs(2)
+    );
 }
 
 #[test]
@@ -160,6 +192,9 @@ fn jitter_adds_at_most_ten_percent() {
     let p = ctx.trigger.delivery.clone();
     for _ in 0..100 {
         let wait = ctx.retry_wait(&p, 2, None);
-        assert!(wait >= Duration::from_secs(2) && wait <= Duration::from_millis(2200), "{wait:?}");
+        assert!(
+            wait >= Duration::from_secs(2) && wait <= Duration::from_millis(2200),
+            "{wait:?}"
+        );
     }
 }

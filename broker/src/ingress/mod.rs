@@ -23,6 +23,7 @@ pub use routes::router;
 
 use crate::config::{BrokerId, DEFAULT_TTL};
 use crate::metrics::{BrokerLabels, Metrics, RejectLabels};
+use prometheus_client::metrics::counter::Counter;
 
 pub const ARRIVAL_TIME: &str = "knativearrivaltime";
 pub const TTL: &str = "knativebrokerttl";
@@ -30,8 +31,17 @@ pub const TTL: &str = "knativebrokerttl";
 /// Default request body limit: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
+/// A broker as ingress serves it, with its metric handles made once.
+pub struct BrokerEntry {
+    pub id: BrokerId,
+    topic: String,
+    accepted: Counter,
+}
+
 pub struct Ingress {
-    brokers: HashMap<BrokerId, String>,
+    /// Keyed by `namespace/name`, the request path without its leading `/`, so a request
+    /// finds its broker without allocating.
+    brokers: HashMap<String, BrokerEntry>,
     bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
     pub max_body: usize,
@@ -45,12 +55,24 @@ impl Ingress {
         metrics: Arc<Metrics>,
         max_body: usize,
     ) -> Self {
+        let brokers = brokers
+            .into_iter()
+            .map(|id| {
+                let entry = BrokerEntry {
+                    topic: id.topic(),
+                    accepted: metrics
+                        .events_accepted
+                        .get_or_create(&BrokerLabels {
+                            broker: id.to_string(),
+                        })
+                        .clone(),
+                    id,
+                };
+                (entry.id.to_string(), entry)
+            })
+            .collect();
         Self {
-            brokers: brokers
-                .into_iter()
-                .map(|b| (b.topic(), b))
-                .map(|(t, b)| (b, t))
-                .collect(),
+            brokers,
             bus,
             metrics,
             max_body,
@@ -66,56 +88,60 @@ impl Ingress {
         self.ready.load(Ordering::Acquire)
     }
 
-    pub fn has_broker(&self, id: &BrokerId) -> bool {
-        self.brokers.contains_key(id)
+    /// The broker at `namespace/name`.
+    pub fn broker(&self, key: &str) -> Option<&BrokerEntry> {
+        self.brokers.get(key)
     }
 
-    /// Stamps and stores `events` on `broker`'s topic; returns once the bus made them durable.
-    pub async fn publish(
+    /// Counts a refused request in `herald_events_rejected_total`.
+    pub fn count_rejected(&self, broker: &str, error: &IngressError, events: usize) {
+        self.metrics
+            .events_rejected
+            .get_or_create(&RejectLabels {
+                broker: broker.to_owned(),
+                reason: error.reason(),
+            })
+            .inc_by(events.max(1) as u64);
+    }
+
+    /// Stamps and stores `events` on `broker`'s topic (in-process publishing: replies and
+    /// broker destinations); returns once the bus made them durable.
+    pub async fn publish(&self, broker: &BrokerId, events: Vec<Event>) -> Result<(), IngressError> {
+        let key = broker.to_string();
+        let Some(entry) = self.brokers.get(&key) else {
+            let error = IngressError::UnknownBroker {
+                namespace: broker.namespace.clone(),
+                name: broker.name.clone(),
+            };
+            self.count_rejected(&key, &error, events.len());
+            return Err(error);
+        };
+        self.publish_to(entry, events).await
+    }
+
+    /// Stamps and stores `events` on `entry`'s topic.
+    pub async fn publish_to(
         &self,
-        broker: &BrokerId,
+        entry: &BrokerEntry,
         mut events: Vec<Event>,
     ) -> Result<(), IngressError> {
-        let result = self.publish_inner(broker, &mut events).await;
-        let name = broker.to_string();
+        let result = self.store(entry, &mut events).await;
         match &result {
             Ok(()) => {
-                self.metrics
-                    .events_accepted
-                    .get_or_create(&BrokerLabels { broker: name })
-                    .inc_by(events.len() as u64);
+                entry.accepted.inc_by(events.len() as u64);
             }
-            Err(e) => {
-                self.metrics
-                    .events_rejected
-                    .get_or_create(&RejectLabels {
-                        broker: name,
-                        reason: e.reason(),
-                    })
-                    .inc_by(events.len().max(1) as u64);
-            }
+            Err(e) => self.count_rejected(&entry.id.to_string(), e, events.len()),
         }
         result
     }
 
-    async fn publish_inner(
-        &self,
-        broker: &BrokerId,
-        events: &mut [Event],
-    ) -> Result<(), IngressError> {
-        let topic = self
-            .brokers
-            .get(broker)
-            .ok_or_else(|| IngressError::UnknownBroker {
-                namespace: broker.namespace.clone(),
-                name: broker.name.clone(),
-            })?;
+    async fn store(&self, entry: &BrokerEntry, events: &mut [Event]) -> Result<(), IngressError> {
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::AutoSi, true);
         for event in events.iter_mut() {
             stamp(event, &now)?;
         }
         let started = tokio::time::Instant::now();
-        self.bus.publish(topic, events).await?;
+        self.bus.publish(&entry.topic, events).await?;
         self.metrics
             .bus_append_latency
             .observe(started.elapsed().as_secs_f64());

@@ -96,10 +96,16 @@ async fn connection(
     let interval = spec
         .rate
         .map(|r| Duration::from_secs_f64(spec.connections as f64 / r.max(1.0)));
-    let mut next_send = Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64((conn as f64) / spec.connections as f64));
+    let mut next_send = Instant::now()
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64((conn as f64) / spec.connections as f64)
+        });
     let mut seq = 0u64;
     while Instant::now() < deadline {
-        if budget.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1)).is_err() {
+        if budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1))
+            .is_err()
+        {
             break;
         }
         if let Some(interval) = interval {
@@ -124,7 +130,8 @@ async fn connection(
         out.sent += 1;
         if status.is_success() {
             out.accepted += 1;
-            out.latencies_us.push(sent_at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            out.latencies_us
+                .push(sent_at.elapsed().as_micros().min(u32::MAX as u128) as u32);
         } else {
             out.refused += 1;
         }

@@ -9,8 +9,8 @@
 //! - `latency`: the same at `--latency-rate` events/s (1,000 by default).
 
 mod load;
-mod servers;
 mod process;
+mod servers;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -83,7 +83,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(url) = &args.url {
         let url: url::Url = url.parse().context("--url")?;
-        let addr = url.socket_addrs(|| Some(80))?.into_iter().next().context("--url has no address")?;
+        let addr = url
+            .socket_addrs(|| Some(80))?
+            .into_iter()
+            .next()
+            .context("--url has no address")?;
         let result = load::run(spec(addr, url.path(), None), epoch).await?;
         print_load("ingest (running herald)", &result, noop_rate);
         return Ok(());
@@ -93,7 +97,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let idle = child.rss_kib();
         let result = load::run(spec(child.addr, "/default/default", None), epoch).await?;
         print_load("ingest", &result, noop_rate);
-        println!("  memory: idle {} MiB, peak {} MiB", idle / 1024, child.peak_rss_kib() / 1024);
+        println!(
+            "  memory: idle {} MiB, peak {} MiB",
+            idle / 1024,
+            child.peak_rss_kib() / 1024
+        );
     }
     let fraction_rate = noop_rate.map(|r| r * args.e2e_fraction);
     for (phase, rate) in [("e2e", fraction_rate), ("latency", Some(args.latency_rate))] {
@@ -120,21 +128,35 @@ async fn end_to_end(
     let subscriber = Arc::new(Subscriber::default());
     let sub_addr = subscriber.start(epoch).await?;
     let child = Child::herald(&args.bus, Some(sub_addr)).await?;
-    let load_spec = LoadSpec { connections: args.connections.min((rate / 50.0).ceil().max(1.0) as usize), ..spec(child.addr, "/default/default", Some(rate)) };
+    let load_spec = LoadSpec {
+        connections: args.connections.min((rate / 50.0).ceil().max(1.0) as usize),
+        ..spec(child.addr, "/default/default", Some(rate))
+    };
     let result = load::run(load_spec, epoch).await?;
-    let backlog_at_end = result.accepted.saturating_sub(subscriber.received.load(Ordering::Acquire));
+    let backlog_at_end = result
+        .accepted
+        .saturating_sub(subscriber.received.load(Ordering::Acquire));
     let drain_start = Instant::now();
-    while subscriber.received.load(Ordering::Acquire) < result.accepted && drain_start.elapsed() < Duration::from_secs(60) {
+    while subscriber.received.load(Ordering::Acquire) < result.accepted
+        && drain_start.elapsed() < Duration::from_secs(60)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered = subscriber.received.load(Ordering::Acquire);
     let e2e = subscriber.take_latencies();
-    print_load(&format!("{phase} publish @ {rate:.0}/s"), &result, noop_rate);
+    print_load(
+        &format!("{phase} publish @ {rate:.0}/s"),
+        &result,
+        noop_rate,
+    );
     println!(
         "  delivered {delivered} of {} ({:.0}/s){}; backlog when load stopped: {backlog_at_end}; drained in {:.2} s",
         result.accepted,
         delivered as f64 / result.elapsed.as_secs_f64(),
-        noop_rate.map_or(String::new(), |n| format!(", {:.1}% of noop", 100.0 * delivered as f64 / result.elapsed.as_secs_f64() / n)),
+        noop_rate.map_or(String::new(), |n| format!(
+            ", {:.1}% of noop",
+            100.0 * delivered as f64 / result.elapsed.as_secs_f64() / n
+        )),
         drain_start.elapsed().as_secs_f64(),
     );
     println!(
@@ -148,7 +170,9 @@ async fn end_to_end(
 }
 
 fn print_load(phase: &str, r: &LoadResult, noop_rate: Option<f64>) {
-    let ratio = noop_rate.map_or(String::new(), |n| format!(" ({:.1}% of noop)", 100.0 * r.rate() / n));
+    let ratio = noop_rate.map_or(String::new(), |n| {
+        format!(" ({:.1}% of noop)", 100.0 * r.rate() / n)
+    });
     println!(
         "{phase}: {:.0} req/s{ratio}; {} accepted, {} refused in {:.2} s; latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
         r.rate(),

@@ -23,15 +23,23 @@ impl Child {
             .spawn()?;
         let stdout = process.stdout.take().context("noop stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await??.context("noop server exited")?;
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await??
+            .context("noop server exited")?;
         let addr = line.trim_start_matches("listening ").parse()?;
-        Ok(Child { addr, process, _dir: dir })
+        Ok(Child {
+            addr,
+            process,
+            _dir: dir,
+        })
     }
 
     /// Herald with broker default/default and, given a subscriber, one trigger to it.
     pub async fn herald(bus: &str, subscriber: Option<SocketAddr>) -> anyhow::Result<Child> {
         let dir = tempfile::tempdir()?;
-        let mut manifest = String::from("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: default}\n");
+        let mut manifest = String::from(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: default}\n",
+        );
         if let Some(sub) = subscriber {
             manifest.push_str(&format!(
                 "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: bench, namespace: default}}\nspec:\n  broker: default\n  subscriber: {{uri: \"http://{sub}/\"}}\n"
@@ -51,7 +59,11 @@ impl Child {
             .env("HERALD_LOG", "warn")
             .kill_on_drop(true)
             .spawn()?;
-        let child = Child { addr, process, _dir: dir };
+        let child = Child {
+            addr,
+            process,
+            _dir: dir,
+        };
         child.wait_ready().await?;
         Ok(child)
     }
@@ -60,7 +72,8 @@ impl Child {
         for _ in 0..200 {
             if let Ok(mut s) = tokio::net::TcpStream::connect(self.addr).await {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                s.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
+                s.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    .await?;
                 let mut buf = Vec::new();
                 s.read_to_end(&mut buf).await?;
                 if buf.starts_with(b"HTTP/1.1 200") {
@@ -73,10 +86,16 @@ impl Child {
     }
 
     fn status_kib(&self, field: &str) -> u64 {
-        let Some(pid) = self.process.id() else { return 0 };
+        let Some(pid) = self.process.id() else {
+            return 0;
+        };
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
             .unwrap_or(0)
     }
 

@@ -3,8 +3,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,9 +24,16 @@ pub async fn serve_noop(listener: TcpListener) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
                 let _ = req.into_body().collect().await;
-                Ok::<_, Infallible>(Response::builder().status(StatusCode::ACCEPTED).body(Full::new(Bytes::new())).expect("static response"))
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(StatusCode::ACCEPTED)
+                        .body(Full::new(Bytes::new()))
+                        .expect("static response"),
+                )
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -51,7 +58,11 @@ impl Subscriber {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let me = me.clone();
                         async move {
-                            let sent = req.headers().get("ce-benchsent").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+                            let sent = req
+                                .headers()
+                                .get("ce-benchsent")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse::<u64>().ok());
                             let _ = req.into_body().collect().await;
                             if let Some(sent) = sent {
                                 let now = (Instant::now() - epoch).as_micros() as u64;
@@ -59,10 +70,17 @@ impl Subscriber {
                                 me.latencies_us.lock().unwrap().push(latency);
                             }
                             me.received.fetch_add(1, Ordering::AcqRel);
-                            Ok::<_, Infallible>(Response::builder().status(StatusCode::ACCEPTED).body(Full::new(Bytes::new())).expect("static response"))
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(StatusCode::ACCEPTED)
+                                    .body(Full::new(Bytes::new()))
+                                    .expect("static response"),
+                            )
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
