@@ -10,12 +10,14 @@
 //! - [`client`]: a small HTTP client for publishing (also chunked and raw requests).
 //! - [`manifests`]: Knative Broker/Trigger manifests built as JSON (valid YAML).
 //! - [`fixtures`]: canonical events in binary, structured and batch form.
+//! - [`load`]: concurrent publishers that record every `202`, and the zero-loss check.
 //!
 //! Every wait is bounded: helpers take or imply a timeout and panic with what they saw.
 
 pub mod binary;
 pub mod client;
 pub mod fixtures;
+pub mod load;
 pub mod manifests;
 pub mod process;
 pub mod subscriber;

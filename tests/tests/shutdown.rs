@@ -130,3 +130,39 @@ async fn after_sigterm_no_event_is_accepted() {
         .await;
     assert!(r.is_err(), "a stopped herald answered: {r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_concurrent_publishing_loses_no_accepted_event() {
+    use herald_tests::load::{Accepted, assert_all_delivered, publisher};
+    let sub = Subscriber::start().await;
+    sub.set_script(|_| Reply::status(200).delay(Duration::from_millis(20)));
+    let manifests = yaml(&[broker("default"), trigger("t", "default", &sub.url("/"))]);
+    let mut herald = Herald::start("embedded", &manifests).await;
+    let url = herald.broker_url("default", "default");
+    let accepted: Accepted = Default::default();
+    let tasks: Vec<_> = (0..4)
+        .map(|p| tokio::spawn(publisher(url.clone(), p, 250, accepted.clone())))
+        .collect();
+    herald_tests::eventually(Duration::from_secs(30), "300 events accepted", || {
+        let n = accepted.lock().unwrap().len();
+        async move { (n >= 300).then_some(()) }
+    })
+    .await;
+    let (status, took) = herald.terminate().await;
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        herald.stderr()
+    );
+    assert!(took < Duration::from_secs(12), "took {took:?} to exit");
+    herald.restart().await;
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("publishers finish")
+            .expect("publisher panicked");
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1000);
+    assert_all_delivered(&sub, &accepted, Duration::from_secs(30)).await;
+}
