@@ -164,3 +164,42 @@ async fn the_ttl_loop_guard_stops_a_reply_loop_after_the_allowed_hops() {
         .unwrap_or_else(|| panic!("no herald_ttl_dropped_total:\n{metrics}"));
     assert!(dropped.ends_with(" 1"), "{dropped}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_cannot_raise_its_own_ttl() {
+    let looper = Subscriber::start().await;
+    let n = Arc::new(AtomicU32::new(0));
+    let counter = n.clone();
+    looper.set_script(move |_| {
+        let i = counter.fetch_add(1, Ordering::SeqCst);
+        Reply::binary_event(&format!("loop-{i}"), "loop", "/looper", &json!({"i": i}))
+            .header("ce-knativebrokerttl", "255")
+    });
+    let mut t = trigger("loop", "default", &looper.url("/"));
+    t["spec"]["filter"] = json!({"attributes": {"type": "loop"}});
+    let herald = Herald::start("embedded", &yaml(&[broker("default"), t])).await;
+    let mut headers = binary_headers("origin");
+    for (k, v) in headers.iter_mut() {
+        if k == "ce-type" {
+            *v = "loop".into();
+        }
+    }
+    headers.push(("ce-knativebrokerttl".into(), "2".into()));
+    let r = Client::new()
+        .post(
+            &herald.broker_url("default", "default"),
+            &borrow(&headers),
+            "{}",
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    looper.wait_for(2, WAIT).await;
+    let got = looper
+        .settle(Duration::from_millis(500), Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        got.len(),
+        2,
+        "ttl 2 allows 2 deliveries even if replies claim ttl 255"
+    );
+}

@@ -318,3 +318,71 @@ async fn an_event_the_dead_letter_sink_refuses_is_kept_and_retried() {
     let got = sub.wait_for(before + 1, WAIT).await;
     assert_eq!(got[before].id(), "kept-1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_any_delivery_settings_herald_retries_exponentially_from_200_ms() {
+    let sub = Subscriber::start().await;
+    sub.set_script(|_| Reply::status(500));
+    let mut t = trigger("t", "default", &sub.url("/"));
+    t["spec"].as_object_mut().unwrap().remove("delivery");
+    let herald = Herald::start("embedded", &yaml(&[broker("default"), t])).await;
+    publish(&herald, "def-1").await;
+    let got = sub.wait_for(4, WAIT).await;
+    for (n, (gap, want)) in gaps(&got[..4]).into_iter().zip([200, 400, 800]).enumerate() {
+        let want = Duration::from_millis(want);
+        assert!(
+            gap >= want.mul_f64(0.95) && gap <= want.mul_f64(1.1) + Duration::from_millis(150),
+            "default backoff before retry {} was {gap:?}, expected {want:?}",
+            n + 1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trigger_delivery_falls_back_to_the_broker_field_by_field() {
+    let sub = Subscriber::start().await;
+    let dls = Subscriber::start().await;
+    sub.set_script(|_| Reply::status(500));
+    let mut b = broker("default");
+    b["spec"]["delivery"] = json!({
+        "retry": 0,
+        "backoffDelay": "PT0.05S",
+        "deadLetterSink": {"uri": dls.url("/")}
+    });
+    // `inherits` sets nothing: one attempt (broker retry 0), then the broker's sink.
+    let mut inherits = trigger("inherits", "default", &sub.url("/inherits"));
+    inherits["spec"].as_object_mut().unwrap().remove("delivery");
+    // `overrides` sets only retry: 3 attempts, still the broker's sink.
+    let mut overrides = trigger("overrides", "default", &sub.url("/overrides"));
+    overrides["spec"]["delivery"] = json!({"retry": 2});
+    let herald = Herald::start("embedded", &yaml(&[b, inherits, overrides])).await;
+    publish(&herald, "fb-1").await;
+    dls.wait_for(2, WAIT).await;
+    let got = sub
+        .settle(Duration::from_millis(300), Duration::from_secs(5))
+        .await;
+    let count = |p: &str| got.iter().filter(|r| r.path == p).count();
+    assert_eq!(count("/inherits"), 1, "broker retry 0: one attempt");
+    assert_eq!(count("/overrides"), 3, "trigger retry 2: three attempts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backoff_cap_annotation_limits_each_wait() {
+    let sub = Subscriber::start().await;
+    sub.set_script(|_| Reply::status(500));
+    let mut t = trigger("t", "default", &sub.url("/"));
+    t["metadata"]["annotations"] = json!({"herald.dev/delivery.backoffCap": "PT0.15S"});
+    t["spec"]["delivery"] =
+        json!({"retry": 3, "backoffPolicy": "exponential", "backoffDelay": "PT0.1S"});
+    let herald = Herald::start("embedded", &yaml(&[broker("default"), t])).await;
+    publish(&herald, "cap-1").await;
+    let got = sub.wait_for(4, WAIT).await;
+    for (n, (gap, want)) in gaps(&got[..4]).into_iter().zip([100, 150, 150]).enumerate() {
+        let want = Duration::from_millis(want);
+        assert!(
+            gap >= want.mul_f64(0.95) && gap <= want.mul_f64(1.1) + Duration::from_millis(120),
+            "wait before retry {} was {gap:?}, expected {want:?} (cap 150 ms)",
+            n + 1
+        );
+    }
+}
