@@ -297,14 +297,18 @@ fn trigger_filter<T>(at: &Located<T>, spec: &TriggerSpec) -> Result<Filter, Conf
     let Some(legacy) = &spec.filter else {
         return Ok(Filter::everything());
     };
-    // Legacy attributes: exact match, and an empty value means "exists with any value".
+    // Legacy attributes: exact match, and an empty value means "exists and is non-empty".
     let filters = legacy
         .attributes
         .iter()
         .map(|(k, v)| {
             let pair = vec![(k.clone(), v.clone())];
             if v.is_empty() {
-                Filter::Prefix(pair)
+                // exists (any prefix) and is not the empty string
+                Filter::All(vec![
+                    Filter::Prefix(pair.clone()),
+                    Filter::Not(Box::new(Filter::Exact(pair))),
+                ])
             } else {
                 Filter::Exact(pair)
             }
