@@ -386,3 +386,27 @@ async fn the_backoff_cap_annotation_limits_each_wait() {
         );
     }
 }
+
+/// DESIGN.md §3: an event is acknowledged only after it was delivered, dead-lettered or
+/// filtered out. Retries exhausted with no dead-letter sink is none of these.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_dead_letter_sink_an_undeliverable_event_is_not_acknowledged() {
+    let sub = Subscriber::start().await;
+    sub.set_script(|_| Reply::status(500));
+    let mut herald = Herald::start(
+        "embedded",
+        &with_delivery(&sub.url("/"), json!({"retry": 1})),
+    )
+    .await;
+    publish(&herald, "nodls-1").await;
+    sub.wait_for(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A graceful stop flushes every acknowledgement, so what comes back was never acked.
+    let (status, _) = herald.terminate().await;
+    assert!(status.success());
+    sub.set_script(|_| Reply::status(200));
+    let before = sub.count();
+    herald.restart().await;
+    let got = sub.wait_for(before + 1, Duration::from_secs(5)).await;
+    assert_eq!(got[before].id(), "nodls-1");
+}

@@ -89,3 +89,30 @@ async fn unordered_delivery_keeps_at_most_the_window_in_flight() {
         "{most} deliveries in flight at once with --delivery-window 4"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loop_between_brokers_is_stopped_by_the_ttl() {
+    // a -> b -> a -> ... through broker-ref subscribers: each forward is a hop
+    // (DESIGN.md §3: knativebrokerttl is decremented per hop, dropped at 0).
+    let watch = Subscriber::start().await;
+    let mut ab = trigger("a-to-b", "a", "http://unused.invalid/");
+    ab["spec"]["subscriber"] = broker_ref("b");
+    let mut ba = trigger("b-to-a", "b", "http://unused.invalid/");
+    ba["spec"]["subscriber"] = broker_ref("a");
+    let seen = trigger("watch", "a", &watch.url("/a"));
+    let docs = [broker("a"), broker("b"), ab, ba, seen];
+    let herald = Herald::start("embedded", &yaml(&docs)).await;
+    let mut event = structured("looping");
+    event["knativebrokerttl"] = json!(4);
+    let r = Client::new()
+        .post_structured(&herald.broker_url("default", "a"), &event)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    watch.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = watch.count();
+    assert!(
+        seen <= 4,
+        "the event went around the broker loop {seen} times in 2 s with knativebrokerttl 4"
+    );
+}
