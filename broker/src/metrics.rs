@@ -129,13 +129,46 @@ impl Metrics {
             trigger: trigger.to_owned(),
         }
     }
+}
 
-    pub fn outcome(&self, trigger: &str, outcome: &'static str) {
-        self.deliveries
-            .get_or_create(&OutcomeLabels {
-                trigger: trigger.to_owned(),
-                outcome,
-            })
-            .inc();
+/// One trigger's metric handles, looked up once so the delivery path only touches atomics.
+#[derive(Clone)]
+pub struct TriggerMetrics {
+    pub delivered: Counter,
+    pub filtered: Counter,
+    pub dropped: Counter,
+    pub dead_lettered: Counter,
+    pub dead_lettered_total: Counter,
+    pub retries: Counter,
+    pub latency: Histogram,
+    pub in_flight: Gauge,
+    pub lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub ttl_dropped: Counter,
+}
+
+impl TriggerMetrics {
+    pub fn new(metrics: &Metrics, trigger: &str) -> Self {
+        let labels = metrics.trigger(trigger);
+        let outcome = |outcome: &'static str| {
+            metrics
+                .deliveries
+                .get_or_create(&OutcomeLabels {
+                    trigger: trigger.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        Self {
+            delivered: outcome("delivered"),
+            filtered: outcome("filtered"),
+            dropped: outcome("dropped"),
+            dead_lettered: outcome("dead_lettered"),
+            dead_lettered_total: metrics.dead_lettered.get_or_create(&labels).clone(),
+            retries: metrics.retries.get_or_create(&labels).clone(),
+            latency: metrics.delivery_latency.get_or_create(&labels).clone(),
+            in_flight: metrics.in_flight.get_or_create(&labels).clone(),
+            lag_seconds: metrics.lag_seconds.get_or_create(&labels).clone(),
+            ttl_dropped: metrics.ttl_dropped.get_or_create(&labels).clone(),
+        }
     }
 }

@@ -55,14 +55,13 @@ pub async fn run(
             .bus()
             .subscribe(&trigger.broker.topic(), &trigger.group())
             .await?;
-        let ctx = Arc::new(TriggerContext {
-            label: trigger.to_string(),
+        let ctx = Arc::new(TriggerContext::new(
             trigger,
-            sender: sender.clone(),
-            ingress: ingress.clone(),
-            metrics: metrics.clone(),
-            jitter: options.jitter,
-        });
+            sender.clone(),
+            ingress.clone(),
+            metrics.clone(),
+            options.jitter,
+        ));
         tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
         dispatchers.spawn(dispatch::run_trigger(
             ctx,

@@ -1,8 +1,11 @@
 //! Events into HTTP messages for subscribers and dead-letter sinks.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use bytes::Bytes;
-use cloudevents::event::{Data, ExtensionValue};
+use chrono::SecondsFormat;
+use cloudevents::event::{AttributeValue, Data, ExtensionValue};
 use cloudevents::{AttributesReader, Event};
 use http::{HeaderName, HeaderValue, header::CONTENT_TYPE};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -16,21 +19,29 @@ const HEADER_ESCAPES: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%');
 
 /// Binary mode: attributes as `ce-` headers, data as the body.
 pub fn binary(event: &Event) -> (Vec<(HeaderName, HeaderValue)>, Bytes) {
-    let mut headers = Vec::with_capacity(8);
+    let mut headers = Vec::with_capacity(10);
     let mut put = |name: &str, value: &str| {
-        let name = HeaderName::from_bytes(format!("ce-{name}").as_bytes());
-        let value = HeaderValue::from_str(&utf8_percent_encode(value, HEADER_ESCAPES).to_string());
-        if let (Ok(name), Ok(value)) = (name, value) {
+        // Values needing no escape are borrowed, not copied.
+        let value: Cow<str> = utf8_percent_encode(value, HEADER_ESCAPES).into();
+        if let (Some(name), Ok(value)) = (header_name(name), HeaderValue::from_str(&value)) {
             headers.push((name, value));
         }
     };
     for (name, value) in event.iter_attributes() {
-        if name != "datacontenttype" {
-            put(name, &value.to_string());
+        match value {
+            AttributeValue::String(s) => put(name, s),
+            AttributeValue::URIRef(s) => put(name, s),
+            AttributeValue::URI(url) => put(name, url.as_str()),
+            AttributeValue::SpecVersion(v) => put(name, v.as_str()),
+            AttributeValue::Time(t) => put(name, &t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            other => put(name, &other.to_string()),
         }
     }
     for (name, value) in event.iter_extensions() {
-        put(name, &extension_string(value));
+        match value {
+            ExtensionValue::String(s) => put(name, s),
+            other => put(name, &extension_string(other)),
+        }
     }
     if let Some(ct) = event.datacontenttype()
         && let Ok(value) = HeaderValue::from_str(ct)
@@ -38,6 +49,24 @@ pub fn binary(event: &Event) -> (Vec<(HeaderName, HeaderValue)>, Bytes) {
         headers.push((CONTENT_TYPE, value));
     }
     (headers, data_bytes(event))
+}
+
+/// The `ce-` header of an attribute; the context attributes' names are static.
+fn header_name(attribute: &str) -> Option<HeaderName> {
+    Some(HeaderName::from_static(match attribute {
+        "datacontenttype" => return None, // carried by Content-Type
+        "specversion" => "ce-specversion",
+        "id" => "ce-id",
+        "source" => "ce-source",
+        "type" => "ce-type",
+        "subject" => "ce-subject",
+        "time" => "ce-time",
+        "dataschema" => "ce-dataschema",
+        "schemaurl" => "ce-schemaurl",
+        "knativearrivaltime" => "ce-knativearrivaltime",
+        "knativebrokerttl" => "ce-knativebrokerttl",
+        other => return HeaderName::from_bytes(format!("ce-{other}").as_bytes()).ok(),
+    }))
 }
 
 /// Structured mode: the whole event as `application/cloudevents+json`.

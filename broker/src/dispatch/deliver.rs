@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::sender::{Attempt, Failure, Sender};
 use crate::config::{DeliveryPolicy, Target, TriggerConfig};
 use crate::ingress::{self, Ingress};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TriggerMetrics};
 
 /// `knativeerrordata` carries at most this many bytes of the failed response body.
 const ERROR_DATA_LIMIT: usize = 1024;
@@ -25,6 +25,7 @@ pub struct TriggerContext {
     pub sender: Sender,
     pub ingress: Arc<Ingress>,
     pub metrics: Arc<Metrics>,
+    pub stats: TriggerMetrics,
     /// Adds up to 10% random jitter to backoff waits (off in tests that pin the formula).
     pub jitter: bool,
 }
@@ -52,6 +53,25 @@ pub async fn pause(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> 
 }
 
 impl TriggerContext {
+    pub fn new(
+        trigger: TriggerConfig,
+        sender: Sender,
+        ingress: Arc<Ingress>,
+        metrics: Arc<Metrics>,
+        jitter: bool,
+    ) -> Self {
+        let label = trigger.to_string();
+        Self {
+            stats: TriggerMetrics::new(&metrics, &label),
+            label,
+            trigger,
+            sender,
+            ingress,
+            metrics,
+            jitter,
+        }
+    }
+
     /// The wait before retry `n`: the policy's backoff (plus jitter), or `Retry-After` when
     /// that is longer, capped by `retryAfterMax`.
     pub fn retry_wait(
@@ -80,17 +100,14 @@ impl TriggerContext {
             {
                 Ok(reply) => {
                     if let Some(arrival) = arrival_age(event) {
-                        self.metrics
-                            .delivery_latency
-                            .get_or_create(&self.metrics.trigger(&self.label))
-                            .observe(arrival);
+                        self.stats.latency.observe(arrival);
                     }
                     if !reply.is_empty()
                         && self.publish_reply(event, reply, shutdown).await == Outcome::HandBack
                     {
                         return Outcome::HandBack;
                     }
-                    self.metrics.outcome(&self.label, "delivered");
+                    self.stats.delivered.inc();
                     return Outcome::Finished;
                 }
                 Err(Stop::HandBack) => return Outcome::HandBack,
@@ -99,7 +116,7 @@ impl TriggerContext {
             let Some(dead_letter) = &policy.dead_letter else {
                 tracing::warn!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
                     error = %failure.message, "delivery failed and no dead-letter sink is configured; event dropped");
-                self.metrics.outcome(&self.label, "dropped");
+                self.stats.dropped.inc();
                 return Outcome::Finished;
             };
             let dead = self.dead_letter_event(event, &failure);
@@ -107,11 +124,8 @@ impl TriggerContext {
                 Ok(_) => {
                     tracing::info!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
                         error = %failure.message, "event dead-lettered");
-                    self.metrics
-                        .dead_lettered
-                        .get_or_create(&self.metrics.trigger(&self.label))
-                        .inc();
-                    self.metrics.outcome(&self.label, "dead_lettered");
+                    self.stats.dead_lettered_total.inc();
+                    self.stats.dead_lettered.inc();
                     return Outcome::Finished;
                 }
                 Err(Stop::HandBack) => return Outcome::HandBack,
@@ -142,10 +156,7 @@ impl TriggerContext {
         for n in 0..=policy.retry {
             if n > 0 {
                 let wait = self.retry_wait(policy, n, last.as_ref().and_then(|f| f.retry_after));
-                self.metrics
-                    .retries
-                    .get_or_create(&self.metrics.trigger(&self.label))
-                    .inc();
+                self.stats.retries.inc();
                 if !pause(wait, shutdown).await {
                     return Err(Stop::HandBack);
                 }
@@ -214,10 +225,7 @@ impl TriggerContext {
         if ttl <= 0 {
             tracing::warn!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(original),
                 "reply dropped: knativebrokerttl exhausted (event loop?)");
-            self.metrics
-                .ttl_dropped
-                .get_or_create(&self.metrics.trigger(&self.label))
-                .inc();
+            self.stats.ttl_dropped.inc();
             return Outcome::Finished;
         }
         for event in &mut reply {

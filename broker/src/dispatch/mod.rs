@@ -40,7 +40,6 @@ pub async fn run_trigger(
     let permits = Arc::new(Semaphore::new(window));
     let lanes: Lanes = Arc::default();
     let mut tasks = JoinSet::new();
-    let labels = ctx.metrics.trigger(&ctx.label);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
@@ -61,17 +60,14 @@ pub async fn run_trigger(
             }
         };
         if let Some(age) = deliver::arrival_age(&delivery.event) {
-            ctx.metrics
-                .lag_seconds
-                .get_or_create(&labels)
-                .set(age.max(0.0));
+            ctx.stats.lag_seconds.set(age.max(0.0));
         }
         if !ctx.trigger.filter.matches(&delivery.event) {
-            ctx.metrics.outcome(&ctx.label, "filtered");
+            ctx.stats.filtered.inc();
             delivery.ack();
             continue;
         }
-        ctx.metrics.in_flight.get_or_create(&labels).inc();
+        ctx.stats.in_flight.inc();
         match ctx.trigger.ordering {
             Ordering::Unordered => {
                 let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
@@ -118,10 +114,7 @@ async fn deliver_one(
     if outcome == Outcome::Finished {
         delivery.ack();
     }
-    ctx.metrics
-        .in_flight
-        .get_or_create(&ctx.metrics.trigger(&ctx.label))
-        .dec();
+    ctx.stats.in_flight.dec();
     drop(permit);
     outcome
 }
@@ -153,10 +146,7 @@ async fn run_lane(
             let mut map = lanes.lock().unwrap();
             if let Some(queue) = map.remove(&key) {
                 for _ in queue {
-                    ctx.metrics
-                        .in_flight
-                        .get_or_create(&ctx.metrics.trigger(&ctx.label))
-                        .dec();
+                    ctx.stats.in_flight.dec();
                 }
             }
             return;

@@ -66,14 +66,7 @@ fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, TriggerCont
         delivery: policy,
         ordering: crate::config::Ordering::Unordered,
     };
-    let ctx = TriggerContext {
-        label: "ns/t".into(),
-        trigger,
-        sender: sender::Sender::default(),
-        ingress,
-        metrics,
-        jitter: false,
-    };
+    let ctx = TriggerContext::new(trigger, sender::Sender::default(), ingress, metrics, false);
     (bus, ctx)
 }
 
