@@ -193,13 +193,18 @@ impl Herald {
 
     /// SIGTERM, then waits (bounded) for the exit; returns the status and how long it took.
     pub async fn terminate(&mut self) -> (ExitStatus, Duration) {
+        self.signal("-TERM").await
+    }
+
+    /// Sends `signal` (as `kill` spells it, e.g. `-INT`), then waits (bounded) for the exit.
+    pub async fn signal(&mut self, signal: &str) -> (ExitStatus, Duration) {
         let mut child = self.child.take().expect("herald is running");
         let started = tokio::time::Instant::now();
         let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        assert!(sent.success(), "kill {signal} failed");
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 return (status, started.elapsed());
@@ -208,7 +213,7 @@ impl Herald {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "herald did not exit within {EXIT_TIMEOUT:?} of SIGTERM\n{}",
+                    "herald did not exit within {EXIT_TIMEOUT:?} of kill {signal}\n{}",
                     self.stderr()
                 );
             }

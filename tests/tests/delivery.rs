@@ -268,3 +268,19 @@ async fn attribute_filter_with_an_empty_value_needs_a_non_empty_attribute() {
         "only the event with a non-empty myext matches"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_1000_events_is_delivered_event_by_event() {
+    let sub = Subscriber::start().await;
+    let herald = Herald::start("embedded", &manifests::one_trigger(&sub.url("/"))).await;
+    let batch: Vec<_> = (0..1000)
+        .map(|i| herald_tests::fixtures::structured(&format!("b-{i}")))
+        .collect();
+    let r = Client::new()
+        .post_batch(&herald.broker_url("default", "default"), &batch)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let got = sub.wait_for(1000, Duration::from_secs(30)).await;
+    let ids: BTreeSet<String> = got.iter().map(|r| r.id()).collect();
+    assert_eq!(ids.len(), 1000);
+}

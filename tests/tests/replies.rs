@@ -203,3 +203,28 @@ async fn a_reply_cannot_raise_its_own_ttl() {
         "ttl 2 allows 2 deliveries even if replies claim ttl 255"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_reply_is_ignored_and_the_event_counts_as_delivered() {
+    let replier = Subscriber::start().await;
+    let sink = Subscriber::start().await;
+    // ce-specversion says "reply", but the event has no id.
+    replier.push(
+        Reply::status(200)
+            .header("ce-specversion", "1.0")
+            .header("ce-type", "dev.herald.reply")
+            .header("ce-source", "/replier"),
+    );
+    let herald = Herald::start("embedded", &two_triggers(&replier, &sink)).await;
+    publish_request(&herald, "req-bad-reply").await;
+    replier.wait_for(1, WAIT).await;
+    let got = replier
+        .settle(Duration::from_millis(400), Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        got.len(),
+        1,
+        "a 200 is a delivery even if its reply is invalid"
+    );
+    assert_eq!(sink.count(), 0, "the invalid reply is not published");
+}

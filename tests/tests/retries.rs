@@ -257,35 +257,36 @@ async fn a_slow_answer_past_the_timeout_is_a_failed_attempt() {
     assert_eq!(dls.count(), 0, "nothing dead-lettered");
 }
 
-/// Waits before retries 1..=3 with every attempt failing: `exponential` doubles
-/// `backoffDelay`, `linear` multiplies it by n (README formula; jitter up to 10%).
+/// Waits before retries 1..=4 with every attempt failing: `exponential` doubles
+/// `backoffDelay`, `linear` multiplies it by n (README formula; jitter up to 10%). Four
+/// retries tell the two apart beyond scheduling noise (800 ms vs 1600 ms at the 4th).
 #[tokio::test(flavor = "multi_thread")]
 async fn backoff_waits_follow_the_documented_formula() {
     let sub = Subscriber::start().await;
     sub.set_script(|_| Reply::status(500));
     let mut exp = trigger("exp", "default", &sub.url("/exp"));
     exp["spec"]["delivery"] =
-        json!({"retry": 3, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S"});
+        json!({"retry": 4, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S"});
     let mut lin = trigger("lin", "default", &sub.url("/lin"));
     lin["spec"]["delivery"] =
-        json!({"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT0.2S"});
+        json!({"retry": 4, "backoffPolicy": "linear", "backoffDelay": "PT0.2S"});
     let herald = Herald::start("embedded", &yaml(&[broker("default"), exp, lin])).await;
     publish(&herald, "bo-1").await;
-    let got = sub.wait_for(8, WAIT).await;
-    let check = |path: &str, expected_ms: [u64; 3]| {
+    let got = sub.wait_for(10, WAIT).await;
+    let check = |path: &str, expected_ms: [u64; 4]| {
         let requests: Vec<Recorded> = got.iter().filter(|r| r.path == path).cloned().collect();
-        assert_eq!(requests.len(), 4, "{path}: retry 3 means 4 attempts");
+        assert_eq!(requests.len(), 5, "{path}: retry 4 means 5 attempts");
         for (n, (gap, want)) in gaps(&requests).into_iter().zip(expected_ms).enumerate() {
             let want = Duration::from_millis(want);
             assert!(
-                gap >= want.mul_f64(0.95) && gap <= want.mul_f64(1.1) + Duration::from_millis(150),
+                gap >= want.mul_f64(0.95) && gap <= want.mul_f64(1.1) + Duration::from_millis(250),
                 "{path}: wait before retry {} was {gap:?}, expected {want:?} (+10% jitter)",
                 n + 1
             );
         }
     };
-    check("/exp", [200, 400, 800]);
-    check("/lin", [200, 400, 600]);
+    check("/exp", [200, 400, 800, 1600]);
+    check("/lin", [200, 400, 600, 800]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -166,3 +166,15 @@ async fn sigterm_during_concurrent_publishing_loses_no_accepted_event() {
     assert_eq!(accepted.len(), 1000);
     assert_all_delivered(&sub, &accepted, Duration::from_secs(30)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_stops_herald_like_sigterm() {
+    let mut herald = Herald::start("embedded", &yaml(&[broker("default")])).await;
+    let (status, took) = herald.signal("-INT").await;
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        herald.stderr()
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?} to exit");
+}
