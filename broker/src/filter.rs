@@ -17,6 +17,8 @@ pub enum Filter {
     All(Vec<Filter>),
     Any(Vec<Filter>),
     Not(Box<Filter>),
+    /// A CloudEvents SQL expression; an evaluation error is "no match" (Knative).
+    Cesql(cesql::Expression),
 }
 
 impl Filter {
@@ -26,6 +28,12 @@ impl Filter {
     }
 
     pub fn matches(&self, event: &Event) -> bool {
+        self.matches_counting(event, &mut 0)
+    }
+
+    /// Like [`Filter::matches`], adding to `errors` each CESQL expression whose evaluation
+    /// failed (and so did not match).
+    pub fn matches_counting(&self, event: &Event, errors: &mut u32) -> bool {
         match self {
             Filter::Exact(pairs) => pairs.iter().all(|(name, value)| {
                 attribute(event, name).is_some_and(|actual| actual == value.as_str())
@@ -36,9 +44,21 @@ impl Filter {
             Filter::Suffix(pairs) => pairs.iter().all(|(name, value)| {
                 attribute(event, name).is_some_and(|actual| actual.ends_with(value.as_str()))
             }),
-            Filter::All(filters) => filters.iter().all(|f| f.matches(event)),
-            Filter::Any(filters) => filters.iter().any(|f| f.matches(event)),
-            Filter::Not(filter) => !filter.matches(event),
+            Filter::All(filters) => filters.iter().all(|f| f.matches_counting(event, errors)),
+            Filter::Any(filters) => filters.iter().any(|f| f.matches_counting(event, errors)),
+            Filter::Not(filter) => !filter.matches_counting(event, errors),
+            Filter::Cesql(expression) => {
+                let attributes = CesqlEvent(event);
+                if expression.matches(&attributes) {
+                    return true;
+                }
+                let evaluation = expression.evaluate(&attributes);
+                if !evaluation.errors.is_empty() {
+                    *errors += 1;
+                    tracing::debug!(expression = %expression, errors = ?evaluation.errors, "cesql evaluation failed: no match");
+                }
+                false
+            }
         }
     }
 }
@@ -64,6 +84,26 @@ pub fn attribute<'e>(event: &'e Event, name: &str) -> Option<Cow<'e, str>> {
             ExtensionValue::Integer(i) => Cow::Owned(i.to_string()),
         },
     })
+}
+
+/// An event as CESQL reads it: strings borrowed, integers that fit 32 bits as integers.
+struct CesqlEvent<'e>(&'e Event);
+
+impl cesql::EventAttributes for CesqlEvent<'_> {
+    fn attribute(&self, name: &str) -> Option<cesql::Value<'_>> {
+        let event = self.0;
+        if let Some(value) = event.extension(name) {
+            return Some(match value {
+                ExtensionValue::String(s) => cesql::Value::String(Cow::Borrowed(s)),
+                ExtensionValue::Boolean(b) => cesql::Value::Boolean(*b),
+                ExtensionValue::Integer(i) => match i32::try_from(*i) {
+                    Ok(i) => cesql::Value::Integer(i),
+                    Err(_) => cesql::Value::String(Cow::Owned(i.to_string())),
+                },
+            });
+        }
+        attribute(event, name).map(cesql::Value::String)
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +148,27 @@ mod tests {
             "empty any matches nothing"
         );
         assert!(Filter::everything().matches(&e));
+    }
+
+    #[test]
+    fn cesql_reads_attributes_and_extensions_with_their_types() {
+        let e = event();
+        let cesql = |text: &str| Filter::Cesql(cesql::Expression::compile(text).unwrap());
+        assert!(
+            cesql("type = 'com.github.push' AND source LIKE 'https://github.com/%'").matches(&e)
+        );
+        assert!(cesql("count + 1 = 4").matches(&e));
+        assert!(!cesql("type = 'other'").matches(&e));
+    }
+
+    #[test]
+    fn cesql_evaluation_errors_do_not_match_and_are_counted() {
+        let e = event();
+        let filter =
+            Filter::Cesql(cesql::Expression::compile("missing = 'x' OR 5 / 0 = 0").unwrap());
+        let mut errors = 0;
+        assert!(!filter.matches_counting(&e, &mut errors));
+        assert_eq!(errors, 1);
     }
 
     #[test]

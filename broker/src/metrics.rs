@@ -46,6 +46,7 @@ pub struct Metrics {
     pub in_flight: Family<TriggerLabels, Gauge>,
     pub lag_seconds: Family<TriggerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub ttl_dropped: Family<TriggerLabels, Counter>,
+    pub filter_errors: Family<TriggerLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -68,6 +69,7 @@ impl Default for Metrics {
             in_flight: Family::default(),
             lag_seconds: Family::default(),
             ttl_dropped: Family::default(),
+            filter_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -144,6 +146,7 @@ pub struct TriggerMetrics {
     pub in_flight: Gauge,
     pub lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub ttl_dropped: Counter,
+    pub filter_errors: Counter,
 }
 
 impl TriggerMetrics {
@@ -169,6 +172,7 @@ impl TriggerMetrics {
             in_flight: metrics.in_flight.get_or_create(&labels).clone(),
             lag_seconds: metrics.lag_seconds.get_or_create(&labels).clone(),
             ttl_dropped: metrics.ttl_dropped.get_or_create(&labels).clone(),
+            filter_errors: metrics.filter_errors.get_or_create(&labels).clone(),
         }
     }
 }

@@ -369,9 +369,13 @@ fn filter<T>(at: &Located<T>, field: &str, spec: &FilterSpec) -> Result<Filter, 
     } else if let Some(inner) = &spec.not {
         Filter::Not(Box::new(filter(at, &format!("{field}.not"), inner)?))
     } else {
-        return Err(at.error(
-            &format!("{field}.cesql"),
-            "CloudEvents SQL filters are not supported by this version of Herald yet",
-        ));
+        let text = spec.cesql.as_deref().unwrap_or_default();
+        let expression = cesql::Expression::compile(text).map_err(|e| {
+            at.error(
+                &format!("{field}.cesql"),
+                format!("invalid CESQL expression: {e}"),
+            )
+        })?;
+        Filter::Cesql(expression)
     })
 }

@@ -143,3 +143,15 @@ fn errors_name_file_document_and_field() {
         "{e}"
     );
 }
+
+#[test]
+fn cesql_filters_compile_at_load_and_bad_ones_fail_with_their_position() {
+    let ok = format!(
+        "{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filters: [{{cesql: \"type = 'a' AND source LIKE '/x/%'\"}}]\n"
+    );
+    assert!(load_str("ok.yaml", &ok).is_ok());
+    let e = error(&format!(
+        "{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filters: [{{cesql: \"type = \"}}]\n"
+    ));
+    assert!(e.contains("field spec.filters[0].cesql") && e.contains("1:"), "{e}");
+}

@@ -62,7 +62,16 @@ pub async fn run_trigger(
         if let Some(age) = deliver::arrival_age(&delivery.event) {
             ctx.stats.lag_seconds.set(age.max(0.0));
         }
-        if !ctx.trigger.filter.matches(&delivery.event) {
+        let mut filter_errors = 0;
+        let matched = ctx
+            .trigger
+            .filter
+            .matches_counting(&delivery.event, &mut filter_errors);
+        if filter_errors > 0 {
+            ctx.stats.filter_errors.inc_by(u64::from(filter_errors));
+            tracing::debug!(trigger = %ctx.label, event.id = %cloudevents::AttributesReader::id(&delivery.event), "cesql filter evaluation failed: no match");
+        }
+        if !matched {
             ctx.stats.filtered.inc();
             delivery.ack();
             continue;
