@@ -82,7 +82,7 @@ impl Default for Metrics {
             "Events refused by ingress, by reason",
             m.events_rejected.clone(),
         );
-        registry.register("deliveries", "Events finished by a trigger, by outcome (delivered, dead_lettered, filtered, dropped, filter_error)", m.deliveries.clone());
+        registry.register("deliveries", "Events finished by a trigger, by outcome (delivered, dead_lettered, filtered; exhausted counts rounds of attempts that failed with no working dead-letter sink, after which the event is kept and retried)", m.deliveries.clone());
         registry.register(
             "delivery_retries",
             "Delivery attempts after the first",
@@ -138,7 +138,7 @@ impl Metrics {
 pub struct TriggerMetrics {
     pub delivered: Counter,
     pub filtered: Counter,
-    pub dropped: Counter,
+    pub exhausted: Counter,
     pub dead_lettered: Counter,
     pub dead_lettered_total: Counter,
     pub retries: Counter,
@@ -164,7 +164,7 @@ impl TriggerMetrics {
         Self {
             delivered: outcome("delivered"),
             filtered: outcome("filtered"),
-            dropped: outcome("dropped"),
+            exhausted: outcome("exhausted"),
             dead_lettered: outcome("dead_lettered"),
             dead_lettered_total: metrics.dead_lettered.get_or_create(&labels).clone(),
             retries: metrics.retries.get_or_create(&labels).clone(),

@@ -244,20 +244,11 @@ fn destination<T>(
                     format!("{uri:?} is not an absolute URL: {e}"),
                 )
             })?;
-            match url.scheme() {
-                "http" => {}
-                "https" => {
-                    return Err(at.error(
-                        &format!("{field}.uri"),
-                        "https destinations need TLS, which this build of Herald does not include yet",
-                    ));
-                }
-                other => {
-                    return Err(at.error(
-                        &format!("{field}.uri"),
-                        format!("scheme {other:?} is not http"),
-                    ));
-                }
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(at.error(
+                    &format!("{field}.uri"),
+                    format!("scheme {:?} is not http or https", url.scheme()),
+                ));
             }
             Ok(Target::Url(url))
         }

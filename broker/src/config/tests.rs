@@ -153,5 +153,8 @@ fn cesql_filters_compile_at_load_and_bad_ones_fail_with_their_position() {
     let e = error(&format!(
         "{TRIGGER_HEAD}spec:\n  broker: b\n  subscriber: {{uri: http://x}}\n  filters: [{{cesql: \"type = \"}}]\n"
     ));
-    assert!(e.contains("field spec.filters[0].cesql") && e.contains("1:"), "{e}");
+    assert!(
+        e.contains("field spec.filters[0].cesql") && e.contains("1:"),
+        "{e}"
+    );
 }

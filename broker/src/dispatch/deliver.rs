@@ -114,10 +114,17 @@ impl TriggerContext {
                 Err(Stop::Exhausted(failure)) => failure,
             };
             let Some(dead_letter) = &policy.dead_letter else {
-                tracing::warn!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
-                    error = %failure.message, "delivery failed and no dead-letter sink is configured; event dropped");
-                self.stats.dropped.inc();
-                return Outcome::Finished;
+                // At least once: with nowhere to dead-letter it, the event stays unacknowledged
+                // and its delivery starts over after a pause.
+                let wait = self.round_pause(policy);
+                tracing::error!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
+                    error = %failure.message, retry_in = ?wait,
+                    "delivery failed and no dead-letter sink is configured; event kept");
+                self.stats.exhausted.inc();
+                if !pause(wait, shutdown).await {
+                    return Outcome::HandBack;
+                }
+                continue;
             };
             let dead = self.dead_letter_event(event, &failure);
             match self.attempt_all(dead_letter, &dead, shutdown).await {
@@ -131,9 +138,8 @@ impl TriggerContext {
                 Err(Stop::HandBack) => return Outcome::HandBack,
                 Err(Stop::Exhausted(dls_failure)) => {
                     // Nothing is dropped silently: keep the event and start over later.
-                    let wait = self
-                        .retry_wait(policy, policy.retry + 1, None)
-                        .clamp(Duration::from_secs(1), Duration::from_secs(300));
+                    let wait = self.round_pause(policy);
+                    self.stats.exhausted.inc();
                     tracing::error!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
                         error = %dls_failure.message, retry_in = ?wait, "dead-letter sink failed; event kept");
                     if !pause(wait, shutdown).await {
@@ -167,16 +173,19 @@ impl TriggerContext {
                         .send(url, event, policy.format, policy.timeout)
                         .await
                 }
-                Target::Broker(id) => match self.ingress.publish(id, vec![event.clone()]).await {
-                    Ok(()) => Attempt::Delivered { reply: Vec::new() },
-                    Err(e) => Attempt::Failed(Failure {
-                        status: Some(e.status()),
-                        retryable: e.status().is_server_error(),
-                        retry_after: None,
-                        body: bytes::Bytes::from(e.to_string()),
-                        message: e.to_string(),
-                    }),
-                },
+                Target::Broker(id) => {
+                    // Forwarding to a broker is a hop: the loop guard applies as to replies.
+                    let ttl = ingress::ttl(event).unwrap_or(crate::config::DEFAULT_TTL) - 1;
+                    if ttl <= 0 {
+                        tracing::warn!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
+                            broker = %id, "event not forwarded: knativebrokerttl exhausted (broker loop?)");
+                        self.stats.ttl_dropped.inc();
+                        return Ok(Vec::new());
+                    }
+                    let mut forwarded = event.clone();
+                    forwarded.set_extension(ingress::TTL, ExtensionValue::Integer(ttl));
+                    self.forward(id, forwarded).await
+                }
             };
             match attempt {
                 Attempt::Delivered { reply } => return Ok(reply),
@@ -191,6 +200,26 @@ impl TriggerContext {
             }
         }
         Err(Stop::Exhausted(last.expect("at least one attempt ran")))
+    }
+
+    async fn forward(&self, id: &crate::config::BrokerId, event: Event) -> Attempt {
+        match self.ingress.publish(id, vec![event]).await {
+            Ok(()) => Attempt::Delivered { reply: Vec::new() },
+            Err(e) => Attempt::Failed(Failure {
+                status: Some(e.status()),
+                retryable: e.status().is_server_error(),
+                retry_after: None,
+                body: bytes::Bytes::from(e.to_string()),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The pause before a kept event's delivery starts over: the policy's last backoff,
+    /// between 1 s and 5 min.
+    fn round_pause(&self, policy: &DeliveryPolicy) -> Duration {
+        self.retry_wait(policy, policy.retry + 1, None)
+            .clamp(Duration::from_secs(1), Duration::from_secs(300))
     }
 
     fn dead_letter_event(&self, event: &Event, failure: &Failure) -> Event {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use cloudevents::Event;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -58,7 +59,7 @@ pub fn is_retryable(status: StatusCode) -> bool {
 /// A pooled HTTP/1.1 client with keep-alive; redirects are never followed.
 #[derive(Clone)]
 pub struct Sender {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -69,9 +70,17 @@ impl std::fmt::Debug for Sender {
 
 impl Default for Sender {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        // `https` checks certificates against the operating system's trusted roots.
+        let builder = HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no trusted roots found: https deliveries will fail");
+                HttpsConnectorBuilder::new().with_tls_config(rustls_config_without_roots())
+            });
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
@@ -154,6 +163,13 @@ impl Sender {
             body,
         })
     }
+}
+
+fn rustls_config_without_roots() -> rustls::ClientConfig {
+    // Only reached where the system has no CA store: https then fails with a clear error.
+    rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
 }
 
 /// A 200/201 answer carrying a CloudEvent (binary or structured) is a reply.

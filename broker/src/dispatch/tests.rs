@@ -122,12 +122,43 @@ async fn backoff_cap_limits_each_wait() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn attempts_are_retry_plus_one_then_the_event_is_dropped_without_dead_letter_sink() {
-    let (bus, ctx) = context(policy(BackoffPolicy::Linear, 2), 100);
+async fn without_dead_letter_sink_an_exhausted_event_is_kept_not_dropped() {
+    let (bus, ctx) = context(policy(BackoffPolicy::Linear, 2), u32::MAX);
+    let (tx, mut rx) = watch::channel(false);
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(4_500)).await;
+        tx.send(true).unwrap();
+    });
+    // Attempts at 0, 1 and 3 s (retry + 1 = 3), then a pause of the last backoff (3 s):
+    // shutdown at 4.5 s hands the event back, unacknowledged.
+    assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::HandBack);
+    stopper.await.unwrap();
+    assert_eq!(attempt_times(&bus, "-sink"), [0.0, 1.0, 3.0]);
+    assert!(ctx.metrics.encode().contains(r#"outcome="exhausted"} 1"#));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_dead_letter_sink_the_next_round_starts_after_the_pause() {
+    let (bus, ctx) = context(policy(BackoffPolicy::Linear, 1), 3);
     let (_tx, mut rx) = watch::channel(false);
+    // Round one: 0 and 1 s fail; pause of 2 s; round two: 3 s fails, 4 s succeeds.
     assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::Finished);
-    assert_eq!(attempt_times(&bus, "-sink").len(), 3);
-    assert!(ctx.metrics.encode().contains(r#"outcome="dropped""#));
+    assert_eq!(attempt_times(&bus, "-sink"), [0.0, 1.0, 3.0, 4.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn forwarding_to_a_broker_decrements_the_ttl_and_stops_at_zero() {
+    let (bus, ctx) = context(policy(BackoffPolicy::Linear, 0), 0);
+    let (_tx, mut rx) = watch::channel(false);
+    let mut last_hop = event();
+    last_hop.set_extension(crate::ingress::TTL, 1i64);
+    assert_eq!(ctx.process(&last_hop, &mut rx).await, Outcome::Finished);
+    assert!(attempt_times(&bus, "-sink").is_empty(), "not forwarded");
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains("herald_ttl_dropped_total{trigger=\"ns/t\"} 1")
+    );
 }
 
 #[tokio::test(start_paused = true)]
