@@ -12,9 +12,13 @@ use libfuzzer_sys::fuzz_target;
 static FUNCTIONS: LazyLock<FunctionRegistry> = LazyLock::new(|| {
     let mut functions = FunctionRegistry::new();
     functions
-        .register("ECHO", &[Type::String], Some(Type::Integer), Type::String, |args| {
-            Ok(args[0].clone().into_owned())
-        })
+        .register(
+            "ECHO",
+            &[Type::String],
+            Some(Type::Integer),
+            Type::String,
+            |args| Ok(args[0].clone().into_owned()),
+        )
         .expect("valid registration");
     functions
 });
@@ -35,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
     let event: HashMap<String, Value<'static>> = HashMap::from([
         ("specversion".to_owned(), Value::from("1.0")),
         ("id".to_owned(), Value::from("42")),
-        ("source".to_owned(), Value::from("https://github.com/herald/herald")),
+        (
+            "source".to_owned(),
+            Value::from("https://github.com/herald/herald"),
+        ),
         ("type".to_owned(), Value::from("com.github.push")),
         ("count".to_owned(), Value::Integer(-2147483648)),
         ("flag".to_owned(), Value::Boolean(true)),
