@@ -238,3 +238,48 @@ async fn a_removed_group_no_longer_holds_back_retention() {
     assert!(!bus.remove_group(TOPIC, "gone").await.unwrap());
     assert!(eventually(|| segment_count(dir.path()) == 1).await);
 }
+
+#[tokio::test]
+async fn retain_groups_removes_every_other_group_and_its_hold_on_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(config(dir.path())).unwrap();
+        assert!(
+            bus.retain_groups(TOPIC, &[]).await.unwrap().is_empty(),
+            "no topic yet"
+        );
+        for group in ["old-a", "kept", "old-b"] {
+            drop(bus.subscribe(TOPIC, group).await.unwrap());
+        }
+        publish_one_by_one(&bus, 30).await;
+    }
+    // At startup, before any subscriber of the current triggers runs.
+    let bus = EmbeddedBus::open(config(dir.path())).unwrap();
+    let removed = bus.retain_groups(TOPIC, &["kept", "never-joined"]).await;
+    assert_eq!(removed.unwrap(), ["old-a", "old-b"]);
+    assert!(
+        bus.retain_groups(TOPIC, &["kept"])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let cursors = fs::read_dir(dir.path().join("topics").join(TOPIC).join("groups"))
+        .unwrap()
+        .count();
+    assert_eq!(cursors, 1, "only the kept group's cursor file remains");
+
+    let written = segment_count(dir.path());
+    assert!(written > 1);
+    let mut kept = bus.subscribe(TOPIC, "kept").await.unwrap();
+    for _ in 0..30 {
+        next(&mut kept).await.ack();
+    }
+    assert!(
+        eventually(|| segment_count(dir.path()) == 1).await,
+        "only the kept group held the segments back"
+    );
+    // A removed group that comes back starts afresh at the end.
+    let mut again = bus.subscribe(TOPIC, "old-a").await.unwrap();
+    bus.publish(TOPIC, &[event(30)]).await.unwrap();
+    assert_eq!(next(&mut again).await.event.id(), "30");
+}

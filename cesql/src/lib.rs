@@ -1,5 +1,17 @@
 //! CloudEvents SQL (CESQL) v1: compile an expression once, evaluate it against many events.
 //!
+//! # Layout
+//!
+//! - `lexer` splits the source into tokens; `parser` builds the syntax tree of `ast`, enforcing
+//!   operator precedence and the nesting limits that keep every later recursion stack-safe.
+//! - `compile` resolves function calls against a [`FunctionRegistry`] (built-ins in
+//!   `functions/builtins.rs`) and compiles `LIKE` patterns (`like`) into the tree that `eval`
+//!   walks.
+//! - `eval` evaluates that tree against an [`EventAttributes`], using the casts of `cast`;
+//!   `value` holds [`Value`] and [`Type`], `error` the error types, `event` the trait.
+//!
+//! # Example
+//!
 //! ```
 //! use std::collections::HashMap;
 //! use cesql::{Expression, Value};
@@ -10,19 +22,11 @@
 //!     ("source".to_owned(), Value::from("https://github.com/herald/herald")),
 //! ]);
 //! assert!(filter.matches(&event));
+//!
+//! let error = Expression::compile("ABC(").unwrap_err();
+//! assert_eq!(error.to_string(), "parse error at 1:5: expected an expression, found end of input");
 //! # Ok::<(), cesql::ParseError>(())
 //! ```
-//!
-//! # Layout
-//!
-//! - [`lexer`](crate::lexer) splits the source into tokens; [`parser`](crate::parser) builds
-//!   the syntax tree of [`ast`](crate::ast), enforcing operator precedence and the nesting
-//!   limits that keep every later recursion stack-safe.
-//! - `compile` resolves function calls against a [`FunctionRegistry`] (built-ins in
-//!   `functions/builtins.rs`) and compiles `LIKE` patterns (`like`) into the tree that
-//!   `eval` walks.
-//! - `eval` evaluates that tree against an [`EventAttributes`], using the casts of `cast`;
-//!   `value` holds [`Value`] and [`Type`], `error` the error types, `event` the trait.
 //!
 //! # Semantics worth knowing
 //!
@@ -126,6 +130,11 @@ impl Expression {
         value == Value::Boolean(true) && evaluator.errors.is_empty()
     }
 }
+
+/// Compiles and runs the examples of README.md as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 impl fmt::Debug for Expression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -13,6 +13,12 @@
 //! - [`load`]: concurrent publishers that record every `202`, and the zero-loss check.
 //!
 //! Every wait is bounded: helpers take or imply a timeout and panic with what they saw.
+//!
+//! # Running
+//! The tests run the binary, they do not build it: `cargo build -p herald --bins` first, with
+//! the same `CARGO_TARGET_DIR` and profile as `cargo test -p herald-tests` (or point
+//! `HERALD_BIN` at a binary). `HERALD_TEST_LOG` sets herald's log filter (default `info`);
+//! `HERALD_TEST_SHOW_STDERR=1` prints herald's stderr after every test, not only failed ones.
 
 pub mod binary;
 pub mod client;

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::ack::AckTracker;
 
@@ -29,6 +29,9 @@ pub struct Group {
     pub tracker: Arc<AckTracker>,
     /// The cursor as last persisted; retention trusts only this one.
     persisted: AtomicU64,
+    /// Set when the group is removed; held while its file is written or deleted, so a flush
+    /// racing a removal cannot bring the cursor file back.
+    removed: Mutex<bool>,
     path: PathBuf,
     name: String,
 }
@@ -42,12 +45,20 @@ impl Group {
     /// fsyncs the directory once for all groups).
     pub fn flush(&self) -> io::Result<bool> {
         let cursor = self.tracker.committed();
-        if cursor == self.persisted() {
+        let removed = self.removed.lock().unwrap();
+        if cursor == self.persisted() || *removed {
             return Ok(false);
         }
         write_atomically(&self.path, cursor, &self.name)?;
         self.persisted.store(cursor, Ordering::Release);
         Ok(true)
+    }
+
+    /// Deletes the cursor file for good (the group was removed from its topic's map).
+    fn delete(&self) -> io::Result<()> {
+        let mut removed = self.removed.lock().unwrap();
+        *removed = true;
+        fs::remove_file(&self.path)
     }
 }
 
@@ -100,15 +111,37 @@ pub fn leave(topic: &Topic, name: &str) -> Result<bool, BusError> {
     let Some(group) = topic.groups.lock().unwrap().remove(name) else {
         return Ok(false);
     };
-    fs::remove_file(&group.path)?;
+    group.delete()?;
     sync_dir(&topic.groups_dir())?;
     Ok(true)
+}
+
+/// Forgets every group of `topic` not named in `keep`, with one directory sync. Returns the
+/// names of the removed groups, sorted.
+pub fn retain(topic: &Topic, keep: &[String]) -> Result<Vec<String>, BusError> {
+    let mut groups = topic.groups.lock().unwrap();
+    let mut removed: Vec<String> = groups
+        .keys()
+        .filter(|name| !keep.contains(name))
+        .cloned()
+        .collect();
+    removed.sort();
+    for name in &removed {
+        if let Some(group) = groups.remove(name) {
+            group.delete()?;
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(&topic.groups_dir())?;
+    }
+    Ok(removed)
 }
 
 fn group(path: PathBuf, cursor: u64, name: String) -> Group {
     Group {
         tracker: Arc::new(AckTracker::new(cursor)),
         persisted: AtomicU64::new(cursor),
+        removed: Mutex::new(false),
         path,
         name,
     }

@@ -3,17 +3,21 @@
 //! # Layout
 //! - [`config`]: [`EmbeddedConfig`] and [`Retention`].
 //! - `segment`: segment files and the CRC-checked frames inside them (one frame per batch).
-//! - `topic`: a topic's directory, and recovery (torn-tail truncation) when it is opened.
+//! - `preallocate`: segments are zero-filled and synced ahead of use, so a commit's
+//!   `fdatasync` flushes data only (no journalled size change): why, and how.
+//! - `topic`: a topic's directory, and recovery (zeroing a torn tail) when it is opened.
 //! - `writer`: one thread per topic doing group commit (many publishes, one `fdatasync`).
 //! - `reader`: subscriptions reading committed frames on the blocking pool.
 //! - `cursor`: durable consumer-group cursors (temp file + fsync + rename).
 //! - `retention`: deleting whole sealed segments that are acknowledged, too old or too many.
 //!
-//! On disk: `<dir>/LOCK` (held while open), `<dir>/topics/<topic>/{topic, NNN.log, groups/}`.
+//! On disk: `<dir>/LOCK` (held while open), `<dir>/topics/<topic>/{topic, NNN.log, groups/}`,
+//! and `next.tmp` while the next segment is being prepared.
 //! A flusher thread persists moved cursors and applies retention every `flush_interval`.
 
 pub mod config;
 mod cursor;
+mod preallocate;
 mod reader;
 mod retention;
 mod segment;
@@ -88,7 +92,7 @@ impl EmbeddedBus {
             flusher: Mutex::new(None),
             config,
         });
-        for (topic, active) in topic::open_all(&topics_dir)? {
+        for (topic, active) in topic::open_all(&topics_dir, inner.config.segment_bytes)? {
             info!(topic = %topic.name, end = active.end, "embedded topic recovered");
             let handle = inner.start_topic(topic, active)?;
             let name = handle.topic.name.clone();
@@ -124,6 +128,20 @@ impl EmbeddedBus {
             .map_err(|e| BusError::unavailable(format!("removing group failed: {e}")))?
     }
 
+    /// Deletes every consumer group of `topic` not named in `keep` (at startup: the groups of
+    /// triggers that no longer exist, which would otherwise hold back retention forever).
+    /// Returns the names of the removed groups, sorted.
+    pub async fn retain_groups(&self, topic: &str, keep: &[&str]) -> Result<Vec<String>, BusError> {
+        let Some(handle) = self.inner.topics.lock().unwrap().get(topic).cloned() else {
+            return Ok(vec![]);
+        };
+        let topic = handle.topic.clone();
+        let keep: Vec<String> = keep.iter().map(|&k| k.to_owned()).collect();
+        tokio::task::spawn_blocking(move || cursor::retain(&topic, &keep))
+            .await
+            .map_err(|e| BusError::unavailable(format!("removing groups failed: {e}")))?
+    }
+
     async fn topic(&self, name: &str) -> Result<Arc<TopicHandle>, BusError> {
         if let Some(handle) = self.inner.topics.lock().unwrap().get(name) {
             return Ok(handle.clone());
@@ -149,6 +167,7 @@ impl Inner {
             segment_bytes: self.config.segment_bytes,
             pending: self.pending.clone(),
             failed: None,
+            next: None,
         };
         let thread = std::thread::Builder::new()
             .name("herald-bus-write".into())
@@ -171,7 +190,7 @@ impl Inner {
         if self.closed.load(Ordering::Acquire) {
             return Err(BusError::unavailable("embedded bus closed"));
         }
-        let (topic, active) = topic::create(&self.topics_dir, name)?;
+        let (topic, active) = topic::create(&self.topics_dir, name, self.config.segment_bytes)?;
         let handle = self.start_topic(topic, active)?;
         topics.insert(name.to_owned(), handle.clone());
         Ok(handle)

@@ -8,8 +8,12 @@
 //! little-endian, the CRC over the payload. Positions are implicit: the first event of a frame
 //! follows the last event of the frame before it.
 //!
-//! Only the writer appends, and only after a frame is fsynced does it raise the segment's
-//! committed length, so readers never see a torn or unsynced frame.
+//! A segment file is preallocated with zeros (see `preallocate`), so its size says nothing about
+//! its content: a zero length field ends the frames. Only the writer writes, and only after a
+//! frame is fsynced does it raise the segment's committed length (kept in memory), so readers
+//! never see a torn or unsynced frame. A sealed segment is cut to its committed length before
+//! the next one becomes durable, so on reopen the size of every segment file but the last is
+//! its content. Segments written before preallocation (appended, no zeros) read the same way.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -134,12 +138,13 @@ pub struct Scan {
     pub valid_len: u64,
     /// Events in that prefix.
     pub events: u64,
-    /// Bytes of the file after the valid prefix (a torn or corrupt tail).
-    pub tail: u64,
+    /// Size of the file: zeros (preallocated) or a torn write may follow the valid prefix.
+    pub file_len: u64,
 }
 
-/// Reads a segment frame by frame, checking every CRC, and stops at the first frame that is
-/// incomplete or does not match: everything from there on is a torn write.
+/// Reads a segment frame by frame, checking every CRC, and stops at a zero length (the
+/// preallocated rest) or at the first frame that is incomplete or does not match: everything
+/// from there on is zeros or a torn write.
 pub fn scan(path: &Path) -> io::Result<Scan> {
     let file = File::open(path)?;
     let file_len = file.metadata()?.len();
@@ -154,7 +159,7 @@ pub fn scan(path: &Path) -> io::Result<Scan> {
         }
         reader.read_exact(&mut header)?;
         let (len, crc) = parse_header(&header);
-        if valid_len + (HEADER + len) as u64 > file_len {
+        if len == 0 || valid_len + (HEADER + len) as u64 > file_len {
             break;
         }
         payload.resize(len, 0);
@@ -168,7 +173,7 @@ pub fn scan(path: &Path) -> io::Result<Scan> {
     Ok(Scan {
         valid_len,
         events,
-        tail: file_len - valid_len,
+        file_len,
     })
 }
 
@@ -236,6 +241,20 @@ mod tests {
         let scan = scan(&path).unwrap();
         assert_eq!(scan.valid_len, whole);
         assert_eq!(scan.events, 3);
-        assert_eq!(scan.tail, data.len() as u64 - whole);
+        assert_eq!(scan.file_len, data.len() as u64);
+    }
+
+    #[test]
+    fn scan_stops_at_the_zeros_after_the_last_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(0));
+        let mut data = BytesMut::new();
+        frame_of(&mut data, &[b"one"]);
+        frame_of(&mut data, &[b"two", b"three"]);
+        let whole = data.len() as u64;
+        data.put_bytes(0, 4096);
+        std::fs::write(&path, &data).unwrap();
+        let scan = scan(&path).unwrap();
+        assert_eq!((scan.valid_len, scan.events), (whole, 3));
     }
 }

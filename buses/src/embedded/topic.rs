@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::cursor::{self, Group};
+use super::preallocate::{self, NEXT};
 use super::segment::{self, Segment};
 
 const NAME_FILE: &str = "topic";
@@ -34,13 +35,16 @@ pub struct Topic {
     pub closed: AtomicBool,
 }
 
-/// The writer's end of a topic: the active segment, open for appending.
+/// The writer's end of a topic: the active segment, open for writing.
 #[derive(Debug)]
 pub struct Active {
     pub file: File,
     pub segment: Arc<Segment>,
-    /// Bytes written and fsynced in the active segment.
+    /// Bytes written and fsynced in the active segment (its logical length; the file is
+    /// preallocated and longer).
     pub len: u64,
+    /// Size of the file: zeros from `len` up to here.
+    pub capacity: u64,
     /// Position of the next event to append.
     pub end: u64,
 }
@@ -51,8 +55,9 @@ impl Topic {
     }
 }
 
-/// Creates the directory of a new topic under `topics` and opens it.
-pub fn create(topics: &Path, name: &str) -> io::Result<(Arc<Topic>, Active)> {
+/// Creates the directory of a new topic under `topics` and opens it (which preallocates its
+/// first segment of `segment_bytes`).
+pub fn create(topics: &Path, name: &str, segment_bytes: u64) -> io::Result<(Arc<Topic>, Active)> {
     let dir = topics.join(file_safe(name));
     let tmp = topics.join(format!("{}.tmp", file_safe(name)));
     let _ = fs::remove_dir_all(&tmp);
@@ -65,11 +70,11 @@ pub fn create(topics: &Path, name: &str) -> io::Result<(Arc<Topic>, Active)> {
     sync_dir(&tmp)?;
     fs::rename(&tmp, &dir)?;
     sync_dir(topics)?;
-    open(&dir)
+    open(&dir, segment_bytes)
 }
 
 /// Opens every topic directory under `topics`, recovering each.
-pub fn open_all(topics: &Path) -> io::Result<Vec<(Arc<Topic>, Active)>> {
+pub fn open_all(topics: &Path, segment_bytes: u64) -> io::Result<Vec<(Arc<Topic>, Active)>> {
     let mut opened = vec![];
     for entry in fs::read_dir(topics)? {
         let path = entry?.path();
@@ -78,17 +83,21 @@ pub fn open_all(topics: &Path) -> io::Result<Vec<(Arc<Topic>, Active)>> {
             continue;
         }
         if path.is_dir() {
-            opened.push(open(&path)?);
+            opened.push(open(&path, segment_bytes)?);
         }
     }
     Ok(opened)
 }
 
 /// Opens an existing topic. The last segment is checked frame by frame and a torn tail (a write
-/// that crashed before its fsync, so never acknowledged) is cut off; older segments were sealed
-/// after an fsync and are taken as they are.
-fn open(dir: &Path) -> io::Result<(Arc<Topic>, Active)> {
+/// that crashed before its fsync, so never acknowledged) is zeroed; older segments were sealed
+/// (cut to their content) after an fsync and are taken as they are.
+fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Arc<Topic>, Active)> {
     let name = fs::read_to_string(dir.join(NAME_FILE))?;
+    match fs::remove_file(dir.join(NEXT)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {} // a preparation the last run did not finish or use
+    }
     let groups = cursor::load_all(&dir.join(GROUPS))?;
     let mut bases = vec![];
     for entry in fs::read_dir(dir)? {
@@ -119,15 +128,14 @@ fn open(dir: &Path) -> io::Result<(Arc<Topic>, Active)> {
     let path = dir.join(segment::file_name(last));
     let scan = segment::scan(&path)?;
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
-    if scan.tail > 0 {
+    let capacity = recover_tail(&file, &scan, segment_bytes)?;
+    if capacity.torn > 0 {
         warn!(
             topic = %name,
             segment = %path.display(),
-            bytes = scan.tail,
-            "cutting off a torn write at the end of the log"
+            bytes = capacity.torn,
+            "zeroing a torn write at the end of the log"
         );
-        file.set_len(scan.valid_len)?;
-        file.sync_all()?;
     }
     let active = Arc::new(Segment::new(last, path, scan.valid_len));
     segments.push(active.clone());
@@ -144,9 +152,47 @@ fn open(dir: &Path) -> io::Result<(Arc<Topic>, Active)> {
         file,
         segment: active,
         len: scan.valid_len,
+        capacity: capacity.len,
         end,
     };
     Ok((topic, active))
+}
+
+struct Recovered {
+    /// File size afterwards.
+    len: u64,
+    /// Bytes of a torn write that were zeroed or cut off.
+    torn: u64,
+}
+
+/// Makes the last segment's file what the writer expects: zeros from the valid prefix to
+/// `segment_bytes` (or to the prefix, if longer). Any non-zero byte after the prefix (a torn
+/// write: a partial frame, a frame with a bad CRC, or whole frames behind one) is zeroed, so no
+/// later, shorter write can leave stale frames readable behind it. A file shorter than
+/// `segment_bytes` (a segment written before preallocation, or one cut at a roll that crashed)
+/// is extended with zeros. Synced before the writer starts.
+fn recover_tail(file: &File, scan: &segment::Scan, segment_bytes: u64) -> io::Result<Recovered> {
+    let target = segment_bytes.max(scan.valid_len);
+    let dirty = preallocate::dirty_end(file, scan.valid_len, scan.file_len)?;
+    let mut len = scan.file_len;
+    if len > target {
+        file.set_len(target)?;
+        len = target;
+    }
+    if dirty > scan.valid_len {
+        preallocate::zero_fill(file, scan.valid_len, dirty.min(len))?;
+    }
+    if len < target {
+        preallocate::zero_fill(file, len, target)?;
+        len = target;
+    }
+    if len != scan.file_len || dirty > scan.valid_len {
+        file.sync_all()?;
+    }
+    Ok(Recovered {
+        len,
+        torn: dirty - scan.valid_len,
+    })
 }
 
 /// fsyncs a directory, making the creation, rename or deletion of its entries durable.
@@ -203,10 +249,10 @@ mod tests {
     #[test]
     fn a_created_topic_reopens_empty_at_position_zero() {
         let dir = tempfile::tempdir().unwrap();
-        let (topic, active) = create(dir.path(), "t/1").unwrap();
-        assert_eq!((active.end, active.len), (0, 0));
+        let (topic, active) = create(dir.path(), "t/1", 4096).unwrap();
+        assert_eq!((active.end, active.len, active.capacity), (0, 0, 4096));
         drop((topic, active));
-        let opened = open_all(dir.path()).unwrap();
+        let opened = open_all(dir.path(), 4096).unwrap();
         assert_eq!(opened.len(), 1);
         assert_eq!(opened[0].0.name, "t/1");
     }

@@ -1,16 +1,23 @@
 //! The writer of one topic: group commit on a dedicated thread.
 //!
 //! Publishers encode their batch into a frame on their own task and queue it here. The thread
-//! takes everything queued, writes it with one `write`, calls one `fdatasync`, and only then
-//! raises the committed length, wakes subscribers and answers every publisher. While one fsync
-//! runs the next requests queue up, so concurrent publishers share fsyncs without any timer.
+//! takes everything queued, writes it with one positional write into the preallocated segment,
+//! calls one `fdatasync`, and only then raises the committed length, wakes subscribers and
+//! answers every publisher. While one fsync runs the next requests queue up, so concurrent
+//! publishers share fsyncs.
 //!
-//! Failure handling never lies: a failed write is cut off again (`set_len`) and answered with
-//! the error (retryable: a full disk may drain). A failed fsync leaves the kernel's page state
-//! unknown (a retried fsync can report success for pages it dropped), so the writer stops
-//! accepting writes until the bus is reopened and recovery re-reads the file.
+//! Frames that do not fit in the rest of the segment go to the next one (a write and an fsync
+//! each side of the roll); a frame larger than a whole segment gets a segment of its own, which
+//! grows past its preallocated size. Once the active segment is half full, the next one is
+//! prepared (zeroed and synced) in the background, so a roll only cuts the old segment to its
+//! content and renames the prepared file.
+//!
+//! Failure handling never lies: a failed write is zeroed again and answered with the error
+//! (retryable: a full disk may drain). A failed fsync leaves the kernel's page state unknown (a
+//! retried fsync can report success for pages it dropped), so the writer stops accepting writes
+//! until the bus is reopened and recovery re-reads the file.
 
-use std::fs::OpenOptions;
+use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -21,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 
+use super::preallocate::{self, NEXT, Preparing};
 use super::segment::{self, Segment};
 use super::topic::{Active, Topic, sync_dir};
 use crate::BusError;
@@ -44,6 +52,8 @@ pub struct Writer {
     pub pending: Arc<AtomicU64>,
     /// Set after a failed fsync: every later request is refused.
     pub failed: Option<String>,
+    /// The next segment, being prepared.
+    pub next: Option<Preparing>,
 }
 
 impl Writer {
@@ -74,68 +84,122 @@ impl Writer {
                 batch.push(next);
             }
             let synced_at = linger.now();
-            let result = self.commit(&batch, &mut buf);
-            linger.committed(batch.len(), synced_at);
-            self.pending.fetch_sub(bytes as u64, Ordering::AcqRel);
-            for request in batch.drain(..) {
-                let answer = match &result {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(e.to_bus_error()),
-                };
-                let _ = request.reply.send(answer); // the publisher may have given up waiting
+            let answered = batch.len();
+            while !batch.is_empty() {
+                let (n, result) = self.commit(&batch, &mut buf);
+                for request in batch.drain(..n) {
+                    let answer = match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(e.to_bus_error()),
+                    };
+                    let _ = request.reply.send(answer); // the publisher may have given up
+                }
             }
+            linger.committed(answered, synced_at);
+            self.pending.fetch_sub(bytes as u64, Ordering::AcqRel);
+        }
+        // Never leave a preparation running behind a closed bus: a reopen in this process
+        // would prepare the same file.
+        if let Some(next) = self.next.take() {
+            let _ = next.wait();
         }
     }
 
-    fn commit(&mut self, batch: &[Request], buf: &mut Vec<u8>) -> Result<(), Failure> {
+    /// Commits the longest prefix of `batch` that fits in one segment (rolling first if not even
+    /// its first frame fits in the active one). Returns how many requests it answers and how.
+    fn commit(&mut self, batch: &[Request], buf: &mut Vec<u8>) -> (usize, Result<(), Failure>) {
         if let Some(reason) = &self.failed {
-            return Err(Failure::Stopped(reason.clone()));
+            return (batch.len(), Err(Failure::Stopped(reason.clone())));
+        }
+        let segment_bytes = self.segment_bytes;
+        let fits = |len: u64, frame: &Request| len + frame.frame.len() as u64 <= segment_bytes;
+        if self.active.len > 0
+            && !fits(self.active.len, &batch[0])
+            && let Err(e) = self.roll()
+        {
+            return (batch.len(), Err(e));
+        }
+        // The first frame always goes: an empty segment takes a frame of any size.
+        let mut len = self.active.len + batch[0].frame.len() as u64;
+        let mut n = 1;
+        while n < batch.len() && fits(len, &batch[n]) {
+            len += batch[n].frame.len() as u64;
+            n += 1;
         }
         buf.clear();
         let mut events = 0;
-        for request in batch {
+        for request in &batch[..n] {
             buf.extend_from_slice(&request.frame);
             events += request.events;
         }
-        // Positional writes: after a failed write is cut off, the next one lands at `len` again.
         if let Err(e) = self.active.file.write_all_at(buf, self.active.len) {
             warn!(topic = %self.topic.name, error = %e, "embedded bus write failed");
-            // Cut the partial write off so the next frame starts on a boundary. If even that
-            // fails, recovery on reopen would cut it: stop writing until then.
-            if let Err(trunc) = self.active.file.set_len(self.active.len) {
-                self.stop(format!(
-                    "write failed ({e}) and cutting it off failed ({trunc})"
-                ));
-            }
-            return Err(Failure::Io(e));
+            self.undo_write(buf.len() as u64, &e);
+            return (n, Err(Failure::Io(e)));
         }
         if let Err(e) = self.active.file.sync_data() {
             self.stop(format!("fdatasync failed: {e}"));
-            return Err(Failure::Io(e));
+            return (n, Err(Failure::Io(e)));
         }
         self.active.len += buf.len() as u64;
+        self.active.capacity = self.active.capacity.max(self.active.len);
         self.active.end += events;
         self.active.segment.set_committed_len(self.active.len);
         self.topic.end.send_replace(self.active.end);
-        if self.active.len >= self.segment_bytes {
-            // The batch is durable whatever happens here; a failed roll only stops later writes.
-            if let Err(e) = self.roll() {
-                self.stop(format!("starting a new segment failed: {e}"));
-            }
+        if self.next.is_none() && self.active.len >= self.segment_bytes / 2 {
+            self.next = Some(preallocate::prepare(&self.topic.dir, self.segment_bytes));
         }
-        Ok(())
+        (n, Ok(()))
     }
 
-    /// Seals the active segment and starts the next one, named by the next position. The
-    /// directory is fsynced before anything is written to the new file.
-    fn roll(&mut self) -> io::Result<()> {
+    /// Restores zeros over a failed write past the committed end: the next write lands at
+    /// `len` again, and if it is shorter, whole frames of the failed one must not survive
+    /// behind it. If that fails too, recovery on reopen does it: stop writing until then.
+    fn undo_write(&mut self, written: u64, e: &io::Error) {
+        let (len, capacity) = (self.active.len, self.active.capacity);
+        let file = &self.active.file;
+        let undone = if len + written > capacity {
+            file.set_len(capacity.max(len))
+        } else {
+            Ok(())
+        }
+        .and_then(|()| preallocate::zero_fill(file, len, (len + written).min(capacity)));
+        if let Err(undo) = undone {
+            self.stop(format!(
+                "write failed ({e}) and zeroing it again failed ({undo})"
+            ));
+        }
+    }
+
+    /// Seals the active segment and makes the prepared one the next, named by the next
+    /// position.
+    ///
+    /// Order matters for recovery, which takes the size of every segment file but the last as
+    /// its content: the old segment is cut to its content and synced *before* the rename makes
+    /// the new one the last. If the preparation failed (a full disk), nothing changed: the
+    /// error is answered and the next commit tries again. A failure after that stops writes.
+    fn roll(&mut self) -> Result<(), Failure> {
+        let next = self
+            .next
+            .take()
+            .unwrap_or_else(|| preallocate::prepare(&self.topic.dir, self.segment_bytes));
+        let file = next.wait().map_err(|e| {
+            warn!(topic = %self.topic.name, error = %e, "preparing the next segment failed");
+            Failure::Io(e)
+        })?;
         let path = self.topic.dir.join(segment::file_name(self.active.end));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        sync_dir(&self.topic.dir)?;
+        let sealed = (|| {
+            if self.active.capacity != self.active.len {
+                self.active.file.set_len(self.active.len)?;
+                self.active.file.sync_all()?;
+            }
+            fs::rename(self.topic.dir.join(NEXT), &path)?;
+            sync_dir(&self.topic.dir)
+        })();
+        if let Err(e) = sealed {
+            self.stop(format!("starting a new segment failed: {e}"));
+            return Err(Failure::Io(e));
+        }
         let next = Arc::new(Segment::new(self.active.end, path, 0));
         {
             // Seal and publish the next segment under the list's lock: a reader that sees the
@@ -147,6 +211,7 @@ impl Writer {
         self.active.file = file;
         self.active.segment = next;
         self.active.len = 0;
+        self.active.capacity = self.segment_bytes;
         Ok(())
     }
 
