@@ -264,12 +264,15 @@ async fn a_slow_answer_past_the_timeout_is_a_failed_attempt() {
 async fn backoff_waits_follow_the_documented_formula() {
     let sub = Subscriber::start().await;
     sub.set_script(|_| Reply::status(500));
+    // A dead-letter sink ends each event after one round of attempts (without one, the event
+    // is kept and a second round would follow).
+    let dls = Subscriber::start().await;
     let mut exp = trigger("exp", "default", &sub.url("/exp"));
-    exp["spec"]["delivery"] =
-        json!({"retry": 4, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S"});
+    exp["spec"]["delivery"] = json!({"retry": 4, "backoffPolicy": "exponential",
+        "backoffDelay": "PT0.2S", "deadLetterSink": {"uri": dls.url("/")}});
     let mut lin = trigger("lin", "default", &sub.url("/lin"));
-    lin["spec"]["delivery"] =
-        json!({"retry": 4, "backoffPolicy": "linear", "backoffDelay": "PT0.2S"});
+    lin["spec"]["delivery"] = json!({"retry": 4, "backoffPolicy": "linear",
+        "backoffDelay": "PT0.2S", "deadLetterSink": {"uri": dls.url("/")}});
     let herald = Herald::start("embedded", &yaml(&[broker("default"), exp, lin])).await;
     publish(&herald, "bo-1").await;
     let got = sub.wait_for(10, WAIT).await;
