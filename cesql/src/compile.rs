@@ -8,6 +8,9 @@ use crate::functions::{Definition, FunctionRegistry, Resolved, UserFunction};
 use crate::like::Pattern;
 use crate::value::{Type, Value};
 
+/// The context attributes every CloudEvent has.
+const REQUIRED_ATTRIBUTES: [&str; 4] = ["specversion", "id", "source", "type"];
+
 /// Integer operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Arithmetic {
@@ -101,6 +104,11 @@ pub(crate) fn compile(expr: Expr, functions: &FunctionRegistry) -> Node {
     match expr.kind {
         ExprKind::Literal(v) => Node::Literal(v),
         ExprKind::Attribute(name) => Node::Attribute(name.into()),
+        // The input event is assumed valid, so its required attributes always exist (§3.4.4),
+        // whether or not the caller's `EventAttributes` exposes them.
+        ExprKind::Exists(name) if REQUIRED_ATTRIBUTES.contains(&name.as_str()) => {
+            Node::Literal(Value::Boolean(true))
+        }
         ExprKind::Exists(name) => Node::Exists(name.into()),
         ExprKind::Not(e) => Node::Not(boxed(e)),
         ExprKind::Negate(e) => Node::Negate(boxed(e)),
