@@ -37,6 +37,7 @@ pub(crate) fn cast<'a>(
 }
 
 /// Casts a function argument to its parameter type.
+#[inline]
 pub(crate) fn to_param<'a>(value: Value<'a>, param: Param, errors: &mut Errors) -> Value<'a> {
     match param {
         Param::Typed(t) if t != value.value_type() => cast(value, t, false, errors),

@@ -13,6 +13,16 @@ impl<'a> Evaluator<'a> {
         definition: &'static Definition,
         args: &'a [Node],
     ) -> Value<'a> {
+        // Most calls have one argument (`INT(x)`, `LOWER(x)`): no argument buffer for them.
+        if let [arg] = args {
+            return match self.operand(arg) {
+                (v, false) => {
+                    let mut one = [cast::to_param(v, definition.param(0), &mut self.errors)];
+                    definition.builtin.call(&mut one, &mut self.errors)
+                }
+                (_, true) => definition.returns.zero(),
+            };
+        }
         let mut values = Args::new();
         if !self.args(args, |i| definition.param(i), &mut values) {
             return definition.returns.zero();

@@ -16,7 +16,7 @@ use crate::cast;
 use crate::compile::{Arithmetic, Node};
 use crate::error::{ErrorKind, EvalError};
 use crate::event::EventAttributes;
-use crate::value::Value;
+use crate::value::{Type, Value};
 
 /// Errors of one evaluation. When not collecting (filtering only needs to know whether any
 /// error happened), messages are never formatted.
@@ -117,6 +117,10 @@ impl<'a> Evaluator<'a> {
                     _ => 0,
                 })
             }
+            Node::Cast { target, operand } => match self.operand(operand) {
+                (v, false) => cast::cast(v, *target, true, &mut self.errors),
+                (_, true) => target.zero(),
+            },
             Node::Builtin { definition, args } => self.builtin(definition, args),
             Node::User { function, args } => self.user(function, args),
             Node::MissingFunction { name, arity } => {
@@ -139,6 +143,20 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates and implicitly casts to integer; `None` if the operand failed.
     fn integer(&mut self, node: &'a Node) -> Option<i32> {
+        if let Node::Cast {
+            target: Type::Integer,
+            operand,
+        } = node
+        {
+            // `INT(x)` as an operand: a failed cast is a failure of the operand.
+            let (v, failed) = self.operand(operand);
+            if failed {
+                return None;
+            }
+            let before = self.errors.count;
+            let i = cast::to_integer(&v, &mut self.errors);
+            return (self.errors.count == before).then_some(i);
+        }
         match self.operand(node) {
             (_, true) => None,
             (Value::Integer(i), false) => Some(i),
