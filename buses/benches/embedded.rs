@@ -3,7 +3,9 @@
 //! subscriber reading back a backlog, for scale.
 //!
 //! `cargo bench -p herald-buses --bench embedded`; the data directory is a temporary directory
-//! (set `TMPDIR` to measure another disk).
+//! (set `TMPDIR` to measure another disk, `HERALD_BENCH_SEGMENT_MIB` to try a segment size).
+//! Segments are preallocated, so the numbers include zero-filling the next segment in the
+//! background and rolling onto it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +47,13 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
+/// The default configuration; `HERALD_BENCH_SEGMENT_MIB` sets the segment size to compare.
 fn open(dir: &tempfile::TempDir) -> Arc<EmbeddedBus> {
-    Arc::new(EmbeddedBus::open(EmbeddedConfig::new(dir.path())).unwrap())
+    let mut config = EmbeddedConfig::new(dir.path());
+    if let Ok(mib) = std::env::var("HERALD_BENCH_SEGMENT_MIB") {
+        config.segment_bytes = mib.parse::<u64>().expect("a number of MiB") << 20;
+    }
+    Arc::new(EmbeddedBus::open(config).unwrap())
 }
 
 /// `publishers` tasks publishing `batch`-event batches until `iters` events are durable.

@@ -37,6 +37,7 @@ pub(crate) fn cast<'a>(
 }
 
 /// Casts a function argument to its parameter type.
+#[inline]
 pub(crate) fn to_param<'a>(value: Value<'a>, param: Param, errors: &mut Errors) -> Value<'a> {
     match param {
         Param::Typed(t) if t != value.value_type() => cast(value, t, false, errors),
@@ -46,6 +47,7 @@ pub(crate) fn to_param<'a>(value: Value<'a>, param: Param, errors: &mut Errors) 
 
 /// Implicit or explicit cast to integer: booleans are 0 and 1, strings are parsed in base 10
 /// with an optional sign.
+#[inline]
 pub(crate) fn to_integer(value: &Value<'_>, errors: &mut Errors) -> i32 {
     match value {
         Value::Integer(i) => *i,
@@ -60,6 +62,7 @@ pub(crate) fn to_integer(value: &Value<'_>, errors: &mut Errors) -> i32 {
 }
 
 /// Cast to boolean: strings `true`/`false` in any case; integers only when `explicit`.
+#[inline]
 pub(crate) fn to_boolean(value: &Value<'_>, explicit: bool, errors: &mut Errors) -> bool {
     match value {
         Value::Boolean(b) => *b,
@@ -82,6 +85,7 @@ pub(crate) fn to_boolean(value: &Value<'_>, explicit: bool, errors: &mut Errors)
 }
 
 /// Cast to string, which always succeeds; borrows when the value is already a string.
+#[inline]
 pub(crate) fn to_string(value: Value<'_>) -> Cow<'_, str> {
     match value {
         Value::String(s) => s,
@@ -93,6 +97,7 @@ pub(crate) fn to_string(value: Value<'_>) -> Cow<'_, str> {
 /// `left = right` after casting `left` to the type of `right`: `=` is ambiguous (defined for
 /// all three types), and §3.7 resolves it by the type of the right operand. `IN` calls it with
 /// the set element on the left, since there the element takes the type of the tested value.
+#[inline]
 pub(crate) fn equal(left: &Value<'_>, right: &Value<'_>, errors: &mut Errors) -> bool {
     match (left, right) {
         (Value::String(l), Value::String(r)) => l == r,

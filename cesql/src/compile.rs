@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use crate::ast::{BinaryOp, Expr, ExprKind};
-use crate::functions::{Definition, FunctionRegistry, Resolved, UserFunction};
+use crate::functions::{Builtin, Definition, FunctionRegistry, Resolved, UserFunction};
 use crate::like::Pattern;
 use crate::value::{Type, Value};
+
+/// The context attributes every CloudEvent has.
+const REQUIRED_ATTRIBUTES: [&str; 4] = ["specversion", "id", "source", "type"];
 
 /// Integer operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +58,12 @@ pub(crate) enum Node {
         operand: Box<Node>,
         set: Box<[Node]>,
     },
+    /// `INT(x)`, `BOOL(x)`, `STRING(x)`: explicit casts, kept apart from other calls because
+    /// they are the most common ones and the evaluator can then read them inline.
+    Cast {
+        target: Type,
+        operand: Box<Node>,
+    },
     Builtin {
         definition: &'static Definition,
         args: Box<[Node]>,
@@ -77,6 +86,7 @@ impl Node {
             Node::Literal(v) => v.value_type(),
             Node::Attribute(_) => return None,
             Node::Negate(_) | Node::Arithmetic(..) => Type::Integer,
+            Node::Cast { target, .. } => *target,
             Node::Builtin { definition, .. } => definition.returns,
             Node::User { function, .. } => function.returns,
             Node::Exists(_)
@@ -101,6 +111,11 @@ pub(crate) fn compile(expr: Expr, functions: &FunctionRegistry) -> Node {
     match expr.kind {
         ExprKind::Literal(v) => Node::Literal(v),
         ExprKind::Attribute(name) => Node::Attribute(name.into()),
+        // The input event is assumed valid, so its required attributes always exist (§3.4.4),
+        // whether or not the caller's `EventAttributes` exposes them.
+        ExprKind::Exists(name) if REQUIRED_ATTRIBUTES.contains(&name.as_str()) => {
+            Node::Literal(Value::Boolean(true))
+        }
         ExprKind::Exists(name) => Node::Exists(name.into()),
         ExprKind::Not(e) => Node::Not(boxed(e)),
         ExprKind::Negate(e) => Node::Negate(boxed(e)),
@@ -145,9 +160,18 @@ pub(crate) fn compile(expr: Expr, functions: &FunctionRegistry) -> Node {
             set: all(set),
         },
         ExprKind::Call { name, args } => match functions.resolve(&name, args.len()) {
-            Resolved::Builtin(definition) => Node::Builtin {
-                definition,
-                args: all(args),
+            Resolved::Builtin(definition) => match definition.builtin {
+                Builtin::Int | Builtin::Bool | Builtin::String => Node::Cast {
+                    target: definition.returns,
+                    operand: Box::new(compile(
+                        args.into_iter().next().expect("one argument"),
+                        functions,
+                    )),
+                },
+                _ => Node::Builtin {
+                    definition,
+                    args: all(args),
+                },
             },
             Resolved::User(function) => Node::User {
                 function,

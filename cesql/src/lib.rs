@@ -126,8 +126,7 @@ impl Expression {
     /// happened (spec §1.2). Does not allocate for error messages.
     pub fn matches(&self, event: &dyn EventAttributes) -> bool {
         let mut evaluator = eval::Evaluator::new(event, false);
-        let value = evaluator.eval(&self.root);
-        value == Value::Boolean(true) && evaluator.errors.is_empty()
+        evaluator.predicate(&self.root) && evaluator.errors.is_empty()
     }
 }
 

@@ -143,6 +143,7 @@ impl Pattern {
     }
 
     /// Whether `text` matches the pattern.
+    #[inline]
     pub(crate) fn matches(&self, text: &str) -> bool {
         match self {
             Pattern::Whole(segment) => segment.match_start(text) == Some(text.len()),

@@ -66,6 +66,7 @@ impl<'a> Value<'a> {
     }
 
     /// A copy that borrows the string, if any, from `self`: never allocates.
+    #[inline]
     pub fn borrowed(&self) -> Value<'_> {
         match self {
             Value::Integer(i) => Value::Integer(*i),

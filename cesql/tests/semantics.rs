@@ -291,6 +291,19 @@ fn matches_is_false_whenever_an_error_happened() {
 }
 
 #[test]
+fn required_attributes_always_exist() {
+    let empty: HashMap<String, Value<'static>> = HashMap::new();
+    let expression =
+        Expression::compile("EXISTS SpecVersion AND EXISTS id AND EXISTS source AND EXISTS type");
+    assert!(expression.unwrap().matches(&empty));
+    assert!(
+        !Expression::compile("EXISTS subject")
+            .unwrap()
+            .matches(&empty)
+    );
+}
+
+#[test]
 fn result_type_is_known_unless_the_expression_is_an_attribute() {
     let ty = |s: &str| Expression::compile(s).unwrap().result_type();
     assert_eq!(ty("type = 'x'"), Some(Type::Boolean));

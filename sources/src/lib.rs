@@ -1,1 +1,27 @@
-//! Herald event sources (GitHub, Kubernetes, Ping): arrive with their own issue.
+//! Herald's event sources: GitHub webhooks, Kubernetes API changes and Ping schedules.
+//!
+//! Each source is a pure conversion (a verified request, an object change, a scheduled time ->
+//! a CloudEvent) plus a thin transport; events go to a [`Sink`], which the broker implements
+//! (its own ingress, durable before it returns, or a URL with retries). This crate never
+//! depends on the broker or on the buses.
+//!
+//! # Layout
+//! - [`sink`]: the [`Sink`] trait and [`SinkError`].
+//! - [`manifest`]: the Knative `PingSource`, `ApiServerSource` and `GitHubSource` specs as
+//!   written in YAML, and their `compile` steps into the typed configs below.
+//! - [`github`]: `Unverified -> verify -> Verified -> to_event`, both mappings (Knative and the
+//!   CloudEvents GitHub adapter), `eventTypes` filtering and the redelivery [`github::DeliveryLog`].
+//! - [`ping`]: cron schedules with time zones, the event, and a scheduler that persists the last
+//!   emitted time so no scheduled time is emitted twice.
+//! - [`kubernetes`]: the pure object-change conversion, the persisted "seen" state, and a
+//!   watcher (kube-rs) that relists after a restart or `410 Gone` and emits what it missed.
+//! - [`state`]: small atomic-write helpers shared by the persisted stores.
+
+pub mod github;
+pub mod kubernetes;
+pub mod manifest;
+pub mod ping;
+pub mod sink;
+pub mod state;
+
+pub use sink::{Sink, SinkError};

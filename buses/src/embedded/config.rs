@@ -16,7 +16,11 @@ pub struct EmbeddedConfig {
     /// The data directory; created if missing and locked against a second process.
     pub dir: PathBuf,
     /// A segment that reaches this size is sealed; retention deletes whole sealed segments, so
-    /// smaller segments give back space sooner at the cost of more files.
+    /// smaller segments give back space sooner at the cost of more files. Segment files are
+    /// preallocated at this size (written with zeros ahead of use, so commits need not journal
+    /// a growing file): a topic takes up to two segments of disk beyond its content (the active
+    /// one and the next, prepared once the active one is half full). A batch larger than a
+    /// segment gets a segment of its own.
     pub segment_bytes: u64,
     pub retention: Retention,
     /// Bound on encoded bytes waiting for the writers. A `publish` that would exceed it answers

@@ -56,6 +56,8 @@ struct Inner {
     config: EmbeddedConfig,
     topics_dir: PathBuf,
     topics: Mutex<HashMap<String, Arc<TopicHandle>>>,
+    /// Held while a topic is created (see [`Inner::create_topic`]).
+    creating: Mutex<()>,
     pending: Arc<AtomicU64>,
     closed: AtomicBool,
     /// Wakes the flusher early (to stop); its thread handle is joined on close.
@@ -87,6 +89,7 @@ impl EmbeddedBus {
         let inner = Arc::new(Inner {
             topics_dir: topics_dir.clone(),
             topics: Mutex::new(HashMap::new()),
+            creating: Mutex::new(()),
             pending: Arc::new(AtomicU64::new(0)),
             closed: AtomicBool::new(false),
             flusher: Mutex::new(None),
@@ -180,11 +183,13 @@ impl Inner {
         Ok(handle)
     }
 
-    /// Creates a topic on first use. Holds the map's lock throughout so two first uses of the
-    /// same name cannot both create it (creation is rare and runs on the blocking pool).
+    /// Creates a topic on first use (on the blocking pool). Creations are serialised by
+    /// `creating`, so two first uses of a name cannot both create it; the map's lock is not held
+    /// meanwhile, because zero-filling the first segment takes a while and publishers to other
+    /// topics look the map up on their runtime threads.
     fn create_topic(&self, name: &str) -> Result<Arc<TopicHandle>, BusError> {
-        let mut topics = self.topics.lock().unwrap();
-        if let Some(handle) = topics.get(name) {
+        let _creating = self.creating.lock().unwrap();
+        if let Some(handle) = self.topics.lock().unwrap().get(name) {
             return Ok(handle.clone());
         }
         if self.closed.load(Ordering::Acquire) {
@@ -192,7 +197,10 @@ impl Inner {
         }
         let (topic, active) = topic::create(&self.topics_dir, name, self.config.segment_bytes)?;
         let handle = self.start_topic(topic, active)?;
-        topics.insert(name.to_owned(), handle.clone());
+        self.topics
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), handle.clone());
         Ok(handle)
     }
 
@@ -235,6 +243,8 @@ impl Inner {
     /// Idempotent: the first call does the work, later ones find nothing left to do.
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
+        // A creation under way finishes first; later ones see `closed`.
+        drop(self.creating.lock().unwrap());
         let topics: Vec<_> = self.topics.lock().unwrap().values().cloned().collect();
         for handle in &topics {
             drop(handle.requests.lock().unwrap().take());

@@ -179,9 +179,15 @@ fn substring<'a>(args: &mut [Value<'a>], errors: &mut Errors) -> Value<'a> {
     let len = args.get(2).map(|v| i64::from(integer(v)));
     let x = take(&mut args[0]);
     let length = text(&x).chars().count() as i64;
-    if pos > length || pos < -length || len.is_some_and(|l| l < 0) {
+    if pos > length || pos < -length {
         errors.push(ErrorKind::FunctionEvaluation, || {
-            format!("SUBSTRING: position {pos} or length {len:?} out of range for a string of {length} characters")
+            format!("SUBSTRING: position {pos} is outside a string of {length} characters")
+        });
+        return Value::from("");
+    }
+    if let Some(len) = len.filter(|l| *l < 0) {
+        errors.push(ErrorKind::FunctionEvaluation, || {
+            format!("SUBSTRING: negative length {len}")
         });
         return Value::from("");
     }

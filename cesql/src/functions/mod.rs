@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub(crate) use builtins::Definition;
+pub(crate) use builtins::{Builtin, Definition};
 
 use crate::value::{Type, Value};
 

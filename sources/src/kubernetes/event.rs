@@ -1,0 +1,93 @@
+//! The pure conversion of one object change into the event Knative's ApiServerSource sends.
+
+use cloudevents::event::ExtensionValue;
+use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use serde_json::{Value, json};
+
+use super::Mode;
+
+/// What happened to the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Added,
+    Updated,
+    Deleted,
+}
+
+impl Change {
+    /// The last segment of the event type and of the id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "add",
+            Change::Updated => "update",
+            Change::Deleted => "delete",
+        }
+    }
+}
+
+/// What the conversion needs beyond the object.
+#[derive(Debug, Clone)]
+pub struct EventContext {
+    /// The API server URL Herald connected to: the events' `source`.
+    pub api_server: String,
+    /// The resource's real plural, from discovery (`ingresses`, `endpoints`, `networkpolicies`).
+    pub plural: String,
+    pub mode: Mode,
+}
+
+/// The event for `change` of `object` (for deletes, its last known state).
+///
+/// The id is `{uid}/{resourceVersion}/{change}`: the same change always gets the same id,
+/// so a re-send after a restart is recognisable (Knative sends a random UUID).
+pub fn to_event(change: Change, object: &Value, ctx: &EventContext) -> Event {
+    let text = |ptr: &str| {
+        object
+            .pointer(ptr)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let api_version = text("/apiVersion");
+    let kind = text("/kind");
+    let name = text("/metadata/name");
+    let namespace = text("/metadata/namespace");
+    let uid = text("/metadata/uid");
+    let resource_version = text("/metadata/resourceVersion");
+
+    let subject = if namespace.is_empty() {
+        format!("/apis/{api_version}/{}/{name}", ctx.plural)
+    } else {
+        format!(
+            "/apis/{api_version}/namespaces/{namespace}/{}/{name}",
+            ctx.plural
+        )
+    };
+    let (mode, data) = match ctx.mode {
+        Mode::Reference => {
+            let mut reference = json!({"apiVersion": api_version, "kind": kind, "name": name});
+            if !namespace.is_empty() {
+                reference["namespace"] = json!(namespace);
+            }
+            ("ref", reference)
+        }
+        Mode::Resource => ("resource", object.clone()),
+    };
+    let mut event = EventBuilderV10::new()
+        .id(format!("{uid}/{resource_version}/{}", change.as_str()))
+        .ty(format!("dev.knative.apiserver.{mode}.{}", change.as_str()))
+        .source(ctx.api_server.as_str())
+        .subject(subject)
+        .data("application/json", data)
+        .build()
+        .expect("id, type and source are set");
+    for (ext, value) in [
+        ("kind", kind),
+        ("apiversion", api_version),
+        ("name", name),
+        ("namespace", namespace),
+    ] {
+        if !value.is_empty() {
+            event.set_extension(ext, ExtensionValue::String(value.to_owned()));
+        }
+    }
+    event
+}

@@ -1,0 +1,72 @@
+//! The two duration spellings source manifests use: Go's (`@every 1h30m` in a PingSource
+//! schedule, as Knative's cron library reads it) and ISO-8601 (`PT72H`, like Knative's
+//! delivery settings) for Herald's annotations.
+
+use std::time::Duration;
+
+/// Go's `time.ParseDuration` for the units a schedule needs: `h`, `m`, `s`, `ms`, with
+/// fractions (`1.5h`). Zero or negative durations are refused.
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let err = |why: &str| format!("invalid duration {text:?}: {why}");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(err("empty"));
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().map_err(|_| err("missing number"))?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "" => return Err(err("missing unit")),
+            other => return Err(err(&format!("unknown unit {other:?}"))),
+        };
+        rest = &rest[unit..];
+        total += value * scale;
+    }
+    if total <= 0.0 || !total.is_finite() {
+        return Err(err("must be positive"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// ISO-8601 days, hours, minutes and (fractional) seconds: `P3D`, `PT72H`, `PT1M30S`.
+pub fn parse_iso8601(text: &str) -> Result<Duration, String> {
+    let err = |why: &str| format!("invalid ISO-8601 duration {text:?}: {why}");
+    let rest = text
+        .strip_prefix('P')
+        .ok_or_else(|| err("must start with 'P'"))?;
+    let (mut seconds, mut in_time, mut number, mut any) = (0f64, false, String::new(), false);
+    for c in rest.chars() {
+        match c {
+            'T' if !in_time && number.is_empty() => in_time = true,
+            '0'..='9' | '.' => number.push(c),
+            unit => {
+                let value: f64 = number.parse().map_err(|_| err("missing number"))?;
+                number.clear();
+                seconds += value
+                    * match (in_time, unit) {
+                        (false, 'D') => 86_400.0,
+                        (true, 'H') => 3_600.0,
+                        (true, 'M') => 60.0,
+                        (true, 'S') => 1.0,
+                        _ => return Err(err(&format!("unexpected '{unit}'"))),
+                    };
+                any = true;
+            }
+        }
+    }
+    if !any || !number.is_empty() {
+        return Err(err("incomplete"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}

@@ -1,0 +1,167 @@
+//! The Knative source resources as written in YAML, and their `compile` steps.
+//!
+//! The spec types mirror the Kubernetes API field by field with `deny_unknown_fields`, like the
+//! broker's `config::resources`; the broker reads `apiVersion`/`kind`/`metadata` itself and
+//! hands each `spec` plus a [`SourceMeta`] to `compile`, which returns the typed config a
+//! source runs with, or a [`ManifestError`] naming the field.
+//!
+//! | kind | apiVersion | spec | compiles to |
+//! | --- | --- | --- | --- |
+//! | `PingSource` | `sources.knative.dev/v1` | [`PingSourceSpec`] | [`crate::ping::PingConfig`] |
+//! | `ApiServerSource` | `sources.knative.dev/v1` | [`ApiServerSourceSpec`] | [`crate::kubernetes::ApiServerConfig`] |
+//! | `GitHubSource` | `sources.knative.dev/v1alpha1` | [`GitHubSourceSpec`] | [`crate::github::GitHubConfig`] |
+
+mod apiserver;
+mod duration;
+mod github;
+mod ping;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+pub use apiserver::{
+    ApiServerSourceSpec, ApiVersionKind, ApiVersionKindSelector, FilterSpec, LabelSelector,
+    LabelSelectorRequirement,
+};
+pub use duration::{parse_go_duration, parse_iso8601};
+pub use github::{
+    GITHUB_ALLOW_SHA1_ANNOTATION, GITHUB_MAPPING_ANNOTATION, GITHUB_REDELIVERY_WINDOW_ANNOTATION,
+    GitHubSourceSpec, SecretValueFromSource,
+};
+pub use ping::PingSourceSpec;
+
+/// `(apiVersion, kind)` of each source resource this crate compiles.
+pub const PING_SOURCE: (&str, &str) = ("sources.knative.dev/v1", "PingSource");
+pub const API_SERVER_SOURCE: (&str, &str) = ("sources.knative.dev/v1", "ApiServerSource");
+pub const GITHUB_SOURCE: (&str, &str) = ("sources.knative.dev/v1alpha1", "GitHubSource");
+
+/// What `compile` needs from the resource's metadata.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMeta {
+    pub namespace: String,
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A source spec that cannot run; `field` is the path inside the resource (`spec.schedule`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ManifestError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ManifestError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `spec.sink`: Knative's `duck/v1.Destination`. The broker resolves it (a `Broker` ref is its
+/// own ingress, other refs a cluster URL) and builds the [`crate::Sink`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    #[serde(default, rename = "ref")]
+    pub reference: Option<KReference>,
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default, rename = "CACerts")]
+    pub ca_certs: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KReference {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub api_version: Option<String>,
+}
+
+impl Destination {
+    /// Knative requires `ref` or `uri`; checked here so the error names the field.
+    fn check(&self, field: &str) -> Result<(), ManifestError> {
+        if self.reference.is_none() && self.uri.is_none() {
+            return Err(ManifestError::new(field, "needs `ref` or `uri`"));
+        }
+        Ok(())
+    }
+}
+
+/// `spec.ceOverrides`: extensions added to every event the source emits.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudEventOverrides {
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
+}
+
+/// Checked `ceOverrides` extensions, applied last by every source's `to_event`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides(pub Vec<(String, String)>);
+
+impl Overrides {
+    fn compile(spec: Option<&CloudEventOverrides>) -> Result<Self, ManifestError> {
+        let mut out = Vec::new();
+        for (name, value) in spec.map(|s| &s.extensions).into_iter().flatten() {
+            if !is_extension_name(name) {
+                return Err(ManifestError::new(
+                    format!("spec.ceOverrides.extensions.{name}"),
+                    "extension names are lowercase letters and digits",
+                ));
+            }
+            out.push((name.clone(), value.clone()));
+        }
+        Ok(Self(out))
+    }
+
+    /// Sets each override on `event`, replacing an attribute of the same name.
+    pub fn apply(&self, event: &mut cloudevents::Event) {
+        use cloudevents::event::ExtensionValue;
+        for (name, value) in &self.0 {
+            event.set_extension(name, ExtensionValue::String(value.clone()));
+        }
+    }
+}
+
+/// CloudEvents attribute names: `[a-z0-9]+` (the spec recommends at most 20 characters).
+pub fn is_extension_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// `secretKeyRef {name, key}` as Kubernetes writes it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeySelector {
+    pub name: String,
+    pub key: String,
+    #[serde(default)]
+    pub optional: Option<bool>,
+}
+
+/// A boolean annotation: `"true"`/`"false"`; anything else fails the load.
+fn annotation_bool(meta: &SourceMeta, key: &str) -> Result<bool, ManifestError> {
+    match meta.annotations.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ManifestError::new(
+            format!("metadata.annotations.{key}"),
+            format!("expected \"true\" or \"false\", got {other:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
