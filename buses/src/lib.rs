@@ -16,6 +16,8 @@ pub mod contract;
 pub mod embedded;
 mod error;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 use async_trait::async_trait;
 pub use cloudevents::Event;

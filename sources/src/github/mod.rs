@@ -164,6 +164,3 @@ impl Verified {
         Ok(event)
     }
 }
-
-#[cfg(test)]
-mod tests;

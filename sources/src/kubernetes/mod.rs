@@ -72,3 +72,6 @@ impl OwnerFilter {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+//! The NATS JetStream bus: JetStream stores and replicates, several Herald replicas share it.
+//!
+//! # Layout
+//! - [`config`]: [`NatsConfig`] and the names derived from topics and groups.
+//! - [`codec`]: the CloudEvents NATS protocol binding (binary mode written, both modes read).
+//! - `subscription`: a group's pull requests and the hand-back of undelivered messages.
+//! - `ack`: acknowledgements, keep-alives (`+WPI`) of held deliveries.
+//! - [`testing`]: a `nats-server` per test, for this crate's tests and the broker's.
+//!
+//! # Naming
+//! | Herald | JetStream |
+//! | --- | --- |
+//! | topic `knative-broker-{ns}-{name}` | stream named after the topic, one subject `herald.{stream}` |
+//! | group `knative-trigger-{ns}-{name}` | durable pull consumer named after the group |
+//!
+//! Names keep `[A-Za-z0-9-]`; every other byte becomes `_xx` (hex), so `my.broker` is
+//! `my_2ebroker`. Names may escape to at most 255 bytes.
+//!
+//! # Settings
+//! Streams (created on first publish or subscribe, settings applied at creation): file storage,
+//! `replicas` (default 1), retention `interest` (an event is deleted once every group
+//! acknowledged it; events published while a topic has no group are not kept, as a new group
+//! starts at the end anyway), discard `new` with optional `max_bytes` (a full stream refuses
+//! publishes with a retryable error instead of dropping unacknowledged events), optional
+//! `max_age`, `duplicate_window` (default 2 min).
+//!
+//! Consumers (created or updated on `subscribe`): durable, pull, explicit ack, deliver policy
+//! `new`, `ack_wait` (default 30 s), `max_ack_pending` (default 256, the in-flight window),
+//! unlimited deliveries (the broker dead-letters, not JetStream).
+//!
+//! # Guarantees
+//! - `publish` sends every event of the batch with `Nats-Msg-Id` = percent-encoded source and
+//!   id ([`codec::message_id`]) and returns only after every PubAck arrived; any failure, or
+//!   `publish_timeout` (default 5 s) passing, is a retryable error. Retrying a batch that
+//!   partly succeeded does not store its events twice (within the duplicate window).
+//! - A delivery's position is its stream sequence; one stream per topic keeps the topic's order.
+//! - Unacknowledged deliveries come back: those of a dropped subscription at once, those of a
+//!   killed process after `ack_wait`. Held deliveries are kept alive with `+WPI`.
+//! - The connection reconnects forever; the same bus instance recovers after NATS restarts.
+
+mod ack;
+pub mod codec;
+pub mod config;
+mod subscription;
+pub mod testing;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
+use async_trait::async_trait;
+use cloudevents::Event;
+use tokio::sync::watch;
+
+pub use config::NatsConfig;
+use config::{TopicNames, consumer_name};
+use subscription::NatsSubscription;
+
+use crate::{Bus, BusError, Subscription};
+
+/// A bus on a NATS server or cluster with JetStream. Cheap to share as `Arc<dyn Bus>`.
+pub struct NatsBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: NatsConfig,
+    /// Streams this process created or found, so publishes skip the lookup.
+    streams: Mutex<HashSet<String>>,
+    acks: Arc<ack::Acks>,
+    flushed: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("url", &self.config.url)
+            .finish()
+    }
+}
+
+impl NatsBus {
+    /// Connects to `config.url`; fails with [`BusError::Unavailable`] if no server answers
+    /// within `connect_timeout`. Once connected, the bus reconnects by itself for ever.
+    pub async fn connect(config: NatsConfig) -> Result<NatsBus, BusError> {
+        let options = async_nats::ConnectOptions::new()
+            .name("herald")
+            .connection_timeout(config.connect_timeout)
+            .ping_interval(std::time::Duration::from_secs(10))
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                tracing::info!(%event, "nats connection");
+            });
+        let client =
+            tokio::time::timeout(config.connect_timeout, options.connect(config.url.as_str()))
+                .await
+                .map_err(|_| {
+                    BusError::unavailable(format!("connecting to {}: timed out", config.url))
+                })?
+                .map_err(|e| BusError::unavailable(format!("connecting to {}: {e}", config.url)))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.publish_timeout)
+            .build(client.clone());
+        let (done, flushed) = watch::channel(false);
+        let acks = ack::Acks::start(client.clone(), config.ack_wait, done);
+        Ok(NatsBus {
+            client,
+            js,
+            config,
+            streams: Mutex::default(),
+            acks,
+            flushed,
+        })
+    }
+
+    /// Resolves once this bus, its subscriptions and every delivery it handed out are dropped
+    /// and the last acknowledgements and hand-backs were flushed to NATS. Take it before the
+    /// bus goes into an `Arc<dyn Bus>`; await it (with a timeout) at shutdown so that a
+    /// successor does not see events again that were acknowledged just before.
+    pub fn flushed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut flushed = self.flushed.clone();
+        async move {
+            let _ = flushed.wait_for(|done| *done).await;
+        }
+    }
+
+    /// Whether the connection to NATS is up now (for readiness).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Creates the topic's stream unless this process already saw it.
+    async fn ensure_stream(&self, names: &TopicNames) -> Result<(), BusError> {
+        if self.streams.lock().unwrap().contains(&names.stream) {
+            return Ok(());
+        }
+        let c = &self.config;
+        let config = stream::Config {
+            name: names.stream.clone(),
+            subjects: vec![names.subject.clone()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Interest,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: c.replicas,
+            max_age: c.max_age.unwrap_or_default(),
+            max_bytes: c.max_bytes.map_or(-1, |b| b.min(i64::MAX as u64) as i64),
+            duplicate_window: c.duplicate_window,
+            description: Some("Herald topic".into()),
+            ..Default::default()
+        };
+        self.js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| BusError::unavailable(format!("stream {}: {e}", names.stream)))?;
+        self.streams.lock().unwrap().insert(names.stream.clone());
+        Ok(())
+    }
+
+    async fn publish_all(&self, names: &TopicNames, events: &[Event]) -> Result<(), BusError> {
+        self.ensure_stream(names).await?;
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let (mut headers, payload) = codec::encode(event);
+            headers.insert(codec::MSG_ID, codec::message_id(event).as_str());
+            let ack = self
+                .js
+                .publish_with_headers(names.subject.clone(), headers, payload)
+                .await
+                .map_err(|e| self.publish_error(names, e))?;
+            pending.push(ack);
+        }
+        for ack in pending {
+            ack.await.map_err(|e| self.publish_error(names, e))?;
+        }
+        Ok(())
+    }
+
+    fn publish_error(&self, names: &TopicNames, e: jetstream::context::PublishError) -> BusError {
+        let reason = format!("publishing to {}: {e}", names.stream);
+        match e.kind() {
+            PublishErrorKind::MaxPayloadExceeded => BusError::Rejected { reason },
+            PublishErrorKind::StreamNotFound => {
+                // Deleted behind our back: recreate it on the next publish.
+                self.streams.lock().unwrap().remove(&names.stream);
+                BusError::Unavailable { reason }
+            }
+            _ if is_full(&reason) => BusError::Overloaded { reason },
+            _ => BusError::Unavailable { reason },
+        }
+    }
+}
+
+/// JetStream's answers when a stream or the server's storage is full.
+fn is_full(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    [
+        "maximum bytes",
+        "maximum messages",
+        "insufficient resources",
+        "storage",
+    ]
+    .iter()
+    .any(|m| reason.contains(m))
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, topic: &str, events: &[Event]) -> Result<(), BusError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let names = TopicNames::new(topic)?;
+        tokio::time::timeout(
+            self.config.publish_timeout,
+            self.publish_all(&names, events),
+        )
+        .await
+        .map_err(|_| {
+            BusError::unavailable(format!(
+                "publishing to {}: no PubAck within {:?}",
+                names.stream, self.config.publish_timeout
+            ))
+        })?
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+        let names = TopicNames::new(topic)?;
+        let consumer = consumer_name(group)?;
+        self.ensure_stream(&names).await?;
+        let config = consumer::pull::Config {
+            durable_name: Some(consumer.clone()),
+            deliver_policy: consumer::DeliverPolicy::New,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            max_ack_pending: self.config.max_ack_pending as i64,
+            max_deliver: -1,
+            description: Some(format!("Herald group {group}")),
+            ..Default::default()
+        };
+        self.js
+            .create_consumer_on_stream(config, names.stream.as_str())
+            .await
+            .map_err(|e| BusError::unavailable(format!("consumer {consumer}: {e}")))?;
+        let subscription = NatsSubscription::open(
+            self.client.clone(),
+            self.acks.clone(),
+            &names.stream,
+            &consumer,
+            self.config.max_ack_pending,
+        )
+        .await?;
+        Ok(Box::new(subscription))
+    }
+}

@@ -1,0 +1,203 @@
+//! The ApiServerSource watcher against a fake API server speaking the list/watch protocol:
+//! changes while watching, stream closes, a restart while objects change, and `410 Gone`.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudevents::{AttributesReader, Event};
+use common::fake_apiserver::FakeApiServer;
+use herald_sources::kubernetes::{ApiServerConfig, watcher};
+use herald_sources::manifest::{ApiServerSourceSpec, SourceMeta};
+use herald_sources::sink::MemorySink;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+async fn client(server: &FakeApiServer, dir: &Path) -> kube::Client {
+    let path = dir.join("kubeconfig");
+    server.write_kubeconfig(&path);
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&path).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn config() -> Arc<ApiServerConfig> {
+    let spec: ApiServerSourceSpec = serde_saphyr::from_str(
+        "mode: Resource\nresources: [{apiVersion: v1, kind: ConfigMap}]\nsink: {uri: http://x}\n",
+    )
+    .unwrap();
+    let meta = SourceMeta {
+        namespace: "ns".into(),
+        name: "cms".into(),
+        ..Default::default()
+    };
+    Arc::new(spec.compile(&meta).unwrap())
+}
+
+/// Starts the watcher; dropping the returned sender stops it.
+async fn start(
+    server: &FakeApiServer,
+    dir: &Path,
+    sink: Arc<MemorySink>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(watcher::run(
+        config(),
+        client(server, dir).await,
+        server.url.clone(),
+        sink,
+        dir.join("state"),
+        Arc::new(|_: &Event| true),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (stop, task)
+}
+
+async fn wait_for(sink: &MemorySink, n: usize) -> Vec<Event> {
+    for _ in 0..500 {
+        let events = sink.events();
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("expected {n} events, got {:?}", summary(&sink.events()));
+}
+
+fn summary(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| format!("{} {}", e.ty(), e.subject().unwrap_or_default()))
+        .collect()
+}
+
+/// Lets the watcher reach its watch (or relist) before the next change.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+#[tokio::test]
+async fn watch_emits_changes_and_a_restart_emits_what_was_missed() {
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    server.apply("a", "1");
+    server.apply("b", "1");
+    let sink = Arc::new(MemorySink::new());
+    let (stop, task) = start(&server, dir.path(), sink.clone()).await;
+    settle().await;
+    assert!(
+        sink.events().is_empty(),
+        "existing objects are recorded, not emitted"
+    );
+
+    let rv = server.apply("a", "2");
+    server.apply("c", "1");
+    server.delete("b");
+    let events = wait_for(&sink, 3).await;
+    assert_eq!(
+        summary(&events),
+        [
+            "dev.knative.apiserver.resource.update /apis/v1/namespaces/ns/configmaps/a",
+            "dev.knative.apiserver.resource.add /apis/v1/namespaces/ns/configmaps/c",
+            "dev.knative.apiserver.resource.delete /apis/v1/namespaces/ns/configmaps/b",
+        ]
+    );
+    assert_eq!(events[0].id(), format!("uid-a/{rv}/update"));
+    assert_eq!(
+        events[0].source().to_string(),
+        server.url.trim_end_matches('/')
+    );
+
+    // The stream closes and a bookmark moved the resume point: nothing is re-sent.
+    server.bookmark();
+    server.close_watches();
+    settle().await;
+    server.apply("d", "1");
+    let events = wait_for(&sink, 4).await;
+    assert_eq!(events.len(), 4, "{:?}", summary(&events));
+
+    // Down while objects change; history is compacted, so only a relist can find the changes.
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    server.apply("c", "2");
+    server.delete("a");
+    server.apply("e", "1");
+    server.compact();
+    let (stop, task) = start(&server, dir.path(), sink.clone()).await;
+    let events = wait_for(&sink, 7).await;
+    let missed = summary(&events[4..]);
+    assert_eq!(missed.len(), 3, "{missed:?}");
+    for want in [
+        "dev.knative.apiserver.resource.update /apis/v1/namespaces/ns/configmaps/c",
+        "dev.knative.apiserver.resource.add /apis/v1/namespaces/ns/configmaps/e",
+        "dev.knative.apiserver.resource.delete /apis/v1/namespaces/ns/configmaps/a",
+    ] {
+        assert!(
+            missed.iter().any(|m| m == want),
+            "{want} missing from {missed:?}"
+        );
+    }
+    // The missed delete carries the object's last known state.
+    let delete = events[4..]
+        .iter()
+        .find(|e| e.ty().ends_with(".delete"))
+        .unwrap();
+    let data: serde_json::Value = match delete.data().unwrap() {
+        cloudevents::Data::Json(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(data["data"]["value"], "2");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn gone_while_watching_relists_and_emits_the_changes_in_between() {
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    server.apply("a", "1");
+    let sink = Arc::new(MemorySink::new());
+    let (stop, task) = start(&server, dir.path(), sink.clone()).await;
+    settle().await;
+    // Changes happen while the stream is down and the history is compacted: the re-watch
+    // gets 410 Gone, and the relist must find them.
+    server.refuse_watches(true);
+    server.close_watches();
+    settle().await;
+    server.apply("a", "2");
+    server.apply("f", "1");
+    server.compact();
+    assert!(
+        sink.events().is_empty(),
+        "no watch was open to see the changes"
+    );
+    server.refuse_watches(false);
+    let events = wait_for(&sink, 2).await;
+    let got = summary(&events);
+    assert!(
+        got.contains(
+            &"dev.knative.apiserver.resource.update /apis/v1/namespaces/ns/configmaps/a".to_owned()
+        ),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(
+            &"dev.knative.apiserver.resource.add /apis/v1/namespaces/ns/configmaps/f".to_owned()
+        ),
+        "{got:?}"
+    );
+    settle().await;
+    assert_eq!(sink.events().len(), 2, "nothing emitted twice");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
