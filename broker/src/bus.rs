@@ -1,6 +1,6 @@
 //! Which bus to run on, parsed once from `--bus`.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -44,39 +44,79 @@ impl FromStr for BusConfig {
     }
 }
 
-/// An open bus, plus what graceful shutdown must do to it.
+/// An open bus, plus what readiness and graceful shutdown need of it.
 pub enum OpenBus {
     Embedded(Arc<EmbeddedBus>),
-    Other(Arc<dyn Bus>),
+    Memory(Arc<MemoryBus>),
+    #[cfg(feature = "nats")]
+    Nats(Arc<herald_buses::nats::NatsBus>),
 }
 
 impl OpenBus {
     pub fn bus(&self) -> Arc<dyn Bus> {
         match self {
             OpenBus::Embedded(b) => b.clone(),
-            OpenBus::Other(b) => b.clone(),
+            OpenBus::Memory(b) => b.clone(),
+            #[cfg(feature = "nats")]
+            OpenBus::Nats(b) => b.clone(),
         }
     }
 
-    /// Flushes what the bus keeps lazily (consumer cursors).
-    pub async fn close(&self) {
-        if let OpenBus::Embedded(b) = self {
-            b.close().await;
+    /// Whether the bus can take events now (for `/readyz`).
+    pub fn readiness(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        match self {
+            #[cfg(feature = "nats")]
+            OpenBus::Nats(b) => {
+                let b = b.clone();
+                Arc::new(move || b.is_connected())
+            }
+            _ => Arc::new(|| true),
+        }
+    }
+
+    /// Flushes what the bus keeps lazily: the embedded bus's cursors, NATS's queued acks.
+    /// Call it after everything else that held the bus is dropped.
+    pub async fn close(self) {
+        match self {
+            OpenBus::Embedded(b) => b.close().await,
+            OpenBus::Memory(_) => {}
+            #[cfg(feature = "nats")]
+            OpenBus::Nats(b) => {
+                let flushed = b.flushed();
+                drop(b);
+                if tokio::time::timeout(std::time::Duration::from_secs(5), flushed)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "nats acknowledgements not flushed within 5 s; those events will be delivered again"
+                    );
+                }
+            }
         }
     }
 }
 
-pub fn open(config: &BusConfig, data_dir: &PathBuf) -> Result<OpenBus, BusError> {
+/// Opens the bus; network buses connect (bounded by their connect timeout).
+pub async fn open(config: &BusConfig, data_dir: &Path) -> Result<OpenBus, BusError> {
     match config {
         BusConfig::Embedded => Ok(OpenBus::Embedded(Arc::new(EmbeddedBus::open(
             EmbeddedConfig::new(data_dir),
         )?))),
-        BusConfig::Memory => Ok(OpenBus::Other(Arc::new(MemoryBus::default()))),
+        BusConfig::Memory => Ok(OpenBus::Memory(Arc::new(MemoryBus::default()))),
         BusConfig::Kafka { .. } => Err(BusError::unavailable(
             "the kafka bus is not compiled into this build of Herald",
         )),
+        #[cfg(feature = "nats")]
+        BusConfig::Nats { url } => {
+            let config = herald_buses::nats::NatsConfig::new(url.clone());
+            Ok(OpenBus::Nats(Arc::new(
+                herald_buses::nats::NatsBus::connect(config).await?,
+            )))
+        }
+        #[cfg(not(feature = "nats"))]
         BusConfig::Nats { .. } => Err(BusError::unavailable(
-            "the nats bus is not compiled into this build of Herald",
+            "the nats bus is not compiled into this build of Herald (cargo feature `nats`)",
         )),
     }
 }

@@ -41,12 +41,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let ingress = Arc::new(Ingress::new(
-        config.brokers.iter().map(|b| b.id.clone()),
-        bus.bus(),
-        metrics.clone(),
-        options.max_body,
-    ));
+    let ingress = Arc::new(
+        Ingress::new(
+            config.brokers.iter().map(|b| b.id.clone()),
+            bus.bus(),
+            metrics.clone(),
+            options.max_body,
+        )
+        .with_bus_readiness(bus.readiness()),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = dispatch::sender::Sender::default();
     let mut dispatchers = JoinSet::new();

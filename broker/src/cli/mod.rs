@@ -78,7 +78,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         config::load_paths(&args.files)?
     };
-    let bus = herald::bus::open(&args.bus, &args.data_dir).context("opening the bus")?;
+    let bus = herald::bus::open(&args.bus, &args.data_dir)
+        .await
+        .context("opening the bus")?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
