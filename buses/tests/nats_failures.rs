@@ -112,7 +112,7 @@ async fn unacknowledged_events_are_delivered_after_a_server_restart_during_deliv
             .await
             .unwrap()
             .unwrap();
-        if id(&d) % 2 == 0 {
+        if id(&d).is_multiple_of(2) {
             d.ack();
         } else {
             want.insert(id(&d)); // held across the restart, then dropped unacknowledged
