@@ -250,3 +250,46 @@ fn events_held_by_a_killed_replica_are_redelivered_to_the_other() {
     drop(held); // outside any runtime: nothing is handed back
     assert_eq!(held_ids.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_refuses_publishes_as_overloaded_and_drops_nothing() {
+    let server = NatsServer::start();
+    let mut config = config(&server);
+    config.max_bytes = Some(8 * 1024);
+    let bus = NatsBus::connect(config).await.unwrap();
+    let mut sub = bus.subscribe(TOPIC, "g").await.unwrap();
+    let mut stored = HashSet::new();
+    let error = loop {
+        let n = stored.len() as u32;
+        assert!(n < 1000, "an 8 KiB stream took 1000 events");
+        match bus.publish(TOPIC, &[fixtures::event(n)]).await {
+            Ok(()) => stored.insert(n),
+            Err(e) => break e,
+        };
+    };
+    assert!(
+        matches!(error, herald_buses::BusError::Overloaded { .. }),
+        "{error}"
+    );
+    assert!(error.is_retryable());
+    read_all(&mut sub, &stored, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_delivery_is_kept_alive_past_ack_wait() {
+    let server = NatsServer::start();
+    let mut config = config(&server);
+    config.ack_wait = Duration::from_secs(1);
+    let bus = NatsBus::connect(config).await.unwrap();
+    let mut first = bus.subscribe(TOPIC, "g").await.unwrap();
+    let mut second = bus.subscribe(TOPIC, "g").await.unwrap();
+    bus.publish(TOPIC, &[fixtures::event(7)]).await.unwrap();
+    let (held, mut other) = tokio::select! {
+        d = first.next() => (d.unwrap(), second),
+        d = second.next() => (d.unwrap(), first),
+    };
+    // Three AckWaits pass while the broker is still working on the event.
+    let again = timeout(Duration::from_secs(3), other.next()).await;
+    assert!(again.is_err(), "redelivered while held: {again:?}");
+    held.ack();
+}
