@@ -128,12 +128,12 @@ fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Arc<Topic>, Active)> {
     let path = dir.join(segment::file_name(last));
     let scan = segment::scan(&path)?;
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
-    let capacity = recover_tail(&file, &scan, segment_bytes)?;
-    if capacity.torn > 0 {
+    let recovered = recover_tail(&file, &scan, segment_bytes)?;
+    if recovered.torn > 0 {
         warn!(
             topic = %name,
             segment = %path.display(),
-            bytes = capacity.torn,
+            bytes = recovered.torn,
             "zeroing a torn write at the end of the log"
         );
     }
@@ -152,7 +152,7 @@ fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Arc<Topic>, Active)> {
         file,
         segment: active,
         len: scan.valid_len,
-        capacity: capacity.len,
+        capacity: recovered.len,
         end,
     };
     Ok((topic, active))

@@ -8,9 +8,9 @@
 //!
 //! Frames that do not fit in the rest of the segment go to the next one (a write and an fsync
 //! each side of the roll); a frame larger than a whole segment gets a segment of its own, which
-//! grows past its preallocated size. Once the active segment is half full, the next one is
-//! prepared (zeroed and synced) in the background, so a roll only cuts the old segment to its
-//! content and renames the prepared file.
+//! grows past its preallocated size. From the first write into the active segment on, the next
+//! one is prepared (zeroed and synced) in the background, so a roll only cuts the old segment
+//! to its content and renames the prepared file.
 //!
 //! Failure handling never lies: a failed write is zeroed again and answered with the error
 //! (retryable: a full disk may drain). A failed fsync leaves the kernel's page state unknown (a
@@ -146,7 +146,9 @@ impl Writer {
         self.active.end += events;
         self.active.segment.set_committed_len(self.active.len);
         self.topic.end.send_replace(self.active.end);
-        if self.next.is_none() && self.active.len >= self.segment_bytes / 2 {
+        if self.next.is_none() {
+            // From the first write on: zero-filling competes with commits for the disk, and at
+            // high ingest rates it needs most of a segment's lifetime to be ready at the roll.
             self.next = Some(preallocate::prepare(&self.topic.dir, self.segment_bytes));
         }
         (n, Ok(()))

@@ -34,8 +34,15 @@
 //!   `publish_timeout` (default 5 s) passing, is a retryable error. Retrying a batch that
 //!   partly succeeded does not store its events twice (within the duplicate window).
 //! - A delivery's position is its stream sequence; one stream per topic keeps the topic's order.
-//! - Unacknowledged deliveries come back: those of a dropped subscription at once, those of a
-//!   killed process after `ack_wait`. Held deliveries are kept alive with `+WPI`.
+//! - Unacknowledged deliveries come back. When a subscription is dropped, what it received but
+//!   did not hand out and the deliveries dropped unacknowledged are handed back (`-NAK`, lowest
+//!   sequence first) for the group's next subscription; a delivery dropped unacknowledged while
+//!   its subscription lives, and everything a killed process held, comes back after `ack_wait`.
+//!   Deliveries still held are kept alive with `+WPI` every third of `ack_wait`.
+//! - [`NatsBus::flushed`] resolves once a dropped bus sent its last acks and hand-backs; await
+//!   it at shutdown.
+//! - `publish` is pipelined but not atomic: a failed batch may be partly stored, and its retry is
+//!   de-duplicated by `Nats-Msg-Id`.
 //! - The connection reconnects forever; the same bus instance recovers after NATS restarts.
 
 mod ack;
