@@ -74,6 +74,20 @@ impl OpenBus {
         }
     }
 
+    /// Forgets consumer groups of `topic` other than `keep` (triggers removed from the
+    /// configuration), so their old cursors do not hold back retention. Only the embedded bus
+    /// keeps groups Herald must clean up; Kafka and NATS groups are the operator's.
+    pub async fn forget_other_groups(
+        &self,
+        topic: &str,
+        keep: &[&str],
+    ) -> Result<Vec<String>, BusError> {
+        match self {
+            OpenBus::Embedded(b) => b.retain_groups(topic, keep).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Flushes what the bus keeps lazily: the embedded bus's cursors, NATS's queued acks.
     /// Call it after everything else that held the bus is dropped.
     pub async fn close(self) {

@@ -52,6 +52,19 @@ pub async fn run(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = dispatch::sender::Sender::default();
+    for broker in &config.brokers {
+        let topic = broker.id.topic();
+        let groups: Vec<String> = config
+            .triggers
+            .iter()
+            .filter(|t| t.broker == broker.id)
+            .map(|t| t.group())
+            .collect();
+        let keep: Vec<&str> = groups.iter().map(String::as_str).collect();
+        for group in bus.forget_other_groups(&topic, &keep).await? {
+            tracing::info!(%group, broker = %broker.id, "forgot the cursor of a trigger no longer configured");
+        }
+    }
     let mut dispatchers = JoinSet::new();
     for trigger in config.triggers {
         let subscription = bus
