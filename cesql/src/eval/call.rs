@@ -8,6 +8,9 @@ use crate::functions::{Definition, UserFunction};
 use crate::value::Value;
 
 impl<'a> Evaluator<'a> {
+    // Not inlined: the argument buffer would otherwise enlarge the frame of `eval`, which
+    // recurses once per level of the tree.
+    #[inline(never)]
     pub(super) fn builtin(
         &mut self,
         definition: &'static Definition,
@@ -32,6 +35,7 @@ impl<'a> Evaluator<'a> {
             .call(values.as_mut_slice(), &mut self.errors)
     }
 
+    #[inline(never)]
     pub(super) fn user(&mut self, function: &'a UserFunction, args: &'a [Node]) -> Value<'a> {
         let mut values = Args::new();
         if !self.args(args, |i| Param::Typed(function.param(i)), &mut values) {
