@@ -2,6 +2,11 @@
 
 mod cli;
 
+/// Events are allocated on one worker thread and freed on another; glibc malloc serialises
+/// that on its arena locks, mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
