@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use crate::ack::AckTracker;
 use crate::{Bus, BusError, Delivery, Event, Subscription};
 
-/// Default bound on events a topic keeps for its slowest group.
-pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Default bound on events a topic keeps for its slowest group: with 1 KiB events about
+/// 15 MiB of events, so an overloaded memory bus answers 503 long before memory runs short.
+pub const DEFAULT_CAPACITY: usize = 10_000;
 
 #[derive(Debug)]
 pub struct MemoryBus {

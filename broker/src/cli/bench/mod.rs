@@ -6,7 +6,10 @@
 //! - `ingest`: a broker without triggers, closed-loop at `--connections`;
 //! - `e2e`: one trigger to the bench's own subscriber, at a fixed fraction of the noop rate,
 //!   measuring end-to-end latency and whether the backlog grows;
-//! - `latency`: the same at `--latency-rate` events/s (1,000 by default).
+//! - `latency`: the same at `--latency-rate` events/s (1,000 by default);
+//! - `overload`: publishers as fast as they can, a subscriber that takes 100 ms per event:
+//!   Herald must push back (`503`, or a backlog on disk for the embedded bus) with bounded
+//!   memory.
 
 mod load;
 mod process;
@@ -43,8 +46,12 @@ pub struct BenchArgs {
     /// Event data size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
-    /// Phases to run, comma-separated: noop, ingest, e2e, latency.
-    #[arg(long, default_value = "noop,ingest,e2e,latency", value_delimiter = ',')]
+    /// Phases to run, comma-separated: noop, ingest, e2e, latency, overload.
+    #[arg(
+        long,
+        default_value = "noop,ingest,e2e,latency,overload",
+        value_delimiter = ','
+    )]
     phases: Vec<String>,
     /// Fixed publish rate of the e2e phase as a fraction of the noop server's requests/s.
     #[arg(long, default_value_t = 0.3)]
@@ -114,6 +121,34 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         };
         end_to_end(phase, &args, rate, noop_rate, &spec, epoch).await?;
     }
+    if args.phases.iter().any(|p| p == "overload") {
+        overload(&args, &spec, epoch).await?;
+    }
+    Ok(())
+}
+
+/// Publishers far faster than the subscriber: what Herald refuses and how much memory it takes.
+async fn overload(
+    args: &BenchArgs,
+    spec: &dyn Fn(std::net::SocketAddr, &str, Option<f64>) -> LoadSpec,
+    epoch: Instant,
+) -> anyhow::Result<()> {
+    let subscriber = Arc::new(Subscriber {
+        delay: Duration::from_millis(100),
+        ..Subscriber::default()
+    });
+    let sub_addr = subscriber.start(epoch).await?;
+    let child = Child::herald(&args.bus, Some(sub_addr)).await?;
+    let result = load::run(spec(child.addr, "/default/default", None), epoch).await?;
+    print_load("overload publish (subscriber 100 ms/event)", &result, None);
+    println!(
+        "  accepted {}, refused {} (503), delivered so far {}; herald memory now {} MiB, peak {} MiB",
+        result.accepted,
+        result.refused,
+        subscriber.received.load(Ordering::Acquire),
+        child.rss_kib() / 1024,
+        child.peak_rss_kib() / 1024
+    );
     Ok(())
 }
 

@@ -43,6 +43,8 @@ pub async fn serve_noop(listener: TcpListener) -> anyhow::Result<()> {
 pub struct Subscriber {
     pub received: AtomicU64,
     pub latencies_us: Mutex<Vec<u32>>,
+    /// How long each answer takes (a slow subscriber for the overload phase).
+    pub delay: std::time::Duration,
 }
 
 impl Subscriber {
@@ -64,6 +66,9 @@ impl Subscriber {
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|v| v.parse::<u64>().ok());
                             let _ = req.into_body().collect().await;
+                            if !me.delay.is_zero() {
+                                tokio::time::sleep(me.delay).await;
+                            }
                             if let Some(sent) = sent {
                                 let now = (Instant::now() - epoch).as_micros() as u64;
                                 let latency = now.saturating_sub(sent).min(u32::MAX as u64) as u32;
