@@ -58,13 +58,15 @@ pub struct LoadSpec {
 pub async fn run(spec: LoadSpec, epoch: Instant) -> anyhow::Result<LoadResult> {
     let body = Bytes::from(vec![b'x'; spec.size]);
     let budget = Arc::new(AtomicU64::new(spec.max_events));
+    // Ids unique per run: buses that de-duplicate by source + id (NATS) must see new events.
+    let run_id = fastrand::u32(..);
     let start = Instant::now();
     let deadline = start + spec.duration;
     let mut tasks = Vec::new();
     for conn in 0..spec.connections {
         let (spec, body, budget) = (spec.clone(), body.clone(), budget.clone());
         tasks.push(tokio::spawn(async move {
-            connection(conn, spec, body, budget, deadline, epoch).await
+            connection(run_id, conn, spec, body, budget, deadline, epoch).await
         }));
     }
     let mut result = LoadResult::default();
@@ -81,6 +83,7 @@ pub async fn run(spec: LoadSpec, epoch: Instant) -> anyhow::Result<LoadResult> {
 }
 
 async fn connection(
+    run_id: u32,
     conn: usize,
     spec: LoadSpec,
     body: Bytes,
@@ -117,7 +120,7 @@ async fn connection(
         let request = http::Request::post(&spec.path)
             .header("host", "bench")
             .header("ce-specversion", "1.0")
-            .header("ce-id", format!("{conn}-{seq}"))
+            .header("ce-id", format!("{run_id:08x}-{conn}-{seq}"))
             .header("ce-source", "/herald/bench")
             .header("ce-type", "dev.herald.bench")
             .header("ce-benchsent", (sent_at - epoch).as_micros().to_string())
