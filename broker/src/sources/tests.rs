@@ -1,0 +1,1 @@
+//! Sources wired into the broker.
