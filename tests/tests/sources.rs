@@ -125,8 +125,14 @@ async fn a_signed_delivery_is_202_and_reaches_the_subscriber_with_the_knative_at
         ("type", "dev.knative.source.github.push"),
         ("source", "https://github.com/octo-org/hello-world"),
         ("subject", compare.rsplit('/').next().unwrap()),
-        ("owner", payload["repository"]["owner"]["login"].as_str().unwrap()),
-        ("repository", payload["repository"]["name"].as_str().unwrap()),
+        (
+            "owner",
+            payload["repository"]["owner"]["login"].as_str().unwrap(),
+        ),
+        (
+            "repository",
+            payload["repository"]["name"].as_str().unwrap(),
+        ),
         ("sender", payload["sender"]["login"].as_str().unwrap()),
         ("pusher", payload["pusher"]["name"].as_str().unwrap()),
         ("ref", payload["ref"].as_str().unwrap()),
@@ -134,7 +140,10 @@ async fn a_signed_delivery_is_202_and_reaches_the_subscriber_with_the_knative_at
     for (name, value) in expected {
         assert_eq!(r.attr(name).as_deref(), Some(value), "attribute {name}");
     }
-    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
     assert!(r.attr("time").is_some(), "time is the receive time");
     assert_eq!(r.body, body, "the raw body is the data, unchanged");
 
@@ -156,13 +165,24 @@ async fn forged_and_unsigned_deliveries_are_401_and_emit_nothing() {
     let forged = sign("not the secret", &body);
     let response = deliver(&herald, "issues", "forged-1", &body, Some(&forged)).await;
     assert_eq!(response.status, 401);
-    assert!(response.error().contains("signature"), "{}", response.text());
+    assert!(
+        response.error().contains("signature"),
+        "{}",
+        response.text()
+    );
     let response = deliver(&herald, "issues", "unsigned-1", &body, Some("")).await;
     assert_eq!(response.status, 401);
     // A body changed after signing is a forgery too.
     let mut tampered = body.clone();
     tampered.extend_from_slice(b" ");
-    let response = deliver(&herald, "issues", "tampered-1", &tampered, Some(&sign(SECRET, &body))).await;
+    let response = deliver(
+        &herald,
+        "issues",
+        "tampered-1",
+        &tampered,
+        Some(&sign(SECRET, &body)),
+    )
+    .await;
     assert_eq!(response.status, 401);
 
     let got = sub
@@ -189,17 +209,29 @@ async fn a_replayed_delivery_is_2xx_and_emitted_once_even_across_a_kill_9() {
     let mut herald = Herald::start_with("embedded", &manifests, secrets_args(secrets.path())).await;
     let body = fixture("pull_request");
     let id = "replayed-delivery-1";
-    assert_eq!(deliver(&herald, "pull_request", id, &body, None).await.status, 202);
+    assert_eq!(
+        deliver(&herald, "pull_request", id, &body, None)
+            .await
+            .status,
+        202
+    );
     let again = deliver(&herald, "pull_request", id, &body, None).await;
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(sub.count(), 1, "a URL sink is delivered before the 202");
 
     herald.restart().await;
     let after = deliver(&herald, "pull_request", id, &body, None).await;
-    assert_eq!(after.status, 200, "remembered across a kill -9: {}", after.text());
+    assert_eq!(
+        after.status,
+        200,
+        "remembered across a kill -9: {}",
+        after.text()
+    );
     // A new delivery id is still emitted after the restart.
     assert_eq!(
-        deliver(&herald, "pull_request", "fresh-2", &body, None).await.status,
+        deliver(&herald, "pull_request", "fresh-2", &body, None)
+            .await
+            .status,
         202
     );
     let got = sub
@@ -220,10 +252,20 @@ async fn event_types_choose_what_is_emitted() {
     let secrets = secrets();
     let herald = github_herald(&sub, &["pull_request", "ping"], secrets.path()).await;
     let push = deliver(&herald, "push", "p-1", &fixture("push"), None).await;
-    assert_eq!(push.status, 204, "push is not listed: answered, not emitted");
+    assert_eq!(
+        push.status, 204,
+        "push is not listed: answered, not emitted"
+    );
     let ping = deliver(&herald, "ping", "ping-1", &fixture("ping"), None).await;
     assert_eq!(ping.status, 202);
-    let pr = deliver(&herald, "pull_request", "pr-1", &fixture("pull_request"), None).await;
+    let pr = deliver(
+        &herald,
+        "pull_request",
+        "pr-1",
+        &fixture("pull_request"),
+        None,
+    )
+    .await;
     assert_eq!(pr.status, 202);
     let got = sub
         .settle(Duration::from_millis(500), Duration::from_secs(10))
@@ -365,7 +407,10 @@ async fn apiserver_source_emits_changes_and_those_made_while_herald_was_down() {
     api.apply("created", "1");
     let got = sub.wait_for(1, Duration::from_secs(10)).await;
     let r = &got[0];
-    assert_eq!(r.attr("type").as_deref(), Some("dev.knative.apiserver.ref.add"));
+    assert_eq!(
+        r.attr("type").as_deref(),
+        Some("dev.knative.apiserver.ref.add")
+    );
     assert_eq!(r.attr("source").as_deref(), Some(api.url.as_str()));
     assert_eq!(
         r.attr("subject").as_deref(),

@@ -101,11 +101,7 @@ pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigError> {
 }
 
 /// [`load_str`] with explicit [`LoadOptions`].
-pub fn load_str_with(
-    name: &str,
-    text: &str,
-    options: &LoadOptions,
-) -> Result<Config, ConfigError> {
+pub fn load_str_with(name: &str, text: &str, options: &LoadOptions) -> Result<Config, ConfigError> {
     let mut resolver = Resolver::new(options.clone());
     read_documents(name, text, &mut resolver)?;
     resolver.finish()

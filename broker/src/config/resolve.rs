@@ -329,7 +329,11 @@ fn trigger_filter<T>(at: &Located<T>, spec: &TriggerSpec) -> Result<Filter, Conf
     Ok(Filter::All(filters))
 }
 
-pub(super) fn filter<T>(at: &Located<T>, field: &str, spec: &FilterSpec) -> Result<Filter, ConfigError> {
+pub(super) fn filter<T>(
+    at: &Located<T>,
+    field: &str,
+    spec: &FilterSpec,
+) -> Result<Filter, ConfigError> {
     let set = [
         spec.exact.is_some(),
         spec.prefix.is_some(),

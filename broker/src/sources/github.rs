@@ -92,7 +92,10 @@ async fn webhook(
         let mut response = answer(
             StatusCode::METHOD_NOT_ALLOWED,
             &key,
-            format!("method {} is not allowed on a GitHubSource (use POST)", request.method()),
+            format!(
+                "method {} is not allowed on a GitHubSource (use POST)",
+                request.method()
+            ),
         );
         response
             .headers_mut()
@@ -109,7 +112,8 @@ async fn webhook(
         }
     };
     let config = &endpoint.config;
-    let verified = match Unverified::new(parts.headers, body).verify(&config.secret, config.allow_sha1)
+    let verified = match Unverified::new(parts.headers, body)
+        .verify(&config.secret, config.allow_sha1)
     {
         Ok(v) => v,
         Err(e) => {
@@ -166,12 +170,12 @@ async fn webhook(
     match committed {
         Ok(Ok(())) => {}
         // Emitted but not recorded: a redelivery would emit it again (at-least-once).
-        Ok(Err(e)) => tracing::warn!(source = %key, delivery = %id, error = %e, "delivery id not recorded"),
-        Err(e) => tracing::warn!(source = %key, delivery = %id, error = %e, "delivery id not recorded"),
+        Ok(Err(e)) => {
+            tracing::warn!(source = %key, delivery = %id, error = %e, "delivery id not recorded")
+        }
+        Err(e) => {
+            tracing::warn!(source = %key, delivery = %id, error = %e, "delivery id not recorded")
+        }
     }
-    answer(
-        StatusCode::ACCEPTED,
-        &key,
-        format!("delivery {id} emitted"),
-    )
+    answer(StatusCode::ACCEPTED, &key, format!("delivery {id} emitted"))
 }

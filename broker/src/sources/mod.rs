@@ -109,7 +109,7 @@ pub async fn start(
                         }
                     })
                 };
-                tracing::info!(source = %source, schedule = ?config.schedule, sink = %source.sink, "ping source started");
+                tracing::info!(source = %source, sink = %source.sink, "ping source started");
                 tasks.spawn(ping::run(
                     config.clone(),
                     sink(None, false),

@@ -116,7 +116,10 @@ impl UrlSink {
             wait += wait.mul_f64(fastrand::f64() * 0.1);
         }
         if let Some(after) = retry_after {
-            let after = self.policy.retry_after_max.map_or(after, |max| after.min(max));
+            let after = self
+                .policy
+                .retry_after_max
+                .map_or(after, |max| after.min(max));
             wait = wait.max(after);
         }
         wait

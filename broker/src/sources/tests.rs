@@ -44,7 +44,9 @@ fn env(ingress: Arc<Ingress>, state_dir: &Path, clock: Clock) -> SourceEnv {
 }
 
 fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 const PING: &str = r#"
@@ -180,8 +182,7 @@ async fn github_fixture(bus: Arc<dyn Bus>, extra_spec: &str) -> GitHubFixture {
     )
     .await
     .unwrap();
-    let app =
-        crate::ingress::router(ingress.clone()).merge(github::router(started.github.clone()));
+    let app = crate::ingress::router(ingress.clone()).merge(github::router(started.github.clone()));
     GitHubFixture {
         _dirs: (secrets, state),
         ingress,
@@ -236,7 +237,9 @@ async fn github_delivery_is_emitted_once_and_forgeries_are_refused() {
 async fn github_endpoint_answers_405_413_404_and_204_for_filtered_types() {
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(100));
     let f = github_fixture(bus, "  eventTypes: [pull_request]").await;
-    let get = Request::get("/sources/team/repo").body(Body::empty()).unwrap();
+    let get = Request::get("/sources/team/repo")
+        .body(Body::empty())
+        .unwrap();
     let response = f.app.clone().oneshot(get).await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "POST");
