@@ -7,6 +7,7 @@
 //! - [`filter`]: trigger filters.
 //! - [`dispatch`]: consumer group per trigger, retries, dead letters, replies.
 //! - [`bus`]: choosing and opening the bus.
+//! - [`sources`]: GitHub, Ping and ApiServerSource running against their sinks.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: [`run`], which ties them together on one listener.
 
@@ -18,5 +19,6 @@ pub mod filter;
 pub mod ingress;
 pub mod metrics;
 mod server;
+pub mod sources;
 
 pub use server::{ServeOptions, run};

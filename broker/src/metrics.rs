@@ -29,6 +29,21 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// `namespace/name`.
+    pub source: String,
+    /// `GitHubSource`, `PingSource` or `ApiServerSource`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceReasonLabels {
+    pub source: String,
+    pub kind: &'static str,
+    pub reason: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -47,6 +62,10 @@ pub struct Metrics {
     pub lag_seconds: Family<TriggerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub ttl_dropped: Family<TriggerLabels, Counter>,
     pub filter_errors: Family<TriggerLabels, Counter>,
+    pub source_received: Family<SourceLabels, Counter>,
+    pub source_emitted: Family<SourceLabels, Counter>,
+    pub source_rejected: Family<SourceReasonLabels, Counter>,
+    pub source_sink_failures: Family<SourceReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -70,6 +89,10 @@ impl Default for Metrics {
             lag_seconds: Family::default(),
             ttl_dropped: Family::default(),
             filter_errors: Family::default(),
+            source_received: Family::default(),
+            source_emitted: Family::default(),
+            source_rejected: Family::default(),
+            source_sink_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -113,6 +136,27 @@ impl Default for Metrics {
             "ttl_dropped",
             "Reply events dropped by the knativebrokerttl loop guard",
             m.ttl_dropped.clone(),
+        );
+        registry.register(
+            "source_events_received",
+            "Events a source received or produced (webhook requests, object changes, scheduled \
+             times), before filtering",
+            m.source_received.clone(),
+        );
+        registry.register(
+            "source_events_emitted",
+            "Events a source's sink accepted",
+            m.source_emitted.clone(),
+        );
+        registry.register(
+            "source_events_rejected",
+            "Events a source did not emit, by reason (signature, filtered, duplicate, ...)",
+            m.source_rejected.clone(),
+        );
+        registry.register(
+            "source_sink_failures",
+            "Sends to a source's sink that failed, by reason (each attempt of a source counts)",
+            m.source_sink_failures.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -174,5 +218,55 @@ impl TriggerMetrics {
             ttl_dropped: metrics.ttl_dropped.get_or_create(&labels).clone(),
             filter_errors: metrics.filter_errors.get_or_create(&labels).clone(),
         }
+    }
+}
+
+/// One source's metric handles.
+#[derive(Clone)]
+pub struct SourceMetrics {
+    source: String,
+    kind: &'static str,
+    metrics: std::sync::Arc<Metrics>,
+    pub received: Counter,
+    pub emitted: Counter,
+}
+
+impl SourceMetrics {
+    pub fn new(metrics: std::sync::Arc<Metrics>, source: String, kind: &'static str) -> Self {
+        let labels = SourceLabels {
+            source: source.clone(),
+            kind,
+        };
+        let received = metrics.source_received.get_or_create(&labels).clone();
+        let emitted = metrics.source_emitted.get_or_create(&labels).clone();
+        Self {
+            received,
+            emitted,
+            source,
+            kind,
+            metrics,
+        }
+    }
+
+    fn labels(&self, reason: &'static str) -> SourceReasonLabels {
+        SourceReasonLabels {
+            source: self.source.clone(),
+            kind: self.kind,
+            reason,
+        }
+    }
+
+    pub fn rejected(&self, reason: &'static str) {
+        self.metrics
+            .source_rejected
+            .get_or_create(&self.labels(reason))
+            .inc();
+    }
+
+    pub fn sink_failed(&self, reason: &'static str) {
+        self.metrics
+            .source_sink_failures
+            .get_or_create(&self.labels(reason))
+            .inc();
     }
 }

@@ -1,6 +1,7 @@
 //! `run`: ingress and dispatcher on one listener until shutdown.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::dispatch::{self, TriggerContext};
 use crate::ingress::{Ingress, router};
 use crate::metrics::Metrics;
+use crate::sources::{self, SourceEnv};
 
 /// Runtime settings besides the configuration.
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub struct ServeOptions {
     pub max_body: usize,
     pub window: usize,
     pub jitter: bool,
+    /// Where sources keep their state (GitHub delivery ids, Ping progress, objects seen).
+    pub state_dir: PathBuf,
 }
 
 impl Default for ServeOptions {
@@ -27,6 +31,7 @@ impl Default for ServeOptions {
             max_body: crate::ingress::DEFAULT_MAX_BODY,
             window: dispatch::DEFAULT_WINDOW,
             jitter: true,
+            state_dir: sources::state_dir(std::path::Path::new("herald-data")),
         }
     }
 }
@@ -86,10 +91,19 @@ pub async fn run(
             options.window,
         ));
     }
+    let env = SourceEnv {
+        ingress: ingress.clone(),
+        sender: sender.clone(),
+        state_dir: options.state_dir.clone(),
+        clock: herald_sources::ping::Clock::System,
+        jitter: options.jitter,
+    };
+    let mut started = sources::start(&config.sources, &env, stop_rx.clone()).await?;
     ingress.set_ready(true);
     tracing::info!(addr = %listener.local_addr()?, "herald serving");
     let ready = ingress.clone();
-    serve_http1(listener, router(ingress), async move {
+    let app = router(ingress).merge(sources::github::router(started.github.clone()));
+    serve_http1(listener, app, async move {
         shutdown.await;
         ready.set_ready(false);
         tracing::info!("shutting down: no new events accepted");
@@ -97,6 +111,7 @@ pub async fn run(
     })
     .await;
     while dispatchers.join_next().await.is_some() {}
+    while started.tasks.join_next().await.is_some() {}
     bus.close().await;
     tracing::info!("herald stopped");
     Ok(())

@@ -22,6 +22,8 @@ pub struct HeraldOptions {
     pub args: Vec<String>,
     /// A fixed port (default: a free one picked at start).
     pub port: Option<u16>,
+    /// Extra environment variables, e.g. `KUBECONFIG`.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running `herald serve -f <manifests> --listen 127.0.0.1:PORT --bus BUS --data-dir <tmp>`.
@@ -129,6 +131,7 @@ impl Herald {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.options.args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("HERALD_LOG", log)
             .env_remove("HERALD_LISTEN")
             .env_remove("HERALD_BUS")

@@ -41,7 +41,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// Knative manifests (Broker, Trigger) to load: a file or a directory of *.yaml files.
+    /// Knative manifests (Broker, Trigger, PingSource, ApiServerSource, GitHubSource) to load: a file or a directory of *.yaml files.
     /// Repeatable. Without any, broker default/default exists and no triggers run.
     #[arg(short = 'f', long = "filename", value_name = "FILE|DIR")]
     files: Vec<PathBuf>,
@@ -52,9 +52,13 @@ struct ServeArgs {
     /// durability), kafka://host:port[,host:port] or nats://host:port.
     #[arg(long, env = "HERALD_BUS", default_value = "embedded")]
     bus: BusConfig,
-    /// Directory of the embedded bus.
+    /// Directory of the embedded bus and of the sources' state (under `sources/`).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     data_dir: PathBuf,
+    /// Where `secretKeyRef {name, key}` is read: the file `{secrets-dir}/{name}/{key}`, the
+    /// way Kubernetes mounts a secret.
+    #[arg(long, env = "HERALD_SECRETS_DIR", default_value = config::DEFAULT_SECRETS_DIR)]
+    secrets_dir: PathBuf,
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "HERALD_MAX_BODY", default_value_t = herald::ingress::DEFAULT_MAX_BODY)]
     max_body: usize,
@@ -76,7 +80,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = if args.files.is_empty() {
         Config::default_broker()
     } else {
-        config::load_paths(&args.files)?
+        let options = config::LoadOptions {
+            secrets_dir: args.secrets_dir.clone(),
+        };
+        config::load_paths_with(&args.files, &options)?
     };
     let bus = herald::bus::open(&args.bus, &args.data_dir)
         .await
@@ -88,6 +95,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body: args.max_body,
         window: args.delivery_window.max(1),
         jitter: true,
+        state_dir: herald::sources::state_dir(&args.data_dir),
     };
     run(listener, config, bus, options, shutdown_signal()).await
 }

@@ -3,6 +3,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use herald_sources::manifest::{
+    API_SERVER_SOURCE, ApiServerSourceSpec, GITHUB_SOURCE, GitHubSourceSpec, PING_SOURCE,
+    PingSourceSpec,
+};
 use serde::de::DeserializeOwned;
 
 use super::model::Config;
@@ -33,6 +37,24 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Settings of a load besides the manifests themselves.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Where `secretKeyRef {name, key}` is read: `{secrets_dir}/{name}/{key}`.
+    pub secrets_dir: PathBuf,
+}
+
+/// Where Kubernetes-style secret mounts are read unless `--secrets-dir` says otherwise.
+pub const DEFAULT_SECRETS_DIR: &str = "/var/run/secrets/herald";
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            secrets_dir: PathBuf::from(DEFAULT_SECRETS_DIR),
+        }
+    }
+}
+
 /// A parsed document with where it came from, for error messages.
 pub(super) struct Located<T> {
     pub file: String,
@@ -53,7 +75,12 @@ impl<T> Located<T> {
 
 /// Loads every manifest in `paths` (files, or directories of `*.yaml`/`*.yml`/`*.json`).
 pub fn load_paths(paths: &[PathBuf]) -> Result<Config, ConfigError> {
-    let mut resolver = Resolver::default();
+    load_paths_with(paths, &LoadOptions::default())
+}
+
+/// [`load_paths`] with explicit [`LoadOptions`].
+pub fn load_paths_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Config, ConfigError> {
+    let mut resolver = Resolver::new(options.clone());
     for path in paths {
         for file in expand(path)? {
             let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
@@ -70,7 +97,12 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Config, ConfigError> {
 
 /// Loads manifests from a string (`name` stands for the file in errors).
 pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigError> {
-    let mut resolver = Resolver::default();
+    load_str_with(name, text, &LoadOptions::default())
+}
+
+/// [`load_str`] with explicit [`LoadOptions`].
+pub fn load_str_with(name: &str, text: &str, options: &LoadOptions) -> Result<Config, ConfigError> {
+    let mut resolver = Resolver::new(options.clone());
     read_documents(name, text, &mut resolver)?;
     resolver.finish()
 }
@@ -143,13 +175,26 @@ fn read_documents(file: &str, text: &str, resolver: &mut Resolver) -> Result<(),
                 let manifest: Manifest<TriggerSpec> = parse(&at, first_line, &doc)?;
                 resolver.add_trigger(at.with(manifest))?;
             }
-            (
-                "sources.knative.dev/v1" | "sources.knative.dev/v1alpha1",
-                "PingSource" | "ApiServerSource" | "GitHubSource",
-            ) => {
+            PING_SOURCE => {
+                let manifest: Manifest<PingSourceSpec> = parse(&at, first_line, &doc)?;
+                resolver.add_ping(at.with(manifest))?;
+            }
+            API_SERVER_SOURCE => {
+                let manifest: Manifest<ApiServerSourceSpec> = parse(&at, first_line, &doc)?;
+                resolver.add_api_server(at.with(manifest))?;
+            }
+            GITHUB_SOURCE => {
+                let manifest: Manifest<GitHubSourceSpec> = parse(&at, first_line, &doc)?;
+                resolver.add_github(at.with(manifest))?;
+            }
+            (_, "PingSource" | "ApiServerSource" | "GitHubSource") => {
+                let expected = [PING_SOURCE, API_SERVER_SOURCE, GITHUB_SOURCE]
+                    .into_iter()
+                    .find(|(_, k)| *k == kind)
+                    .map_or("", |(v, _)| v);
                 return Err(at.error(
-                    "kind",
-                    format!("{kind} is not supported by this version of Herald yet"),
+                    "apiVersion",
+                    format!("{kind} is read as apiVersion {expected}, not {api_version}"),
                 ));
             }
             _ => {
@@ -157,7 +202,9 @@ fn read_documents(file: &str, text: &str, resolver: &mut Resolver) -> Result<(),
                     "kind",
                     format!(
                         "unknown kind {kind} of apiVersion {api_version} (expected \
-                         eventing.knative.dev/v1 Broker or Trigger)"
+                         eventing.knative.dev/v1 Broker or Trigger, sources.knative.dev/v1 \
+                         PingSource or ApiServerSource, sources.knative.dev/v1alpha1 \
+                         GitHubSource)"
                     ),
                 ));
             }

@@ -4,6 +4,8 @@
 //! - [`resources`]: the YAML shapes, field for field (`deny_unknown_fields`).
 //! - [`load`]: files and directories, `---` documents, errors naming file, document and field.
 //! - [`resolve`]: resources into the model (destinations, filters, delivery policies).
+//! - [`sources`]: `PingSource`, `ApiServerSource` and `GitHubSource`, compiled by
+//!   `herald-sources`, with their sinks resolved here.
 //! - [`model`]: the typed result the broker runs on.
 //! - [`duration`]: ISO-8601 durations.
 
@@ -12,8 +14,12 @@ mod load;
 pub mod model;
 mod resolve;
 pub mod resources;
+mod sources;
 
-pub use load::{ConfigError, load_paths, load_str};
+pub use load::{
+    ConfigError, DEFAULT_SECRETS_DIR, LoadOptions, load_paths, load_paths_with, load_str,
+    load_str_with,
+};
 pub use model::*;
 
 #[cfg(test)]

@@ -1,7 +1,12 @@
 //! Herald's resolved configuration: brokers, triggers and delivery policies as typed values.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use herald_sources::github::GitHubConfig;
+use herald_sources::kubernetes::ApiServerConfig;
+use herald_sources::ping::PingConfig;
 
 use url::Url;
 
@@ -44,6 +49,8 @@ impl fmt::Display for BrokerId {
 pub struct Config {
     pub brokers: Vec<BrokerConfig>,
     pub triggers: Vec<TriggerConfig>,
+    /// `PingSource`, `ApiServerSource` and `GitHubSource` resources, compiled.
+    pub sources: Vec<SourceConfig>,
 }
 
 impl Config {
@@ -55,11 +62,48 @@ impl Config {
                 delivery: DeliveryOverrides::default(),
             }],
             triggers: Vec::new(),
+            sources: Vec::new(),
         }
     }
 
     pub fn broker(&self, id: &BrokerId) -> Option<&BrokerConfig> {
         self.brokers.iter().find(|b| &b.id == id)
+    }
+}
+
+/// A source resource: what it watches or serves, compiled by `herald-sources`, and where its
+/// events go.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.sink`, resolved like a trigger's subscriber.
+    pub sink: Target,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Ping(Arc<PingConfig>),
+    /// With its `spec.filters`, compiled by the broker's filter compiler.
+    ApiServer(Arc<ApiServerConfig>, Filter),
+    GitHub(Arc<GitHubConfig>),
+}
+
+impl SourceConfig {
+    /// The Knative kind, the `kind` label of the source metrics.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            SourceKind::Ping(_) => "PingSource",
+            SourceKind::ApiServer(..) => "ApiServerSource",
+            SourceKind::GitHub(_) => "GitHubSource",
+        }
+    }
+}
+
+impl fmt::Display for SourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use url::Url;
 
 use super::duration::parse_iso8601;
-use super::load::{ConfigError, Located};
+use super::load::{ConfigError, LoadOptions, Located};
 use super::model::*;
 use super::resources::{BrokerSpec, DeliverySpec, Destination, FilterSpec, Manifest, TriggerSpec};
 use crate::filter::Filter;
@@ -19,15 +19,25 @@ pub const BACKOFF_CAP_ANNOTATION: &str = "herald.dev/delivery.backoffCap";
 pub(super) struct Resolver {
     brokers: BTreeMap<BrokerId, BrokerConfig>,
     triggers: Vec<Located<Manifest<TriggerSpec>>>,
+    /// Compiled sources with where they were defined (for the broker-ref check in `finish`).
+    pub(super) sources: Vec<Located<SourceConfig>>,
+    pub(super) options: LoadOptions,
 }
 
-fn namespace(meta: &super::resources::ObjectMeta) -> String {
+pub(super) fn namespace(meta: &super::resources::ObjectMeta) -> String {
     meta.namespace
         .clone()
         .unwrap_or_else(|| "default".to_owned())
 }
 
 impl Resolver {
+    pub fn new(options: LoadOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+
     pub fn add_broker(
         &mut self,
         broker: Located<Manifest<Option<BrokerSpec>>>,
@@ -121,15 +131,26 @@ impl Resolver {
                 ));
             }
         }
+        for source in &self.sources {
+            if let Target::Broker(id) = &source.value.sink
+                && !self.brokers.contains_key(id)
+            {
+                return Err(source.error(
+                    "spec.sink.ref",
+                    format!("broker {id} is not defined in the configuration"),
+                ));
+            }
+        }
         Ok(Config {
             brokers: self.brokers.into_values().collect(),
             triggers,
+            sources: self.sources.into_iter().map(|s| s.value).collect(),
         })
     }
 }
 
 /// Kubernetes names (RFC 1123 labels) keep topic and group names valid on every bus.
-fn check_name<T>(at: &Located<T>, name: &str) -> Result<(), ConfigError> {
+pub(super) fn check_name<T>(at: &Located<T>, name: &str) -> Result<(), ConfigError> {
     let valid = !name.is_empty()
         && name.len() <= 253
         && name
@@ -229,7 +250,7 @@ fn overrides<T>(
 
 /// Resolves a Knative destination: a `Broker` ref is Herald's own broker; other refs are the
 /// Kubernetes Service DNS name of the object (plus `uri` as a path); a bare `uri` is used as is.
-fn destination<T>(
+pub(super) fn destination<T>(
     at: &Located<T>,
     field: &str,
     ns: &str,
@@ -308,7 +329,11 @@ fn trigger_filter<T>(at: &Located<T>, spec: &TriggerSpec) -> Result<Filter, Conf
     Ok(Filter::All(filters))
 }
 
-fn filter<T>(at: &Located<T>, field: &str, spec: &FilterSpec) -> Result<Filter, ConfigError> {
+pub(super) fn filter<T>(
+    at: &Located<T>,
+    field: &str,
+    spec: &FilterSpec,
+) -> Result<Filter, ConfigError> {
     let set = [
         spec.exact.is_some(),
         spec.prefix.is_some(),

@@ -158,3 +158,126 @@ fn cesql_filters_compile_at_load_and_bad_ones_fail_with_their_position() {
         "{e}"
     );
 }
+
+const SOURCES: &str = r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: { name: default, namespace: team }
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: { name: tick, namespace: team }
+spec:
+  schedule: "*/5 * * * *"
+  timezone: Europe/Paris
+  data: hello
+  sink:
+    ref: { apiVersion: v1, kind: Service, name: ticker }
+    uri: /in
+---
+apiVersion: sources.knative.dev/v1
+kind: ApiServerSource
+metadata: { name: pods, namespace: team }
+spec:
+  mode: Resource
+  resources:
+    - apiVersion: v1
+      kind: Pod
+      selector: { matchLabels: { app: web } }
+  filters:
+    - any:
+        - exact: { type: dev.knative.apiserver.resource.delete }
+        - cesql: "name LIKE 'web-%'"
+  sink:
+    uri: https://events.example/k8s
+---
+apiVersion: sources.knative.dev/v1alpha1
+kind: GitHubSource
+metadata: { name: repo, namespace: team }
+spec:
+  ownerAndRepository: octo-org/hello-world
+  eventTypes: [push, pull_request]
+  secretToken: { secretKeyRef: { name: gh, key: token } }
+  sink:
+    ref: { apiVersion: eventing.knative.dev/v1, kind: Broker, name: default }
+"#;
+
+fn secrets_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("gh")).unwrap();
+    std::fs::write(dir.path().join("gh/token"), "s3cret\n").unwrap();
+    dir
+}
+
+fn load_sources(yaml: &str, secrets: &std::path::Path) -> Result<Config, ConfigError> {
+    let options = LoadOptions {
+        secrets_dir: secrets.to_owned(),
+    };
+    load_str_with("sources.yaml", yaml, &options)
+}
+
+#[test]
+fn source_kinds_load_with_sinks_resolved_like_trigger_destinations() {
+    let secrets = secrets_dir();
+    let config = load_sources(SOURCES, secrets.path()).unwrap();
+    let kinds: Vec<_> = config.sources.iter().map(|s| s.kind_name()).collect();
+    assert_eq!(kinds, ["PingSource", "ApiServerSource", "GitHubSource"]);
+    let sinks: Vec<_> = config.sources.iter().map(|s| s.sink.clone()).collect();
+    assert_eq!(
+        sinks,
+        [
+            Target::Url("http://ticker.team.svc.cluster.local/in".parse().unwrap()),
+            Target::Url("https://events.example/k8s".parse().unwrap()),
+            Target::Broker(BrokerId::new("team", "default")),
+        ]
+    );
+    let SourceKind::ApiServer(api, filter) = &config.sources[1].kind else {
+        panic!("second source is the ApiServerSource")
+    };
+    assert_eq!(api.mode, herald_sources::kubernetes::Mode::Resource);
+    assert!(matches!(filter, crate::filter::Filter::All(f) if f.len() == 1));
+    let SourceKind::GitHub(gh) = &config.sources[2].kind else {
+        panic!("third source is the GitHubSource")
+    };
+    assert_eq!(gh.source, "https://github.com/octo-org/hello-world");
+    assert!(gh.event_types.allows("push") && !gh.event_types.allows("issues"));
+}
+
+#[test]
+fn source_errors_name_file_document_and_field() {
+    let secrets = secrets_dir();
+    let e = |yaml: String| load_sources(&yaml, secrets.path()).unwrap_err().to_string();
+    let bad_schedule = SOURCES.replace("*/5 * * * *", "every tuesday");
+    assert!(
+        e(bad_schedule).contains("sources.yaml, document 2, field spec.schedule"),
+        "schedule"
+    );
+    let missing_secret = SOURCES.replace("key: token", "key: nope");
+    let msg = e(missing_secret);
+    assert!(
+        msg.contains("document 4, field spec.secretToken.secretKeyRef") && msg.contains("nope"),
+        "{msg}"
+    );
+    let bad_cesql = SOURCES.replace("name LIKE 'web-%'", "name LIKE");
+    let msg = e(bad_cesql);
+    assert!(
+        msg.contains("document 3, field spec.filters[0].any[1].cesql"),
+        "{msg}"
+    );
+    let unknown_broker = SOURCES.replace("kind: Broker, name: default", "kind: Broker, name: gone");
+    let msg = e(unknown_broker);
+    assert!(
+        msg.contains("document 4, field spec.sink.ref") && msg.contains("team/gone"),
+        "{msg}"
+    );
+    let typo = SOURCES.replace("timezone:", "timeZone:");
+    assert!(e(typo).contains("timeZone"), "unknown fields are errors");
+    let version = SOURCES.replace("sources.knative.dev/v1alpha1", "sources.knative.dev/v1");
+    let msg = e(version);
+    assert!(
+        msg.contains("field apiVersion") && msg.contains("sources.knative.dev/v1alpha1"),
+        "{msg}"
+    );
+    let twice = format!("{SOURCES}---\n{}", SOURCES.split("---").nth(1).unwrap());
+    assert!(e(twice).contains("defined twice"));
+}

@@ -19,6 +19,7 @@ use cloudevents::event::ExtensionValue;
 use herald_buses::Bus;
 
 pub use error::IngressError;
+pub(crate) use routes::read_limited;
 pub use routes::router;
 
 use crate::config::{BrokerId, DEFAULT_TTL};

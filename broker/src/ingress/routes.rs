@@ -91,7 +91,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without
 /// buffering it whole.
-async fn read_limited(
+pub(crate) async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

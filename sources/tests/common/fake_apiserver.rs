@@ -99,6 +99,11 @@ impl FakeApiServer {
         self.inner.lock().unwrap().watches_refused = refused;
     }
 
+    /// How many watch streams are open (a watcher is following changes once this is > 0).
+    pub fn open_watches(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     /// Ends every open watch stream, as the API server does on timeouts and restarts.
     pub fn close_watches(&self) {
         let _ = self.events.send(None);

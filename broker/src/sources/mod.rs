@@ -1,0 +1,228 @@
+//! Running the configured sources: GitHub webhook endpoints, Ping schedulers and
+//! ApiServerSource watchers, each handing its events to the sink its `spec.sink` names.
+//!
+//! # Layout
+//! - [`sink`]: [`sink::BrokerSink`] (in-process ingress), [`sink::UrlSink`] (HTTP with retries)
+//!   and [`sink::MeteredSink`] (the per-source counters).
+//! - [`github`]: `POST /sources/{namespace}/{name}`.
+//! - [`start`]: opens the GitHub delivery logs and spawns the schedulers and watchers.
+//!
+//! State lives under one directory (`{--data-dir}/sources` by default): `github/` (delivery
+//! logs), `ping/` (last emitted scheduled time), `apiserver/` (objects seen per resource).
+
+pub mod github;
+pub mod sink;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use herald_sources::Sink;
+use herald_sources::github::{DEFAULT_CAPACITY, DeliveryLog};
+use herald_sources::kubernetes::ApiServerConfig;
+use herald_sources::kubernetes::watcher::{self, EventFilter};
+use herald_sources::ping::{self, Clock, PingOutcome};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{DeliveryPolicy, SourceConfig, SourceKind, Target};
+use crate::dispatch::sender::Sender;
+use crate::filter::Filter;
+use crate::ingress::Ingress;
+use crate::metrics::SourceMetrics;
+
+use self::github::{GitHubEndpoint, GitHubEndpoints};
+use self::sink::{BrokerSink, MeteredSink, UrlSink};
+
+/// How long a GitHub webhook's URL sink may take: GitHub gives up on a delivery after 10 s.
+pub const GITHUB_SINK_BUDGET: Duration = Duration::from_secs(8);
+/// The longest pause between attempts to build a Kubernetes client.
+const KUBE_CLIENT_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// What the sources need from the server around them.
+pub struct SourceEnv {
+    pub ingress: Arc<Ingress>,
+    pub sender: Sender,
+    /// Root of the sources' persisted state.
+    pub state_dir: PathBuf,
+    /// `Clock::System` in production; tests under paused time start a fixed clock.
+    pub clock: Clock,
+    pub jitter: bool,
+}
+
+/// The running sources: the webhook endpoints to route, and the background tasks to await.
+pub struct Started {
+    pub github: Arc<GitHubEndpoints>,
+    pub tasks: JoinSet<()>,
+}
+
+/// Opens every GitHubSource's delivery log and spawns every Ping scheduler and ApiServerSource
+/// watcher; they stop when `shutdown` turns true.
+pub async fn start(
+    sources: &[SourceConfig],
+    env: &SourceEnv,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Started> {
+    let mut github = GitHubEndpoints::empty(env.ingress.max_body);
+    let mut tasks = JoinSet::new();
+    for source in sources {
+        let label = source.to_string();
+        let metrics = SourceMetrics::new(env.ingress.metrics.clone(), label, source.kind_name());
+        let sink = |budget, permanent_is_rejection| -> Arc<dyn Sink> {
+            Arc::new(MeteredSink {
+                inner: sink_for(&source.sink, env, budget),
+                metrics: metrics.clone(),
+                permanent_is_rejection,
+            })
+        };
+        match &source.kind {
+            SourceKind::GitHub(config) => {
+                let dir = env.state_dir.join("github");
+                let (ns, name, window) = (
+                    config.namespace.clone(),
+                    config.name.clone(),
+                    config.redelivery_window,
+                );
+                let log = tokio::task::spawn_blocking(move || {
+                    DeliveryLog::open(&dir, &ns, &name, window, DEFAULT_CAPACITY, Utc::now())
+                })
+                .await??;
+                tracing::info!(source = %source, path = %format!("/sources/{source}"), sink = %source.sink, "github source listening");
+                github.endpoints.insert(
+                    source.to_string(),
+                    GitHubEndpoint {
+                        config: config.clone(),
+                        log,
+                        sink: sink(Some(GITHUB_SINK_BUDGET), false),
+                        metrics: metrics.clone(),
+                    },
+                );
+            }
+            SourceKind::Ping(config) => {
+                let on_outcome = {
+                    let metrics = metrics.clone();
+                    Arc::new(move |outcome: PingOutcome| {
+                        metrics.received.inc();
+                        if let PingOutcome::SinkFailed { reason, .. } = outcome {
+                            metrics.rejected(reason);
+                        }
+                    })
+                };
+                tracing::info!(source = %source, sink = %source.sink, "ping source started");
+                tasks.spawn(ping::run(
+                    config.clone(),
+                    sink(None, false),
+                    env.state_dir.join("ping"),
+                    env.clock,
+                    on_outcome,
+                    stopped(shutdown.clone()),
+                ));
+            }
+            SourceKind::ApiServer(config, filter) => {
+                let filter = counting_filter(filter.clone(), metrics.clone());
+                tracing::info!(source = %source, sink = %source.sink, "apiserver source starting");
+                tasks.spawn(run_api_server(
+                    config.clone(),
+                    sink(None, true),
+                    env.state_dir.join("apiserver"),
+                    filter,
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+    Ok(Started {
+        github: Arc::new(github),
+        tasks,
+    })
+}
+
+fn sink_for(target: &Target, env: &SourceEnv, budget: Option<Duration>) -> Arc<dyn Sink> {
+    match target {
+        Target::Broker(id) => Arc::new(BrokerSink {
+            ingress: env.ingress.clone(),
+            broker: id.clone(),
+        }),
+        Target::Url(url) => Arc::new(UrlSink {
+            sender: env.sender.clone(),
+            url: url.clone(),
+            policy: DeliveryPolicy::default(),
+            budget,
+            jitter: env.jitter,
+        }),
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// `spec.filters` as the watcher calls it, counting every change it sees and what it drops.
+fn counting_filter(filter: Filter, metrics: SourceMetrics) -> EventFilter {
+    Arc::new(move |event| {
+        metrics.received.inc();
+        let keep = filter.matches(event);
+        if !keep {
+            metrics.rejected("filtered");
+        }
+        keep
+    })
+}
+
+/// Builds a Kubernetes client (in-cluster, else `KUBECONFIG`/`~/.kube/config`), retrying with
+/// backoff while there is none, then runs the watcher. A cluster that is unreachable or not
+/// configured never stops Herald: the broker and the other sources keep running.
+async fn run_api_server(
+    config: Arc<ApiServerConfig>,
+    sink: Arc<dyn Sink>,
+    state_dir: PathBuf,
+    filter: EventFilter,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let source = format!("{}/{}", config.namespace, config.name);
+    let mut backoff = Duration::from_secs(1);
+    let (client, api_server) = loop {
+        match kube_client().await {
+            Ok(found) => break found,
+            Err(e) => {
+                tracing::warn!(%source, error = %e, retry_in = ?backoff, "no kubernetes client for the apiserver source; retrying");
+                if !crate::dispatch::deliver::pause(backoff, &mut shutdown).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(KUBE_CLIENT_BACKOFF_MAX);
+            }
+        }
+    };
+    tracing::info!(%source, %api_server, "apiserver source watching");
+    watcher::run(
+        config,
+        client,
+        api_server,
+        sink,
+        state_dir,
+        filter,
+        stopped(shutdown),
+    )
+    .await;
+}
+
+async fn kube_client() -> Result<(kube::Client, String), String> {
+    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    let api_server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
+    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    Ok((client, api_server))
+}
+
+/// Where sources keep state under a data directory.
+pub fn state_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("sources")
+}
+
+#[cfg(test)]
+mod tests;
