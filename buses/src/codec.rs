@@ -9,7 +9,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
-use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03};
+use cloudevents::{
+    AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03, EventBuilderV10,
+};
 
 const FORMAT_VERSION: u8 = 1;
 const HAS_CONTENT_TYPE: u8 = 1;
@@ -110,13 +112,13 @@ pub fn decode(mut buf: &[u8]) -> Result<Event, DecodeError> {
     let source = get_str(buf)?;
     let ty = get_str(buf)?;
     let mut event = match spec {
-        10 => {
-            let mut e = Event::default();
-            e.set_id(id);
-            e.set_source(source);
-            e.set_type(ty);
-            e
-        }
+        // Not `Event::default()`: it invents a `time` (now), a UUID and a hostname source.
+        10 => EventBuilderV10::new()
+            .id(id)
+            .source(source)
+            .ty(ty)
+            .build()
+            .map_err(|_| DecodeError("invalid 1.0 attributes"))?,
         3 => EventBuilderV03::new()
             .id(id)
             .source(source)
@@ -240,6 +242,19 @@ mod tests {
         assert_eq!(decoded, event);
         event.set_data("application/octet-stream", vec![0u8, 159, 146, 150]);
         assert_eq!(decode(&encode_to_bytes(&event)).unwrap(), event);
+    }
+
+    #[test]
+    fn an_event_without_optional_attributes_gains_none() {
+        let event = EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("t")
+            .build()
+            .unwrap();
+        let decoded = decode(&encode_to_bytes(&event)).unwrap();
+        assert_eq!(decoded.time(), None);
+        assert_eq!(decoded, event);
     }
 
     #[test]

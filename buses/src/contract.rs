@@ -38,6 +38,16 @@ pub mod fixtures {
             .expect("fixture event is valid")
     }
 
+    /// Only the required attributes: no `time`, no data, no extensions.
+    pub fn minimal_event() -> Event {
+        EventBuilderV10::new()
+            .id("minimal-1")
+            .source("/herald/tests")
+            .ty("dev.herald.minimal")
+            .build()
+            .expect("fixture event is valid")
+    }
+
     /// An event using every attribute kind: optional attributes, extensions of every type and
     /// binary data.
     pub fn rich_event() -> Event {
@@ -116,6 +126,21 @@ pub async fn every_attribute_survives_the_bus(h: &dyn Harness) {
         .unwrap();
     let d = next(&mut sub).await;
     assert_eq!(d.event, event);
+}
+
+pub async fn a_minimal_event_gains_no_attributes_on_the_bus(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("minimal");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let event = fixtures::minimal_event();
+    bus.publish(&topic, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    let d = next(&mut sub).await;
+    assert_eq!(
+        d.event, event,
+        "no time, subject, data or extension appears on the way"
+    );
 }
 
 pub async fn each_group_receives_every_event(h: &dyn Harness) {
@@ -250,6 +275,7 @@ macro_rules! bus_contract_tests {
         $crate::bus_contract_tests!(@cases $harness;
             published_events_reach_a_subscriber_in_order,
             every_attribute_survives_the_bus,
+            a_minimal_event_gains_no_attributes_on_the_bus,
             each_group_receives_every_event,
             a_new_group_starts_at_the_end_of_the_topic,
             topics_are_isolated,

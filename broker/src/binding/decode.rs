@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use cloudevents::event::{Data, ExtensionValue};
-use cloudevents::{AttributesWriter, Event, EventBuilder, EventBuilderV03};
+use cloudevents::{AttributesWriter, Event, EventBuilder, EventBuilderV03, EventBuilderV10};
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use serde::Deserialize;
@@ -136,13 +136,13 @@ fn decode_binary(
 
 fn new_event(spec: &str, id: String, source: String, ty: String) -> Result<Event, BindingError> {
     match spec {
-        "1.0" => {
-            let mut event = Event::default();
-            event.set_id(id);
-            event.set_source(source);
-            event.set_type(ty);
-            Ok(event)
-        }
+        // Not `Event::default()`: it invents a `time` (now), a UUID and a hostname source.
+        "1.0" => EventBuilderV10::new()
+            .id(id)
+            .source(source)
+            .ty(ty)
+            .build()
+            .map_err(|e| invalid(e.to_string())),
         "0.3" => EventBuilderV03::new()
             .id(id)
             .source(source)

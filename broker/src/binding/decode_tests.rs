@@ -157,3 +157,10 @@ fn plain_body_without_specversion_is_not_an_event() {
     let err = decode(&headers, Bytes::from_static(b"{}")).unwrap_err();
     assert!(err.to_string().contains("ce-specversion"), "{err}");
 }
+
+#[test]
+fn binary_mode_without_time_gets_no_invented_time() {
+    let events = decode(&binary_headers(&REQUIRED), Bytes::new()).unwrap();
+    assert_eq!(events[0].time(), None);
+    assert_eq!(events[0].iter_extensions().count(), 0);
+}
