@@ -7,9 +7,7 @@
 //! - [`sources`]: `PingSource`, `ApiServerSource` and `GitHubSource`, compiled by
 //!   `herald-sources`, with their sinks resolved here.
 //! - [`model`]: the typed result the broker runs on.
-//! - [`duration`]: ISO-8601 durations.
 
-pub mod duration;
 mod load;
 pub mod model;
 mod resolve;

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use url::Url;
 
-use super::duration::parse_iso8601;
 use super::load::{ConfigError, LoadOptions, Located};
 use super::model::*;
 use super::resources::{BrokerSpec, DeliverySpec, Destination, FilterSpec, Manifest, TriggerSpec};
 use crate::filter::Filter;
+use herald_sources::manifest::parse_iso8601;
 
 /// The Knative Kafka broker's annotation for per-trigger ordering.
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";

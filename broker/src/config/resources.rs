@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+// Knative's duck types (destinations, Subscriptions API filters) are shared with the sources
+// crate, the lower layer, so triggers and sources read them identically.
+pub use herald_sources::manifest::{Destination, FilterSpec, KReference};
+
 /// `apiVersion` and `kind`, read first to pick the full type.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,50 +87,6 @@ pub struct TriggerSpec {
 pub struct TriggerFilter {
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
-}
-
-/// One entry of `spec.filters` (the CloudEvents Subscriptions API dialects): exactly one key.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilterSpec {
-    #[serde(default)]
-    pub exact: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub prefix: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub suffix: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub all: Option<Vec<FilterSpec>>,
-    #[serde(default)]
-    pub any: Option<Vec<FilterSpec>>,
-    #[serde(default)]
-    pub not: Option<Box<FilterSpec>>,
-    #[serde(default)]
-    pub cesql: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Destination {
-    #[serde(default, rename = "ref")]
-    pub reference: Option<KReference>,
-    #[serde(default)]
-    pub uri: Option<String>,
-    #[serde(default, rename = "CACerts")]
-    pub ca_certs: Option<String>,
-    #[serde(default)]
-    pub audience: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KReference {
-    pub kind: String,
-    pub name: String,
-    #[serde(default)]
-    pub namespace: Option<String>,
-    #[serde(default)]
-    pub api_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use herald_sources::manifest::{
-    self as sm, ApiServerSourceSpec, GitHubSourceSpec, ManifestError, PingSourceSpec, SourceMeta,
+    ApiServerSourceSpec, GitHubSourceSpec, ManifestError, PingSourceSpec, SourceMeta,
 };
 
 use super::load::{ConfigError, Located};
 use super::model::{SourceConfig, SourceKind};
 use super::resolve::{Resolver, check_name, destination, filter, namespace};
-use super::resources::{Destination, FilterSpec, KReference, Manifest};
+use super::resources::{Destination, Manifest};
 use crate::filter::Filter;
 
 impl Resolver {
@@ -33,7 +33,7 @@ impl Resolver {
             .filters
             .iter()
             .enumerate()
-            .map(|(i, f)| filter(&at, &format!("spec.filters[{i}]"), &filter_spec(f)))
+            .map(|(i, f)| filter(&at, &format!("spec.filters[{i}]"), f))
             .collect::<Result<Vec<_>, _>>()?;
         let kind = SourceKind::ApiServer(Arc::new(config), Filter::All(filters));
         self.add_source(&at, meta, &spec.sink, kind)
@@ -55,10 +55,10 @@ impl Resolver {
         &mut self,
         at: &Located<Manifest<S>>,
         meta: SourceMeta,
-        sink: &sm::Destination,
+        sink: &Destination,
         kind: SourceKind,
     ) -> Result<(), ConfigError> {
-        let sink = destination(at, "spec.sink", &meta.namespace, &sink_destination(sink))?;
+        let sink = destination(at, "spec.sink", &meta.namespace, sink)?;
         let source = SourceConfig {
             namespace: meta.namespace,
             name: meta.name,
@@ -97,37 +97,4 @@ fn source_meta<S>(at: &Located<Manifest<S>>) -> Result<SourceMeta, ConfigError> 
 
 fn manifest_error<T>(at: &Located<T>, error: ManifestError) -> ConfigError {
     at.error(&error.field, error.message)
-}
-
-/// The sources crate's `Destination` as the broker's, to resolve it the trigger way.
-fn sink_destination(sink: &sm::Destination) -> Destination {
-    Destination {
-        reference: sink.reference.as_ref().map(|r| KReference {
-            kind: r.kind.clone(),
-            name: r.name.clone(),
-            namespace: r.namespace.clone(),
-            api_version: r.api_version.clone(),
-        }),
-        uri: sink.uri.clone(),
-        ca_certs: sink.ca_certs.clone(),
-        audience: sink.audience.clone(),
-    }
-}
-
-/// The sources crate's `FilterSpec` (same shape as a Trigger's) as the broker's.
-fn filter_spec(spec: &sm::FilterSpec) -> FilterSpec {
-    let list = |items: &Option<Vec<sm::FilterSpec>>| {
-        items
-            .as_ref()
-            .map(|items| items.iter().map(filter_spec).collect())
-    };
-    FilterSpec {
-        exact: spec.exact.clone(),
-        prefix: spec.prefix.clone(),
-        suffix: spec.suffix.clone(),
-        all: list(&spec.all),
-        any: list(&spec.any),
-        not: spec.not.as_ref().map(|inner| Box::new(filter_spec(inner))),
-        cesql: spec.cesql.clone(),
-    }
 }

@@ -39,34 +39,67 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// ISO-8601 days, hours, minutes and (fractional) seconds: `P3D`, `PT72H`, `PT1M30S`.
+/// Parses the subset of ISO-8601 durations that Knative accepts: days, hours, minutes and
+/// (fractional) seconds. Years, months and weeks have no fixed length and are refused.
 pub fn parse_iso8601(text: &str) -> Result<Duration, String> {
     let err = |why: &str| format!("invalid ISO-8601 duration {text:?}: {why}");
     let rest = text
         .strip_prefix('P')
         .ok_or_else(|| err("must start with 'P'"))?;
-    let (mut seconds, mut in_time, mut number, mut any) = (0f64, false, String::new(), false);
+    if rest.is_empty() {
+        return Err(err("no components"));
+    }
+    let mut seconds = 0f64;
+    let mut in_time = false;
+    let mut number = String::new();
+    let mut any = false;
     for c in rest.chars() {
         match c {
             'T' if !in_time && number.is_empty() => in_time = true,
-            '0'..='9' | '.' => number.push(c),
+            '0'..='9' | '.' | ',' => number.push(if c == ',' { '.' } else { c }),
             unit => {
                 let value: f64 = number.parse().map_err(|_| err("missing number"))?;
                 number.clear();
-                seconds += value
-                    * match (in_time, unit) {
-                        (false, 'D') => 86_400.0,
-                        (true, 'H') => 3_600.0,
-                        (true, 'M') => 60.0,
-                        (true, 'S') => 1.0,
-                        _ => return Err(err(&format!("unexpected '{unit}'"))),
-                    };
+                let scale = match (in_time, unit) {
+                    (false, 'D') => 86_400.0,
+                    (true, 'H') => 3_600.0,
+                    (true, 'M') => 60.0,
+                    (true, 'S') => 1.0,
+                    (false, 'Y' | 'M' | 'W') => {
+                        return Err(err("years, months, weeks have no fixed length"));
+                    }
+                    _ => return Err(err(&format!("unexpected '{unit}'"))),
+                };
+                seconds += value * scale;
                 any = true;
             }
         }
     }
-    if !any || !number.is_empty() {
-        return Err(err("incomplete"));
+    if !number.is_empty() || !any {
+        return Err(err("number without unit"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).map_err(|_| err("out of range"))
+}
+
+#[cfg(test)]
+mod iso8601_tests {
+    use super::*;
+
+    #[test]
+    fn knative_examples_parse() {
+        assert_eq!(parse_iso8601("PT0.2S").unwrap(), Duration::from_millis(200));
+        assert_eq!(parse_iso8601("PT1M30S").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_iso8601("P1DT2H").unwrap(),
+            Duration::from_secs(93_600)
+        );
+        assert_eq!(parse_iso8601("PT30S").unwrap(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn malformed_durations_are_refused() {
+        for bad in ["", "P", "PT", "0.2S", "PT5", "P1M", "PTxS", "PT1X"] {
+            assert!(parse_iso8601(bad).is_err(), "{bad} parsed");
+        }
+    }
 }
