@@ -1,0 +1,288 @@
+//! The mapping between an [`Event`] and a Kafka record: the CloudEvents Kafka protocol binding
+//! (version 1.0), written here because `cloudevents-sdk`'s `rdkafka` feature pins an older
+//! rdkafka. It is the format Knative's Kafka broker writes and reads.
+//!
+//! - **Binary mode** (what Herald writes): every context attribute and extension but
+//!   `datacontenttype` is a header `ce_{name}` holding the attribute's canonical string as UTF-8;
+//!   `datacontenttype` is the `content-type` header; the data is the record value, and an event
+//!   without data is a record without value. The `partitionkey` extension, when present, is
+//!   also the record key (it stays a `ce_partitionkey` header: the binding's key mapper must not
+//!   change the event), so events of one key share a partition.
+//! - **Structured mode** (read only): a `content-type` header starting with
+//!   `application/cloudevents` (any case) marks a value in the JSON event format.
+//!
+//! Binary mode carries every value as a string. So that an event comes out of the bus exactly as
+//! it went in, Herald adds two headers that other consumers (Knative's among them) ignore:
+//! - `herald-data`: `binary`, `json` or `text`: which [`Data`] variant the value was (absent:
+//!   a value is binary data);
+//! - `herald-ext-types`: `name=integer,name=boolean` for extensions that are not strings.
+
+use cloudevents::Event;
+use cloudevents::event::{Data, ExtensionValue, SpecVersion};
+use cloudevents::message::{
+    BinaryDeserializer, BinarySerializer, Error as MessageError, MessageAttributeValue,
+};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+const CE_PREFIX: &str = "ce_";
+const CONTENT_TYPE: &str = "content-type";
+const DATA_KIND: &str = "herald-data";
+const EXT_TYPES: &str = "herald-ext-types";
+/// The extension whose value becomes the record key.
+pub const PARTITION_KEY: &str = "partitionkey";
+/// Bytes a record takes on the wire besides its key, value and headers, at most (record
+/// framing, varints, batch share). Used only for the size check before producing.
+const RECORD_OVERHEAD: usize = 64;
+
+/// Why a Kafka record is not a CloudEvent.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("structured content type {0:?} is not the JSON event format")]
+    UnsupportedFormat(String),
+    #[error("structured-mode record without a value")]
+    NoValue,
+    #[error("invalid JSON event: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid binary-mode event: {0}")]
+    Binary(#[from] MessageError),
+    #[error("header {name} is not UTF-8")]
+    BadHeaderValue { name: String },
+    #[error("herald header {name} has an invalid value {value:?}")]
+    BadHint { name: &'static str, value: String },
+}
+
+/// One event as a Kafka record, ready to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The event's `partitionkey`, if it has one.
+    pub key: Option<String>,
+    /// Header names and UTF-8 values, in the order they are written.
+    pub headers: Vec<(String, String)>,
+    /// The data; `None` for an event without data.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Record {
+    /// The headers as rdkafka wants them.
+    pub fn owned_headers(&self) -> OwnedHeaders {
+        self.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(self.headers.len()),
+            |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                })
+            },
+        )
+    }
+
+    /// An upper bound of the record's size as the producer counts it against
+    /// `message.max.bytes`.
+    pub fn wire_size(&self) -> usize {
+        RECORD_OVERHEAD
+            + self.key.as_ref().map_or(0, String::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 10)
+                .sum::<usize>()
+    }
+}
+
+/// Encodes `event` in binary mode.
+pub fn encode(event: &Event) -> Record {
+    let mut headers = Vec::with_capacity(12);
+    for (name, value) in event.iter_attributes() {
+        let value = value.to_string();
+        if name == "datacontenttype" {
+            headers.push((CONTENT_TYPE.to_owned(), value));
+        } else {
+            headers.push((format!("{CE_PREFIX}{name}"), value));
+        }
+    }
+    let mut types = String::new();
+    let mut key = None;
+    for (name, value) in event.iter_extensions() {
+        headers.push((format!("{CE_PREFIX}{name}"), value.to_string()));
+        let ty = match value {
+            ExtensionValue::String(s) => {
+                if name == PARTITION_KEY {
+                    key = Some(s.clone());
+                }
+                continue;
+            }
+            ExtensionValue::Integer(_) => "integer",
+            ExtensionValue::Boolean(_) => "boolean",
+        };
+        if name == PARTITION_KEY {
+            key = Some(value.to_string());
+        }
+        if !types.is_empty() {
+            types.push(',');
+        }
+        types.push_str(name);
+        types.push('=');
+        types.push_str(ty);
+    }
+    if !types.is_empty() {
+        headers.push((EXT_TYPES.to_owned(), types));
+    }
+    let value = match event.data() {
+        None => None,
+        Some(Data::Binary(b)) => Some(b.clone()),
+        Some(Data::String(s)) => {
+            headers.push((DATA_KIND.to_owned(), "text".to_owned()));
+            Some(s.as_bytes().to_vec())
+        }
+        Some(Data::Json(v)) => {
+            headers.push((DATA_KIND.to_owned(), "json".to_owned()));
+            Some(serde_json::to_vec(v).expect("a JSON value serializes"))
+        }
+    };
+    Record {
+        key,
+        headers,
+        value,
+    }
+}
+
+/// Decodes a Kafka record in either content mode. The record key is not consulted: the binding
+/// carries `partitionkey` as a header too.
+pub fn decode<H: Headers>(headers: Option<&H>, value: Option<&[u8]>) -> Result<Event, DecodeError> {
+    let mut attrs = Vec::new();
+    let mut content_type = None;
+    let mut kind = None;
+    let mut types = None;
+    for header in headers.into_iter().flat_map(|h| h.iter()) {
+        let name = header.key;
+        let text = || {
+            std::str::from_utf8(header.value.unwrap_or_default()).map_err(|_| {
+                DecodeError::BadHeaderValue {
+                    name: name.to_owned(),
+                }
+            })
+        };
+        if name.eq_ignore_ascii_case(CONTENT_TYPE) {
+            content_type = Some(text()?.to_owned());
+        } else if name.len() > CE_PREFIX.len()
+            && name[..CE_PREFIX.len()].eq_ignore_ascii_case(CE_PREFIX)
+        {
+            attrs.push((
+                name[CE_PREFIX.len()..].to_ascii_lowercase(),
+                text()?.to_owned(),
+            ));
+        } else if name == DATA_KIND {
+            kind = Some(text()?.to_owned());
+        } else if name == EXT_TYPES {
+            types = Some(text()?.to_owned());
+        }
+    }
+    if let Some(ct) = &content_type
+        && ct
+            .get(..23)
+            .is_some_and(|p| p.eq_ignore_ascii_case("application/cloudevents"))
+    {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/cloudevents+json") {
+            return Err(DecodeError::UnsupportedFormat(ct.clone()));
+        }
+        return Ok(serde_json::from_slice(value.ok_or(DecodeError::NoValue)?)?);
+    }
+    let message = Binary {
+        attrs,
+        content_type,
+        payload: value.map(<[u8]>::to_vec),
+    };
+    let mut event = BinaryDeserializer::into_event(message)?;
+    restore_types(&mut event, kind.as_deref(), types.as_deref())?;
+    Ok(event)
+}
+
+/// Puts back the [`Data`] variant and the extension types that binary mode flattened.
+fn restore_types(
+    event: &mut Event,
+    kind: Option<&str>,
+    types: Option<&str>,
+) -> Result<(), DecodeError> {
+    let bad = |name: &'static str, value: &str| DecodeError::BadHint {
+        name,
+        value: value.to_owned(),
+    };
+    match kind {
+        None | Some("binary") => {}
+        Some(k @ ("json" | "text")) => {
+            if let Some(Data::Binary(bytes)) = event.data() {
+                let data = if k == "json" {
+                    Data::Json(serde_json::from_slice(bytes)?)
+                } else {
+                    Data::String(String::from_utf8(bytes.clone()).map_err(|_| bad(DATA_KIND, k))?)
+                };
+                event.set_data_unchecked(data);
+            }
+        }
+        Some(other) => return Err(bad(DATA_KIND, other)),
+    }
+    for entry in types.into_iter().flat_map(|t| t.split(',')) {
+        let (name, ty) = entry.split_once('=').ok_or_else(|| bad(EXT_TYPES, entry))?;
+        let Some(ExtensionValue::String(s)) = event.extension(name) else {
+            return Err(bad(EXT_TYPES, entry));
+        };
+        let typed = match ty {
+            "integer" => ExtensionValue::Integer(s.parse().map_err(|_| bad(EXT_TYPES, entry))?),
+            "boolean" => ExtensionValue::Boolean(s.parse().map_err(|_| bad(EXT_TYPES, entry))?),
+            _ => return Err(bad(EXT_TYPES, entry)),
+        };
+        let name = name.to_owned();
+        event.set_extension(&name, typed);
+    }
+    Ok(())
+}
+
+/// A binary-mode record as the SDK's builder wants it.
+struct Binary {
+    attrs: Vec<(String, String)>,
+    content_type: Option<String>,
+    payload: Option<Vec<u8>>,
+}
+
+impl BinaryDeserializer for Binary {
+    fn deserialize_binary<R: Sized, V: BinarySerializer<R>>(
+        self,
+        mut serializer: V,
+    ) -> cloudevents::message::Result<R> {
+        let spec = self
+            .attrs
+            .iter()
+            .find(|(n, _)| n == "specversion")
+            .map(|(_, v)| v.as_str())
+            .ok_or(MessageError::WrongEncoding {})?;
+        let spec = SpecVersion::try_from(spec)?;
+        serializer = serializer.set_spec_version(spec.clone())?;
+        let known = spec.attribute_names();
+        for (name, value) in self.attrs {
+            // `content-type` is the binding's header for it; a `ce_` copy is ignored then.
+            if name == "specversion" || (name == "datacontenttype" && self.content_type.is_some()) {
+                continue;
+            }
+            let value = MessageAttributeValue::String(value);
+            serializer = if known.contains(&name.as_str()) {
+                serializer.set_attribute(&name, value)?
+            } else {
+                serializer.set_extension(&name, value)?
+            };
+        }
+        if let Some(ct) = self.content_type {
+            serializer =
+                serializer.set_attribute("datacontenttype", MessageAttributeValue::String(ct))?;
+        }
+        match self.payload {
+            Some(data) => serializer.end_with_data(data),
+            None => serializer.end(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;
