@@ -50,6 +50,8 @@ pub enum OpenBus {
     Memory(Arc<MemoryBus>),
     #[cfg(feature = "nats")]
     Nats(Arc<herald_buses::nats::NatsBus>),
+    #[cfg(feature = "kafka")]
+    Kafka(Arc<herald_buses::kafka::KafkaBus>),
 }
 
 impl OpenBus {
@@ -59,6 +61,8 @@ impl OpenBus {
             OpenBus::Memory(b) => b.clone(),
             #[cfg(feature = "nats")]
             OpenBus::Nats(b) => b.clone(),
+            #[cfg(feature = "kafka")]
+            OpenBus::Kafka(b) => b.clone(),
         }
     }
 
@@ -69,6 +73,22 @@ impl OpenBus {
             OpenBus::Nats(b) => {
                 let b = b.clone();
                 Arc::new(move || b.is_connected())
+            }
+            #[cfg(feature = "kafka")]
+            OpenBus::Kafka(b) => {
+                // Asking Kafka costs a metadata round trip: a background probe every 5 s
+                // keeps `/readyz` cheap.
+                let reachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let (weak, flag) = (Arc::downgrade(b), reachable.clone());
+                tokio::spawn(async move {
+                    while let Some(bus) = weak.upgrade() {
+                        let ok = bus.reachable(std::time::Duration::from_secs(3)).await;
+                        flag.store(ok, std::sync::atomic::Ordering::Release);
+                        drop(bus);
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                });
+                Arc::new(move || reachable.load(std::sync::atomic::Ordering::Acquire))
             }
             _ => Arc::new(|| true),
         }
@@ -88,7 +108,8 @@ impl OpenBus {
         }
     }
 
-    /// Flushes what the bus keeps lazily: the embedded bus's cursors, NATS's queued acks.
+    /// Flushes what the bus keeps lazily: the embedded bus's cursors, NATS's queued acks,
+    /// Kafka's stored offsets.
     /// Call it after everything else that held the bus is dropped.
     pub async fn close(self) {
         match self {
@@ -98,29 +119,54 @@ impl OpenBus {
             OpenBus::Nats(b) => {
                 let flushed = b.flushed();
                 drop(b);
-                if tokio::time::timeout(std::time::Duration::from_secs(5), flushed)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "nats acknowledgements not flushed within 5 s; those events will be delivered again"
-                    );
-                }
+                await_flushed("nats acknowledgements", flushed).await;
+            }
+            #[cfg(feature = "kafka")]
+            OpenBus::Kafka(b) => {
+                let flushed = b.flushed();
+                drop(b);
+                await_flushed("kafka offsets", flushed).await;
             }
         }
     }
 }
 
+#[cfg(any(feature = "nats", feature = "kafka"))]
+async fn await_flushed(what: &str, flushed: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(std::time::Duration::from_secs(5), flushed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("{what} not flushed within 5 s; those events will be delivered again");
+    }
+}
+
 /// Opens the bus; network buses connect (bounded by their connect timeout).
-pub async fn open(config: &BusConfig, data_dir: &Path) -> Result<OpenBus, BusError> {
+pub async fn open(
+    config: &BusConfig,
+    data_dir: &Path,
+    kafka_options: &[(String, String)],
+) -> Result<OpenBus, BusError> {
     match config {
         BusConfig::Embedded => Ok(OpenBus::Embedded(Arc::new(EmbeddedBus::open(
             EmbeddedConfig::new(data_dir),
         )?))),
         BusConfig::Memory => Ok(OpenBus::Memory(Arc::new(MemoryBus::default()))),
-        BusConfig::Kafka { .. } => Err(BusError::unavailable(
-            "the kafka bus is not compiled into this build of Herald",
-        )),
+        #[cfg(feature = "kafka")]
+        BusConfig::Kafka { brokers } => {
+            let mut config = herald_buses::kafka::KafkaConfig::new(brokers.clone());
+            config.extra.extend(kafka_options.iter().cloned());
+            Ok(OpenBus::Kafka(Arc::new(
+                herald_buses::kafka::KafkaBus::connect(config).await?,
+            )))
+        }
+        #[cfg(not(feature = "kafka"))]
+        BusConfig::Kafka { .. } => {
+            let _ = kafka_options;
+            Err(BusError::unavailable(
+                "the kafka bus is not compiled into this build of Herald (cargo feature `kafka`)",
+            ))
+        }
         #[cfg(feature = "nats")]
         BusConfig::Nats { url } => {
             let config = herald_buses::nats::NatsConfig::new(url.clone());

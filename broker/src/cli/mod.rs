@@ -52,6 +52,11 @@ struct ServeArgs {
     /// durability), kafka://host:port[,host:port] or nats://host:port.
     #[arg(long, env = "HERALD_BUS", default_value = "embedded")]
     bus: BusConfig,
+    /// Extra librdkafka option for `--bus kafka://` (repeatable): `KEY=VALUE` for every client,
+    /// `producer.KEY=VALUE` or `consumer.KEY=VALUE` for one kind, e.g.
+    /// `security.protocol=SASL_SSL`. Options Herald's guarantees rest on are refused.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    kafka_options: Vec<(String, String)>,
     /// Directory of the embedded bus and of the sources' state (under `sources/`).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     data_dir: PathBuf,
@@ -85,7 +90,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         config::load_paths_with(&args.files, &options)?
     };
-    let bus = herald::bus::open(&args.bus, &args.data_dir)
+    let bus = herald::bus::open(&args.bus, &args.data_dir, &args.kafka_options)
         .await
         .context("opening the bus")?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -98,6 +103,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         state_dir: herald::sources::state_dir(&args.data_dir),
     };
     run(listener, config, bus, options, shutdown_signal()).await
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 async fn shutdown_signal() {
