@@ -1,5 +1,6 @@
 //! The ApiServerSource watcher against a fake API server speaking the list/watch protocol:
-//! changes while watching, stream closes, a restart while objects change, and `410 Gone`.
+//! changes while watching, stream closes, a restart while objects change, a kill between the
+//! sink taking a change and the watcher confirming it, and `410 Gone`.
 
 mod common;
 
@@ -11,7 +12,7 @@ use cloudevents::{AttributesReader, Event};
 use common::fake_apiserver::FakeApiServer;
 use herald_sources::kubernetes::{ApiServerConfig, watcher};
 use herald_sources::manifest::{ApiServerSourceSpec, SourceMeta};
-use herald_sources::sink::MemorySink;
+use herald_sources::sink::{MemorySink, Sink, SinkError};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 async fn client(server: &FakeApiServer, dir: &Path) -> kube::Client {
@@ -43,7 +44,7 @@ fn config() -> Arc<ApiServerConfig> {
 async fn start(
     server: &FakeApiServer,
     dir: &Path,
-    sink: Arc<MemorySink>,
+    sink: Arc<dyn Sink>,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
@@ -79,6 +80,33 @@ fn summary(events: &[Event]) -> Vec<String> {
         .iter()
         .map(|e| format!("{} {}", e.ty(), e.subject().unwrap_or_default()))
         .collect()
+}
+
+/// A sink that takes the first event and then never answers: the watcher is stuck right after
+/// the sink accepted, where a kill leaves the change unconfirmed.
+#[derive(Default)]
+struct StallAfterAccepting {
+    taken: MemorySink,
+    accepted: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl Sink for StallAfterAccepting {
+    async fn send(&self, events: Vec<Event>) -> Result<(), SinkError> {
+        self.taken.send(events).await?;
+        self.accepted.notify_one();
+        std::future::pending().await
+    }
+}
+
+async fn watching(server: &FakeApiServer) {
+    for _ in 0..500 {
+        if server.open_watches() > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the watcher never opened a watch");
 }
 
 /// Lets the watcher reach its watch (or relist) before the next change.
@@ -157,6 +185,63 @@ async fn watch_emits_changes_and_a_restart_emits_what_was_missed() {
         other => panic!("{other:?}"),
     };
     assert_eq!(data["data"]["value"], "2");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_kill_after_the_sink_took_an_add_still_emits_the_delete_made_while_down() {
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    server.apply("a", "1");
+    let stalling = Arc::new(StallAfterAccepting::default());
+    let (stop, task) = start(&server, dir.path(), stalling.clone()).await;
+    watching(&server).await;
+    let rv = server.apply("c", "1");
+    tokio::time::timeout(Duration::from_secs(5), stalling.accepted.notified())
+        .await
+        .expect("the add reaches the sink");
+    // Killed after the sink took the add, before the watcher could confirm it.
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let taken = stalling.taken.events();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id(), format!("uid-c/{rv}/add"));
+
+    // Deleted while down, with the history compacted: only the relist diff can find it.
+    server.delete("c");
+    server.compact();
+    let sink = Arc::new(MemorySink::new());
+    let (stop, task) = start(&server, dir.path(), sink.clone()).await;
+    let events = wait_for(&sink, 2).await;
+    assert_eq!(
+        summary(&events),
+        [
+            "dev.knative.apiserver.resource.add /apis/v1/namespaces/ns/configmaps/c",
+            "dev.knative.apiserver.resource.delete /apis/v1/namespaces/ns/configmaps/c",
+        ]
+    );
+    // The add may have been delivered: it is re-sent as the same event, recognisable by id.
+    assert_eq!(events[0].id(), taken[0].id());
+    assert_eq!(events[1].id(), format!("uid-c/{rv}/delete"));
+    let data = match events[1].data().unwrap() {
+        cloudevents::Data::Json(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        data["data"]["value"], "1",
+        "the delete carries the last known state"
+    );
+    settle().await;
+    assert_eq!(sink.events().len(), 2, "{:?}", summary(&sink.events()));
+
+    // Both are confirmed now: another restart sends nothing.
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let (stop, task) = start(&server, dir.path(), sink.clone()).await;
+    watching(&server).await;
+    settle().await;
+    assert_eq!(sink.events().len(), 2, "{:?}", summary(&sink.events()));
     stop.send(()).unwrap();
     task.await.unwrap();
 }

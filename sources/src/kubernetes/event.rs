@@ -2,15 +2,19 @@
 
 use cloudevents::event::ExtensionValue;
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Mode;
 
 /// What happened to the object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
+    #[serde(rename = "add")]
     Added,
+    #[serde(rename = "update")]
     Updated,
+    #[serde(rename = "delete")]
     Deleted,
 }
 

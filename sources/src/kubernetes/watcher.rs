@@ -6,9 +6,11 @@
 //! stream closes. A `410 Gone` (the resume point was compacted away) triggers a relist whose
 //! diff emits whatever changed meanwhile, deletes included. Knative drops those changes.
 //!
-//! Each change is sent to the sink (retried while it is unavailable) before it is recorded and
-//! the state file (`{state_dir}/{ns}_{name}/{group}_{version}_{kind}.json`) rewritten, so a crash
-//! re-sends at most the changes after the last write (at-least-once, with stable ids).
+//! Loss-free across kills: a change is recorded in the state file
+//! (`{state_dir}/{ns}_{name}.d/{group}_{version}_{kind}.json`) as *pending* before the sink sees
+//! it, and confirmed after the sink took it (retried while it is unavailable). A kill in between
+//! leaves the object known, so its later delete is still found, and the pending changes are sent
+//! again at the next start (at-least-once, with stable ids). See [`super::seen`].
 //!
 //! Namespaces: `NamespaceScope::Only` watches that namespace; `Matching("")` the whole cluster;
 //! `Matching(selector)` the whole cluster, keeping objects whose namespace matched the selector
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudevents::Event;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Scope, pinned_kind};
@@ -80,6 +82,9 @@ struct ResourceWatch {
     path: PathBuf,
 }
 
+/// The most changes journalled (and written) before their sink calls start.
+const MAX_BATCH: usize = 100;
+
 /// Why the watch loop went back to listing.
 enum Relist {
     Gone,
@@ -111,6 +116,15 @@ impl ResourceWatch {
                 None
             }
         };
+        if let Some(s) = &mut state
+            && !s.pending.is_empty()
+        {
+            // Killed while sending: the sink may or may not have these, so send them again
+            // (same ids) before anything newer.
+            tracing::info!(kind = %self.resource.kind, changes = s.pending.len(), "re-sending changes pending at the last stop");
+            self.send_pending(s, &ctx).await;
+            self.persist(s);
+        }
         loop {
             let namespaces = self.namespaces().await;
             let lp = self.list_params();
@@ -130,14 +144,14 @@ impl ResourceWatch {
                     self.persist(&s);
                     state = Some(s);
                 }
+                // A restart or a `410 Gone`: the missed changes are one batch.
                 Some(s) => {
-                    for (change, object) in s.diff(&listed) {
-                        self.emit(change, &object, &ctx).await;
-                        s.observe(change, &object, self.config.mode);
+                    s.relist(&listed, self.config.mode);
+                    let missed = s.pending.len();
+                    self.send_batch(s, &ctx).await;
+                    if missed > 0 {
+                        self.persist(s);
                     }
-                    // Objects that left the scope are forgotten without an event.
-                    s.replace(&listed, self.config.mode);
-                    self.persist(s);
                 }
             }
             let s = state.as_mut().expect("set above");
@@ -147,6 +161,11 @@ impl ResourceWatch {
     }
 
     /// Watches from `rv` until the API server answers `410 Gone`; re-watches on stream ends.
+    ///
+    /// Changes are sent in batches of what the stream has ready: the batch is journalled and
+    /// written before its first sink call, and the confirmation is written with the next batch's
+    /// journal, or once the stream has nothing ready. So a burst costs one write per batch, and
+    /// a crash re-sends at most the last batch.
     async fn watch(
         &self,
         api: &Api<DynamicObject>,
@@ -169,23 +188,42 @@ impl ResourceWatch {
                 }
             };
             let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
+            // A sent batch is confirmed in memory but not yet on disk.
+            let mut unconfirmed = false;
+            let end = loop {
+                let item = match stream.next().now_or_never() {
+                    Some(item) => item,
+                    None => {
+                        if !state.pending.is_empty() {
+                            self.send_batch(state, ctx).await;
+                            unconfirmed = true;
+                            continue;
+                        }
+                        if std::mem::take(&mut unconfirmed) {
+                            self.persist(state);
+                        }
+                        stream.next().await
+                    }
+                };
                 let (change, object) = match item {
-                    Ok(WatchEvent::Added(o)) => (Change::Added, o),
-                    Ok(WatchEvent::Modified(o)) => (Change::Updated, o),
-                    Ok(WatchEvent::Deleted(o)) => (Change::Deleted, o),
-                    Ok(WatchEvent::Bookmark(b)) => {
+                    None => break None,
+                    Some(Ok(WatchEvent::Added(o))) => (Change::Added, o),
+                    Some(Ok(WatchEvent::Modified(o))) => (Change::Updated, o),
+                    Some(Ok(WatchEvent::Deleted(o))) => (Change::Deleted, o),
+                    Some(Ok(WatchEvent::Bookmark(b))) => {
                         *rv = b.metadata.resource_version;
                         continue;
                     }
-                    Ok(WatchEvent::Error(status)) if status.code == 410 => return Relist::Gone,
-                    Ok(WatchEvent::Error(status)) => {
-                        tracing::warn!(code = status.code, message = %status.message, "watch error");
-                        break;
+                    Some(Ok(WatchEvent::Error(status))) if status.code == 410 => {
+                        break Some(Relist::Gone);
                     }
-                    Err(e) => {
+                    Some(Ok(WatchEvent::Error(status))) => {
+                        tracing::warn!(code = status.code, message = %status.message, "watch error");
+                        break None;
+                    }
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, "watch stream broke");
-                        break;
+                        break None;
                     }
                 };
                 backoff = Duration::from_millis(200);
@@ -209,10 +247,36 @@ impl ResourceWatch {
                         None => continue,
                     },
                 };
-                self.emit(change, &object, ctx).await;
-                state.observe(change, &object, self.config.mode);
+                state.begin(change, &object, self.config.mode);
+                if state.pending.len() >= MAX_BATCH {
+                    self.send_batch(state, ctx).await;
+                    unconfirmed = true;
+                }
+            };
+            // Whatever ended the stream, the changes read from it are sent and confirmed first.
+            if !state.pending.is_empty() {
+                self.send_batch(state, ctx).await;
+                unconfirmed = true;
+            }
+            if std::mem::take(&mut unconfirmed) {
                 self.persist(state);
             }
+            if let Some(relist) = end {
+                return relist;
+            }
+        }
+    }
+
+    /// Sends the journalled batch once it is durable.
+    async fn send_batch(&self, state: &mut SeenState, ctx: &EventContext) {
+        self.persist_pending(state).await;
+        self.send_pending(state, ctx).await;
+    }
+
+    /// Sends the journal in order; the caller writes the state to confirm it.
+    async fn send_pending(&self, state: &mut SeenState, ctx: &EventContext) {
+        for pending in state.take_pending() {
+            self.emit(pending.change, &pending.object, ctx).await;
         }
     }
 
@@ -240,6 +304,20 @@ impl ResourceWatch {
         }
     }
 
+    /// Writes the state with its journal, retrying until it is durable: sending a change that
+    /// is not on disk could lose its delete after a crash, so a failing disk stops the watcher
+    /// rather than that.
+    async fn persist_pending(&self, state: &SeenState) {
+        let mut backoff = Duration::from_millis(200);
+        while let Err(e) = state::store(&self.path, state) {
+            tracing::warn!(error = %e, "apiserver source state not persisted, retrying before sending");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// Writes the state; a failure only leaves the last journal on disk, to be re-sent after a
+    /// restart (duplicates, never losses).
     fn persist(&self, state: &SeenState) {
         if let Err(e) = state::store(&self.path, state) {
             tracing::warn!(error = %e, "apiserver source state not persisted");
