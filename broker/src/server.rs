@@ -72,10 +72,14 @@ pub async fn run(
     }
     let mut dispatchers = JoinSet::new();
     for trigger in config.triggers {
-        let subscription = bus
-            .bus()
-            .subscribe(&trigger.broker.topic(), &trigger.group())
-            .await?;
+        let topic = trigger.broker.topic();
+        let group = trigger.group();
+        // The first subscription is awaited (briefly) so that a new trigger on a local bus
+        // counts every event accepted once Herald is ready; a network bus that cannot assign
+        // the group yet (a crashed replica's session still open, more replicas than
+        // partitions, NATS restarting) must not keep Herald from starting: it keeps trying.
+        let first =
+            tokio::time::timeout(FIRST_SUBSCRIBE, bus.bus().subscribe(&topic, &group)).await;
         let ctx = Arc::new(TriggerContext::new(
             trigger,
             sender.clone(),
@@ -83,13 +87,29 @@ pub async fn run(
             metrics.clone(),
             options.jitter,
         ));
-        tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
-        dispatchers.spawn(dispatch::run_trigger(
-            ctx,
-            subscription,
-            stop_rx.clone(),
-            options.window,
-        ));
+        let (stop, window, bus) = (stop_rx.clone(), options.window, bus.bus());
+        match first {
+            Ok(Ok(subscription)) => {
+                tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
+                dispatchers.spawn(dispatch::run_trigger(ctx, subscription, stop, window));
+            }
+            Ok(Err(e)) if !e.is_retryable() => return Err(e.into()),
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {FIRST_SUBSCRIBE:?}"),
+                };
+                tracing::warn!(trigger = %ctx.label, error = %why, "trigger not subscribed yet; retrying in the background");
+                dispatchers.spawn(async move {
+                    let mut stop_wait = stop.clone();
+                    let Some(subscription) = subscribe_until_stopped(&*bus, &topic, &group, &ctx.label, &mut stop_wait).await else {
+                        return;
+                    };
+                    tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
+                    dispatch::run_trigger(ctx, subscription, stop, window).await;
+                });
+            }
+        }
     }
     let env = SourceEnv {
         ingress: ingress.clone(),
@@ -115,6 +135,32 @@ pub async fn run(
     bus.close().await;
     tracing::info!("herald stopped");
     Ok(())
+}
+
+/// How long start-up waits for a trigger's first subscription before going on without it.
+const FIRST_SUBSCRIBE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Subscribes with backoff (1 s doubling to 30 s) until it works or shutdown begins.
+async fn subscribe_until_stopped(
+    bus: &dyn herald_buses::Bus,
+    topic: &str,
+    group: &str,
+    label: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Box<dyn herald_buses::Subscription>> {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        if !dispatch::deliver::pause(wait, stop).await {
+            return None;
+        }
+        match bus.subscribe(topic, group).await {
+            Ok(subscription) => return Some(subscription),
+            Err(e) => {
+                tracing::warn!(trigger = %label, error = %e, retry_in = ?wait, "subscribing failed");
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// How long shutdown waits for open requests (an ingest waiting on the bus) to be answered.

@@ -194,8 +194,8 @@ fn decode_batch(body: &[u8]) -> Result<Vec<Event>, BindingError> {
 pub fn from_json_object(mut map: Map<String, Value>) -> Result<Event, BindingError> {
     // JSON null means "absent" (json-format §2.2).
     map.retain(|_, v| !v.is_null());
-    let spec = match map.get("specversion") {
-        Some(Value::String(s)) if s == "1.0" || s == "0.3" => s.clone(),
+    match map.get("specversion") {
+        Some(Value::String(s)) if s == "1.0" || s == "0.3" => {}
         Some(Value::String(s)) => {
             return Err(invalid(format!(
                 "unsupported specversion {s:?} (supported: 1.0, 0.3)"
@@ -257,7 +257,6 @@ pub fn from_json_object(mut map: Map<String, Value>) -> Result<Event, BindingErr
             return Err(invalid("data_base64 is not a base64 string"));
         }
     }
-    let _ = spec;
     Event::deserialize(Value::Object(map)).map_err(|e| invalid(format!("invalid event: {e}")))
 }
 

@@ -55,7 +55,8 @@ struct ServeArgs {
     /// Extra librdkafka option for `--bus kafka://` (repeatable): `KEY=VALUE` for every client,
     /// `producer.KEY=VALUE` or `consumer.KEY=VALUE` for one kind, e.g.
     /// `security.protocol=SASL_SSL`. Options Herald's guarantees rest on are refused.
-    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    /// The environment variable takes a comma-separated list.
+    #[arg(long = "kafka-option", env = "HERALD_KAFKA_OPTIONS", value_delimiter = ',', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     kafka_options: Vec<(String, String)>,
     /// Directory of the embedded bus and of the sources' state (under `sources/`).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
