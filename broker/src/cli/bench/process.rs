@@ -42,7 +42,10 @@ impl Child {
         );
         if let Some(sub) = subscriber {
             manifest.push_str(&format!(
-                "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: bench, namespace: default}}\nspec:\n  broker: default\n  subscriber: {{uri: \"http://{sub}/\"}}\n"
+                "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: bench-{:08x}, namespace: default}}\nspec:\n  broker: default\n  subscriber: {{uri: \"http://{sub}/\"}}\n",
+                // A new consumer group per phase: a network bus may still hold the previous
+                // phase's group (Kafka keeps a killed member until its session expires).
+                fastrand::u32(..)
             ));
         }
         let config = dir.path().join("bench.yaml");
