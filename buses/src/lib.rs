@@ -20,6 +20,8 @@ pub mod kafka;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(any(feature = "nats", feature = "kafka"))]
+pub mod type_hints;
 
 use async_trait::async_trait;
 pub use cloudevents::Event;

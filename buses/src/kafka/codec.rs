@@ -17,8 +17,9 @@
 //!   a value is binary data);
 //! - `herald-ext-types`: `name=integer,name=boolean` for extensions that are not strings.
 
+use crate::type_hints::{self, Hint, HintError};
 use cloudevents::Event;
-use cloudevents::event::{Data, ExtensionValue, SpecVersion};
+use cloudevents::event::{Data, SpecVersion};
 use cloudevents::message::{
     BinaryDeserializer, BinarySerializer, Error as MessageError, MessageAttributeValue,
 };
@@ -101,44 +102,25 @@ pub fn encode(event: &Event) -> Record {
             headers.push((format!("{CE_PREFIX}{name}"), value));
         }
     }
-    let mut types = String::new();
     let mut key = None;
     for (name, value) in event.iter_extensions() {
         headers.push((format!("{CE_PREFIX}{name}"), value.to_string()));
-        let ty = match value {
-            ExtensionValue::String(s) => {
-                if name == PARTITION_KEY {
-                    key = Some(s.clone());
-                }
-                continue;
-            }
-            ExtensionValue::Integer(_) => "integer",
-            ExtensionValue::Boolean(_) => "boolean",
-        };
         if name == PARTITION_KEY {
             key = Some(value.to_string());
         }
-        if !types.is_empty() {
-            types.push(',');
-        }
-        types.push_str(name);
-        types.push('=');
-        types.push_str(ty);
     }
-    if !types.is_empty() {
+    if let Some(types) = type_hints::extension_types(event) {
         headers.push((EXT_TYPES.to_owned(), types));
+    }
+    // Binary data (and none) needs no hint: it is what a foreign record decodes to anyway.
+    if let kind @ ("text" | "json") = type_hints::data_kind(event.data()) {
+        headers.push((DATA_KIND.to_owned(), kind.to_owned()));
     }
     let value = match event.data() {
         None => None,
         Some(Data::Binary(b)) => Some(b.clone()),
-        Some(Data::String(s)) => {
-            headers.push((DATA_KIND.to_owned(), "text".to_owned()));
-            Some(s.as_bytes().to_vec())
-        }
-        Some(Data::Json(v)) => {
-            headers.push((DATA_KIND.to_owned(), "json".to_owned()));
-            Some(serde_json::to_vec(v).expect("a JSON value serializes"))
-        }
+        Some(Data::String(s)) => Some(s.as_bytes().to_vec()),
+        Some(Data::Json(v)) => Some(serde_json::to_vec(v).expect("a JSON value serializes")),
     };
     Record {
         key,
@@ -199,44 +181,22 @@ pub fn decode<H: Headers>(headers: Option<&H>, value: Option<&[u8]>) -> Result<E
     Ok(event)
 }
 
-/// Puts back the [`Data`] variant and the extension types that binary mode flattened.
+/// Puts back what binary mode flattened, mapping a bad hint to this codec's error.
 fn restore_types(
     event: &mut Event,
     kind: Option<&str>,
     types: Option<&str>,
 ) -> Result<(), DecodeError> {
-    let bad = |name: &'static str, value: &str| DecodeError::BadHint {
-        name,
-        value: value.to_owned(),
-    };
-    match kind {
-        None | Some("binary") => {}
-        Some(k @ ("json" | "text")) => {
-            if let Some(Data::Binary(bytes)) = event.data() {
-                let data = if k == "json" {
-                    Data::Json(serde_json::from_slice(bytes)?)
-                } else {
-                    Data::String(String::from_utf8(bytes.clone()).map_err(|_| bad(DATA_KIND, k))?)
-                };
-                event.set_data_unchecked(data);
-            }
-        }
-        Some(other) => return Err(bad(DATA_KIND, other)),
-    }
-    for entry in types.into_iter().flat_map(|t| t.split(',')) {
-        let (name, ty) = entry.split_once('=').ok_or_else(|| bad(EXT_TYPES, entry))?;
-        let Some(ExtensionValue::String(s)) = event.extension(name) else {
-            return Err(bad(EXT_TYPES, entry));
-        };
-        let typed = match ty {
-            "integer" => ExtensionValue::Integer(s.parse().map_err(|_| bad(EXT_TYPES, entry))?),
-            "boolean" => ExtensionValue::Boolean(s.parse().map_err(|_| bad(EXT_TYPES, entry))?),
-            _ => return Err(bad(EXT_TYPES, entry)),
-        };
-        let name = name.to_owned();
-        event.set_extension(&name, typed);
-    }
-    Ok(())
+    type_hints::restore(event, kind, types).map_err(|e| match e {
+        HintError::Json(e) => DecodeError::Json(e),
+        HintError::Bad { hint, value } => DecodeError::BadHint {
+            name: match hint {
+                Hint::DataKind => DATA_KIND,
+                Hint::ExtensionTypes => EXT_TYPES,
+            },
+            value,
+        },
+    })
 }
 
 /// A binary-mode record as the SDK's builder wants it.

@@ -15,9 +15,10 @@
 //!
 //! The message id used for JetStream de-duplication (`Nats-Msg-Id`) is [`message_id`].
 
+use crate::type_hints::{self, Hint, HintError};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use cloudevents::event::{Data, ExtensionValue, SpecVersion};
+use cloudevents::event::{Data, SpecVersion};
 use cloudevents::message::{
     BinaryDeserializer, BinarySerializer, Error as MessageError, MessageAttributeValue,
 };
@@ -54,37 +55,22 @@ pub fn encode(event: &Event) -> (HeaderMap, Bytes) {
             pct_encode(&value.to_string()),
         );
     }
-    let mut types = String::new();
     for (name, value) in event.iter_extensions() {
         headers.insert(
             format!("{CE_PREFIX}{name}").as_str(),
             pct_encode(&value.to_string()),
         );
-        let ty = match value {
-            ExtensionValue::String(_) => continue,
-            ExtensionValue::Integer(_) => "integer",
-            ExtensionValue::Boolean(_) => "boolean",
-        };
-        if !types.is_empty() {
-            types.push(',');
-        }
-        types.push_str(name);
-        types.push('=');
-        types.push_str(ty);
     }
-    if !types.is_empty() {
+    if let Some(types) = type_hints::extension_types(event) {
         headers.insert(EXT_TYPES, types.as_str());
     }
-    let (kind, payload) = match event.data() {
-        None => ("none", Bytes::new()),
-        Some(Data::Binary(b)) => ("binary", Bytes::copy_from_slice(b)),
-        Some(Data::String(s)) => ("text", Bytes::copy_from_slice(s.as_bytes())),
-        Some(Data::Json(v)) => (
-            "json",
-            Bytes::from(serde_json::to_vec(v).expect("a JSON value serializes")),
-        ),
+    let payload = match event.data() {
+        None => Bytes::new(),
+        Some(Data::Binary(b)) => Bytes::copy_from_slice(b),
+        Some(Data::String(s)) => Bytes::copy_from_slice(s.as_bytes()),
+        Some(Data::Json(v)) => Bytes::from(serde_json::to_vec(v).expect("a JSON value serializes")),
     };
-    headers.insert(DATA_KIND, kind);
+    headers.insert(DATA_KIND, type_hints::data_kind(event.data()));
     (headers, payload)
 }
 
@@ -140,44 +126,22 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Event, Deco
     Ok(event)
 }
 
-/// Puts back the [`Data`] variant and the extension types that binary mode flattened.
+/// Puts back what binary mode flattened, mapping a bad hint to this codec's error.
 fn restore_types(
     event: &mut Event,
     kind: Option<&str>,
     types: Option<&str>,
 ) -> Result<(), DecodeError> {
-    let bad = |name: &'static str, value: &str| DecodeError::BadHint {
-        name,
-        value: value.to_owned(),
-    };
-    match kind {
-        None | Some("none") | Some("binary") => {}
-        Some(k @ ("json" | "text")) => {
-            if let Some(Data::Binary(bytes)) = event.data() {
-                let data = if k == "json" {
-                    Data::Json(serde_json::from_slice(bytes)?)
-                } else {
-                    Data::String(String::from_utf8(bytes.clone()).map_err(|_| bad(DATA_KIND, k))?)
-                };
-                event.set_data_unchecked(data);
-            }
-        }
-        Some(other) => return Err(bad(DATA_KIND, other)),
-    }
-    for entry in types.into_iter().flat_map(|t| t.split(',')) {
-        let (name, ty) = entry.split_once('=').ok_or_else(|| bad(EXT_TYPES, entry))?;
-        let Some(ExtensionValue::String(s)) = event.extension(name) else {
-            return Err(bad(EXT_TYPES, entry));
-        };
-        let typed = match ty {
-            "integer" => ExtensionValue::Integer(s.parse().map_err(|_| bad(EXT_TYPES, entry))?),
-            "boolean" => ExtensionValue::Boolean(s.parse().map_err(|_| bad(EXT_TYPES, entry))?),
-            _ => return Err(bad(EXT_TYPES, entry)),
-        };
-        let name = name.to_owned();
-        event.set_extension(&name, typed);
-    }
-    Ok(())
+    type_hints::restore(event, kind, types).map_err(|e| match e {
+        HintError::Json(e) => DecodeError::Json(e),
+        HintError::Bad { hint, value } => DecodeError::BadHint {
+            name: match hint {
+                Hint::DataKind => DATA_KIND,
+                Hint::ExtensionTypes => EXT_TYPES,
+            },
+            value,
+        },
+    })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
