@@ -26,6 +26,7 @@ pub mod fixtures;
 pub mod load;
 pub mod manifests;
 pub mod process;
+pub mod replicas;
 pub mod subscriber;
 
 pub use client::{Client, Response};
