@@ -21,6 +21,8 @@ pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(any(feature = "nats", feature = "kafka"))]
+mod server_process;
+#[cfg(any(feature = "nats", feature = "kafka"))]
 pub mod type_hints;
 
 use async_trait::async_trait;

@@ -17,7 +17,7 @@
 //!   a value is binary data);
 //! - `herald-ext-types`: `name=integer,name=boolean` for extensions that are not strings.
 
-use crate::type_hints::{self, Hint, HintError};
+use crate::type_hints::{self, HintError};
 use cloudevents::Event;
 use cloudevents::event::{Data, SpecVersion};
 use cloudevents::message::{
@@ -48,8 +48,8 @@ pub enum DecodeError {
     Binary(#[from] MessageError),
     #[error("header {name} is not UTF-8")]
     BadHeaderValue { name: String },
-    #[error("herald header {name} has an invalid value {value:?}")]
-    BadHint { name: &'static str, value: String },
+    #[error(transparent)]
+    Hint(#[from] HintError),
 }
 
 /// One event as a Kafka record, ready to produce.
@@ -177,26 +177,8 @@ pub fn decode<H: Headers>(headers: Option<&H>, value: Option<&[u8]>) -> Result<E
         payload: value.map(<[u8]>::to_vec),
     };
     let mut event = BinaryDeserializer::into_event(message)?;
-    restore_types(&mut event, kind.as_deref(), types.as_deref())?;
+    type_hints::restore(&mut event, kind.as_deref(), types.as_deref())?;
     Ok(event)
-}
-
-/// Puts back what binary mode flattened, mapping a bad hint to this codec's error.
-fn restore_types(
-    event: &mut Event,
-    kind: Option<&str>,
-    types: Option<&str>,
-) -> Result<(), DecodeError> {
-    type_hints::restore(event, kind, types).map_err(|e| match e {
-        HintError::Json(e) => DecodeError::Json(e),
-        HintError::Bad { hint, value } => DecodeError::BadHint {
-            name: match hint {
-                Hint::DataKind => DATA_KIND,
-                Hint::ExtensionTypes => EXT_TYPES,
-            },
-            value,
-        },
-    })
 }
 
 /// A binary-mode record as the SDK's builder wants it.

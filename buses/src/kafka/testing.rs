@@ -8,8 +8,9 @@
 //! The storage is memory: a killed (not paused) broker forgets everything, so restarts with
 //! data are tested against librdkafka's mock cluster instead.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use crate::server_process::{self, block_briefly, free_port, is_executable, unique};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -84,11 +85,7 @@ impl Tansu {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill {signal} failed");
+        server_process::signal(self.pid(), signal);
     }
 
     fn launch(&mut self) {
@@ -174,31 +171,4 @@ pub fn binary() -> PathBuf {
                  --locked`"
             )
         })
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding a free loopback port")
-        .port()
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// Broker start-up happens outside any runtime's hot path (test set-up); a short blocking wait
-/// keeps the harness usable from sync and async code alike.
-#[allow(clippy::disallowed_methods)]
-fn block_briefly(d: Duration) {
-    std::thread::sleep(d);
 }

