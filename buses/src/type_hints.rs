@@ -3,10 +3,14 @@
 //! Binary mode flattens every attribute to a string and the data to bytes. Two extra headers,
 //! which other consumers may ignore, let Herald read back exactly what it wrote: the data's
 //! variant (`none`, `binary`, `text`, `json`) and the extensions that were not strings
-//! (`count=integer,flag=boolean`). One implementation serves every binding that uses them.
+//! (`count=integer,flag=boolean`). One implementation serves every binding that uses them,
+//! as does [`BinaryMessage`], the adapter from a decoded binary-mode message to the SDK.
 
 use cloudevents::Event;
-use cloudevents::event::{Data, ExtensionValue};
+use cloudevents::event::{Data, ExtensionValue, SpecVersion};
+use cloudevents::message::{
+    BinaryDeserializer, BinarySerializer, Error as MessageError, MessageAttributeValue,
+};
 
 /// Which hint a [`HintError::Bad`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,4 +98,63 @@ pub fn restore(
         event.set_extension(&name, typed);
     }
     Ok(())
+}
+
+/// Which carrier of `datacontenttype` wins when a message has both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentTypeSource {
+    /// The binding's own content-type header (Kafka): a `ce_` copy is ignored.
+    Header,
+    /// The `ce-datacontenttype` attribute; the header fills in when it is missing (NATS).
+    Attribute,
+}
+
+/// A binary-mode message with its `ce-` prefixes removed, as the SDK's builder reads it.
+pub struct BinaryMessage {
+    /// Attribute and extension names (lowercase, without prefix) with decoded values.
+    pub attrs: Vec<(String, String)>,
+    /// The binding's content-type header.
+    pub content_type: Option<String>,
+    pub payload: Option<Vec<u8>>,
+    pub content_type_source: ContentTypeSource,
+}
+
+impl BinaryDeserializer for BinaryMessage {
+    fn deserialize_binary<R: Sized, V: BinarySerializer<R>>(
+        self,
+        mut serializer: V,
+    ) -> cloudevents::message::Result<R> {
+        let spec = self
+            .attrs
+            .iter()
+            .find(|(n, _)| n == "specversion")
+            .map(|(_, v)| v.as_str())
+            .ok_or(MessageError::WrongEncoding {})?;
+        let spec = SpecVersion::try_from(spec)?;
+        serializer = serializer.set_spec_version(spec.clone())?;
+        let known = spec.attribute_names();
+        let header_wins =
+            self.content_type_source == ContentTypeSource::Header && self.content_type.is_some();
+        let mut has_content_type = false;
+        for (name, value) in self.attrs {
+            if name == "specversion" || (name == "datacontenttype" && header_wins) {
+                continue;
+            }
+            has_content_type |= name == "datacontenttype";
+            let value = MessageAttributeValue::String(value);
+            serializer = if known.contains(&name.as_str()) {
+                serializer.set_attribute(&name, value)?
+            } else {
+                serializer.set_extension(&name, value)?
+            };
+        }
+        if let (false, Some(ct)) = (has_content_type, self.content_type) {
+            serializer =
+                serializer.set_attribute("datacontenttype", MessageAttributeValue::String(ct))?;
+        }
+        match self.payload {
+            Some(data) => serializer.end_with_data(data),
+            None => serializer.end(),
+        }
+    }
 }

@@ -17,12 +17,10 @@
 //!   a value is binary data);
 //! - `herald-ext-types`: `name=integer,name=boolean` for extensions that are not strings.
 
-use crate::type_hints::{self, HintError};
+use crate::type_hints::{self, BinaryMessage, ContentTypeSource, HintError};
 use cloudevents::Event;
-use cloudevents::event::{Data, SpecVersion};
-use cloudevents::message::{
-    BinaryDeserializer, BinarySerializer, Error as MessageError, MessageAttributeValue,
-};
+use cloudevents::event::Data;
+use cloudevents::message::{BinaryDeserializer, Error as MessageError};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 const CE_PREFIX: &str = "ce_";
@@ -171,7 +169,8 @@ pub fn decode<H: Headers>(headers: Option<&H>, value: Option<&[u8]>) -> Result<E
         }
         return Ok(serde_json::from_slice(value.ok_or(DecodeError::NoValue)?)?);
     }
-    let message = Binary {
+    let message = BinaryMessage {
+        content_type_source: ContentTypeSource::Header,
         attrs,
         content_type,
         payload: value.map(<[u8]>::to_vec),
@@ -179,50 +178,6 @@ pub fn decode<H: Headers>(headers: Option<&H>, value: Option<&[u8]>) -> Result<E
     let mut event = BinaryDeserializer::into_event(message)?;
     type_hints::restore(&mut event, kind.as_deref(), types.as_deref())?;
     Ok(event)
-}
-
-/// A binary-mode record as the SDK's builder wants it.
-struct Binary {
-    attrs: Vec<(String, String)>,
-    content_type: Option<String>,
-    payload: Option<Vec<u8>>,
-}
-
-impl BinaryDeserializer for Binary {
-    fn deserialize_binary<R: Sized, V: BinarySerializer<R>>(
-        self,
-        mut serializer: V,
-    ) -> cloudevents::message::Result<R> {
-        let spec = self
-            .attrs
-            .iter()
-            .find(|(n, _)| n == "specversion")
-            .map(|(_, v)| v.as_str())
-            .ok_or(MessageError::WrongEncoding {})?;
-        let spec = SpecVersion::try_from(spec)?;
-        serializer = serializer.set_spec_version(spec.clone())?;
-        let known = spec.attribute_names();
-        for (name, value) in self.attrs {
-            // `content-type` is the binding's header for it; a `ce_` copy is ignored then.
-            if name == "specversion" || (name == "datacontenttype" && self.content_type.is_some()) {
-                continue;
-            }
-            let value = MessageAttributeValue::String(value);
-            serializer = if known.contains(&name.as_str()) {
-                serializer.set_attribute(&name, value)?
-            } else {
-                serializer.set_extension(&name, value)?
-            };
-        }
-        if let Some(ct) = self.content_type {
-            serializer =
-                serializer.set_attribute("datacontenttype", MessageAttributeValue::String(ct))?;
-        }
-        match self.payload {
-            Some(data) => serializer.end_with_data(data),
-            None => serializer.end(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,17 +15,14 @@
 //!
 //! The message id used for JetStream de-duplication (`Nats-Msg-Id`) is [`message_id`].
 
-use crate::type_hints::{self, HintError};
+use crate::type_hints::{self, BinaryMessage, ContentTypeSource, HintError};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use cloudevents::event::{Data, SpecVersion};
-use cloudevents::message::{
-    BinaryDeserializer, BinarySerializer, Error as MessageError, MessageAttributeValue,
-};
+use cloudevents::event::Data;
+use cloudevents::message::{BinaryDeserializer, Error as MessageError};
 use cloudevents::{AttributesReader, Event};
 
 const CE_PREFIX: &str = "ce-";
-const SPECVERSION: &str = "ce-specversion";
 const DATA_KIND: &str = "Herald-Data";
 const EXT_TYPES: &str = "Herald-Ext-Types";
 /// The JetStream header that de-duplicates retried publishes within the duplicate window.
@@ -112,7 +109,8 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Event, Deco
         }
     }
     let kind = header(headers, DATA_KIND);
-    let message = Binary {
+    let message = BinaryMessage {
+        content_type_source: ContentTypeSource::Attribute,
         attrs,
         content_type: content_type.map(str::to_owned),
         payload: if kind == Some("none") || (kind.is_none() && payload.is_empty()) {
@@ -132,52 +130,6 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find(|(n, _)| AsRef::<str>::as_ref(*n).eq_ignore_ascii_case(name))
         .and_then(|(_, v)| v.last())
         .map(|v| v.as_str())
-}
-
-/// A binary-mode message as the SDK's builder wants it.
-struct Binary {
-    attrs: Vec<(String, String)>,
-    content_type: Option<String>,
-    payload: Option<Vec<u8>>,
-}
-
-impl BinaryDeserializer for Binary {
-    fn deserialize_binary<R: Sized, V: BinarySerializer<R>>(
-        self,
-        mut serializer: V,
-    ) -> cloudevents::message::Result<R> {
-        let spec = self
-            .attrs
-            .iter()
-            .find(|(n, _)| format!("{CE_PREFIX}{n}") == SPECVERSION)
-            .map(|(_, v)| v.as_str())
-            .ok_or(MessageError::WrongEncoding {})?;
-        let spec = SpecVersion::try_from(spec)?;
-        serializer = serializer.set_spec_version(spec.clone())?;
-        let known = spec.attribute_names();
-        let mut has_content_type = false;
-        for (name, value) in self.attrs {
-            if name == "specversion" {
-                continue;
-            }
-            has_content_type |= name == "datacontenttype";
-            let value = MessageAttributeValue::String(value);
-            serializer = if known.contains(&name.as_str()) {
-                serializer.set_attribute(&name, value)?
-            } else {
-                serializer.set_extension(&name, value)?
-            };
-        }
-        // A foreign producer may have set only the NATS `Content-Type` header.
-        if let (false, Some(ct)) = (has_content_type, self.content_type) {
-            serializer =
-                serializer.set_attribute("datacontenttype", MessageAttributeValue::String(ct))?;
-        }
-        match self.payload {
-            Some(data) => serializer.end_with_data(data),
-            None => serializer.end(),
-        }
-    }
 }
 
 /// Percent-encodes a header value as the binding requires: space, `"`, `%` and every byte
