@@ -8,12 +8,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::bus::OpenBus;
 use crate::config::Config;
 use crate::dispatch::{self, TriggerContext};
 use crate::ingress::{Ingress, router};
 use crate::metrics::Metrics;
 use crate::sources::{self, SourceEnv};
+use herald_buses::Bus;
 
 /// Runtime settings besides the configuration.
 #[derive(Debug, Clone)]
@@ -41,20 +41,17 @@ impl Default for ServeOptions {
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    bus: OpenBus,
+    bus: Arc<dyn Bus>,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let ingress = Arc::new(
-        Ingress::new(
-            config.brokers.iter().map(|b| b.id.clone()),
-            bus.bus(),
-            metrics.clone(),
-            options.max_body,
-        )
-        .with_bus_readiness(bus.readiness()),
-    );
+    let ingress = Arc::new(Ingress::new(
+        config.brokers.iter().map(|b| b.id.clone()),
+        bus.clone(),
+        metrics.clone(),
+        options.max_body,
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = dispatch::sender::Sender::default();
     for broker in &config.brokers {
@@ -78,8 +75,7 @@ pub async fn run(
         // counts every event accepted once Herald is ready; a network bus that cannot assign
         // the group yet (a crashed replica's session still open, more replicas than
         // partitions, NATS restarting) must not keep Herald from starting: it keeps trying.
-        let first =
-            tokio::time::timeout(FIRST_SUBSCRIBE, bus.bus().subscribe(&topic, &group)).await;
+        let first = tokio::time::timeout(FIRST_SUBSCRIBE, bus.subscribe(&topic, &group)).await;
         let ctx = Arc::new(TriggerContext::new(
             trigger,
             sender.clone(),
@@ -87,7 +83,7 @@ pub async fn run(
             metrics.clone(),
             options.jitter,
         ));
-        let (stop, window, bus) = (stop_rx.clone(), options.window, bus.bus());
+        let (stop, window, bus) = (stop_rx.clone(), options.window, bus.clone());
         match first {
             Ok(Ok(subscription)) => {
                 tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
@@ -132,6 +128,9 @@ pub async fn run(
     .await;
     while dispatchers.join_next().await.is_some() {}
     while started.tasks.join_next().await.is_some() {}
+    // Every other holder of the bus (the sources' ingress handle among them) must be gone for
+    // a network bus to flush its last acknowledgements.
+    drop((env, started));
     bus.close().await;
     tracing::info!("herald stopped");
     Ok(())

@@ -12,8 +12,13 @@ pub enum BusError {
     /// A record that the bus can never store (too large, invalid name).
     #[error("rejected by bus: {reason}")]
     Rejected { reason: String },
+    /// A record larger than the bus can ever store (ingress answers `413`).
+    #[error("record of {size} bytes exceeds the bus limit of {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
     #[error("bus i/o error: {0}")]
     Io(#[from] io::Error),
+    /// A stored record that cannot be decoded. A subscription returns it from `next` after it
+    /// skipped and acknowledged the record, so the caller counts and logs it and reads on.
     #[error("corrupt record at position {position}: {reason}")]
     Corrupt { position: u64, reason: String },
 }
@@ -21,7 +26,10 @@ pub enum BusError {
 impl BusError {
     /// True when the same request may succeed later (the ingress answers `503`).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, BusError::Rejected { .. } | BusError::Corrupt { .. })
+        !matches!(
+            self,
+            BusError::Rejected { .. } | BusError::TooLarge { .. } | BusError::Corrupt { .. }
+        )
     }
 
     pub fn unavailable(reason: impl Into<String>) -> Self {

@@ -8,10 +8,13 @@
 //! - [`ack`]: tracks out-of-order acknowledgements and yields the contiguous cursor.
 //! - [`memory`]: in-process, no durability (tests and demos).
 //! - [`embedded`]: durable segmented log on local disk with group commit (the default).
-//! - [`contract`]: the contract test suite every bus passes (`bus_contract_tests!`).
+//! - [`contract`]: the contract test suite every bus passes (`bus_contract_tests!`); with the
+//!   `testing` feature only, like the NATS and Kafka server harnesses (`nats::testing`,
+//!   `kafka::testing`).
 
 pub mod ack;
 pub mod codec;
+#[cfg(any(test, feature = "testing"))]
 pub mod contract;
 pub mod embedded;
 mod error;
@@ -20,7 +23,10 @@ pub mod kafka;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
-#[cfg(any(feature = "nats", feature = "kafka"))]
+#[cfg(all(
+    any(feature = "nats", feature = "kafka"),
+    any(test, feature = "testing")
+))]
 mod server_process;
 #[cfg(any(feature = "nats", feature = "kafka"))]
 pub mod type_hints;
@@ -44,6 +50,44 @@ pub trait Bus: Send + Sync + 'static {
     /// the end of the topic. Deliveries not acknowledged before the subscription is dropped
     /// (or the process dies) are delivered again to the group's next subscription.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Why the bus cannot take events now, if it cannot (for `/readyz`). Answers from state
+    /// the bus keeps (a background probe where asking costs a round trip), so it is cheap.
+    fn unready_reason(&self) -> Option<String> {
+        None
+    }
+
+    /// Forgets the consumer groups of `topic` not named in `keep` (triggers removed from the
+    /// configuration), so that their cursors no longer hold back retention; returns the
+    /// forgotten names. Buses whose groups belong to the operator (Kafka, NATS) keep them.
+    async fn forget_other_groups(
+        &self,
+        topic: &str,
+        keep: &[&str],
+    ) -> Result<Vec<String>, BusError> {
+        let _ = (topic, keep);
+        Ok(Vec::new())
+    }
+
+    /// Flushes what the bus keeps lazily (cursors, queued acknowledgements, stored offsets)
+    /// and stops it. Call it once, after everything else that held the bus was dropped; it
+    /// waits a bounded time (what is not flushed by then is delivered again).
+    async fn close(self: std::sync::Arc<Self>) {}
+}
+
+/// How long [`Bus::close`] of a network bus waits for its last acknowledgements or offsets.
+#[cfg(any(feature = "nats", feature = "kafka"))]
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits (at most [`CLOSE_GRACE`]) for `flushed`, the signal a dropped network bus gives once
+/// it sent what it held.
+#[cfg(any(feature = "nats", feature = "kafka"))]
+async fn await_flushed(what: &str, flushed: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(CLOSE_GRACE, flushed).await.is_err() {
+        tracing::warn!(
+            "{what} not flushed within {CLOSE_GRACE:?}; those events will be delivered again"
+        );
+    }
 }
 
 /// A consumer group's stream of deliveries.

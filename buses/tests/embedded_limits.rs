@@ -189,14 +189,17 @@ async fn publish_over_the_queue_bound_is_refused_and_never_stored() {
 }
 
 #[tokio::test]
-async fn a_batch_larger_than_the_queue_bound_is_rejected() {
+async fn a_batch_larger_than_the_queue_bound_is_too_large() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EmbeddedConfig::new(dir.path());
     config.max_pending_bytes = 1024;
     let bus = EmbeddedBus::open(config).unwrap();
     let batch: Vec<_> = (0..100).map(event).collect();
     let err = bus.publish(TOPIC, &batch).await.unwrap_err();
-    assert!(matches!(err, BusError::Rejected { .. }), "{err}");
+    assert!(
+        matches!(err, BusError::TooLarge { limit: 1024, .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]

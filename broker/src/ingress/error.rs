@@ -1,4 +1,4 @@
-//! Ingress errors and the status code each earns (DESIGN.md §3).
+//! Ingress errors and the status code each earns (the HTTP table of the README).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -36,6 +36,7 @@ impl IngressError {
             IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Body(_) | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
+            IngressError::Bus(BusError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Bus(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::Bus(_) => StatusCode::BAD_REQUEST,
         }
@@ -52,6 +53,7 @@ impl IngressError {
             IngressError::Body(_) => "body",
             IngressError::TtlExhausted(_) => "ttl",
             IngressError::Bus(BusError::Overloaded { .. }) => "bus_overloaded",
+            IngressError::Bus(BusError::TooLarge { .. }) => "too_large",
             IngressError::Bus(_) => "bus_unavailable",
         }
     }

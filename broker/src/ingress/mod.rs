@@ -47,7 +47,6 @@ pub struct Ingress {
     pub metrics: Arc<Metrics>,
     pub max_body: usize,
     ready: AtomicBool,
-    bus_ready: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Ingress {
@@ -79,7 +78,6 @@ impl Ingress {
             metrics,
             max_body,
             ready: AtomicBool::new(false),
-            bus_ready: Arc::new(|| true),
         }
     }
 
@@ -87,15 +85,9 @@ impl Ingress {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Tells readiness how to ask the bus whether it is reachable.
-    pub fn with_bus_readiness(mut self, bus_ready: Arc<dyn Fn() -> bool + Send + Sync>) -> Self {
-        self.bus_ready = bus_ready;
-        self
-    }
-
-    /// Started, not shutting down, and the bus reachable.
+    /// Started, not shutting down, and the bus able to take events.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && (self.bus_ready)()
+        self.ready.load(Ordering::Acquire) && self.bus.unready_reason().is_none()
     }
 
     /// The broker at `namespace/name`.

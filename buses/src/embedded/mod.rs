@@ -295,8 +295,9 @@ impl Bus for EmbeddedBus {
         let size = frame.len() as u64;
         let max = self.inner.config.max_pending_bytes;
         if size > max || size > u32::MAX as u64 {
-            return Err(BusError::Rejected {
-                reason: format!("batch of {size} bytes exceeds the bus limit of {max} bytes"),
+            return Err(BusError::TooLarge {
+                size,
+                limit: max.min(u32::MAX as u64),
             });
         }
         let handle = self.topic(topic).await?;
@@ -340,5 +341,17 @@ impl Bus for EmbeddedBus {
             }
         };
         Ok(Box::new(EmbeddedSubscription::new(topic, group)))
+    }
+
+    async fn forget_other_groups(
+        &self,
+        topic: &str,
+        keep: &[&str],
+    ) -> Result<Vec<String>, BusError> {
+        self.retain_groups(topic, keep).await
+    }
+
+    async fn close(self: Arc<Self>) {
+        EmbeddedBus::close(&self).await;
     }
 }

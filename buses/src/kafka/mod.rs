@@ -76,6 +76,7 @@ pub mod config;
 mod cursor;
 mod rebalance;
 mod subscription;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::collections::HashSet;
@@ -106,7 +107,12 @@ pub struct KafkaBus {
     topics: Mutex<HashSet<String>>,
     open: Option<Arc<OpenGuard>>,
     flushed: watch::Receiver<bool>,
+    /// Set by a background metadata probe every [`PROBE_INTERVAL`], so readiness is cheap.
+    reachable: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How often a background probe asks Kafka for metadata (for readiness).
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for KafkaBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,6 +150,8 @@ impl KafkaBus {
                 BusError::unavailable(format!("connecting to kafka at {}: {e}", config.brokers))
             })?;
         let (done, flushed) = watch::channel(false);
+        let reachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        spawn_probe(producer.clone(), Arc::downgrade(&reachable), timeout);
         Ok(KafkaBus {
             config,
             producer: Mutex::new(producer),
@@ -151,6 +159,7 @@ impl KafkaBus {
             topics: Mutex::default(),
             open: Some(Arc::new(OpenGuard(done))),
             flushed,
+            reachable,
         })
     }
 
@@ -162,14 +171,6 @@ impl KafkaBus {
         async move {
             let _ = flushed.wait_for(|done| *done).await;
         }
-    }
-
-    /// Whether a broker answers a metadata request within `timeout` (for readiness).
-    pub async fn reachable(&self, timeout: Duration) -> bool {
-        let producer = self.producer();
-        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).is_ok())
-            .await
-            .unwrap_or(false)
     }
 
     /// The settings this bus was created with.
@@ -353,6 +354,33 @@ impl Drop for KafkaBus {
     }
 }
 
+/// Asks Kafka for metadata every [`PROBE_INTERVAL`] and records whether it answered, until
+/// the bus (the only strong holder of `reachable`) is dropped.
+fn spawn_probe(
+    producer: Arc<FutureProducer>,
+    reachable: std::sync::Weak<std::sync::atomic::AtomicBool>,
+    timeout: Duration,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            if reachable.strong_count() == 0 {
+                return;
+            }
+            let probe = producer.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                probe.client().fetch_metadata(None, timeout).is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            let Some(flag) = reachable.upgrade() else {
+                return;
+            };
+            flag.store(ok, std::sync::atomic::Ordering::Release);
+        }
+    });
+}
+
 /// Runs `close` (destroying librdkafka clients, which blocks until their final commits and
 /// requests end, for ever if the cluster is gone) on a thread of its own: not a runtime worker,
 /// and not `spawn_blocking`, whose tasks a runtime waits for when it shuts down. The process
@@ -400,5 +428,16 @@ impl Bus for KafkaBus {
         let open = self.open.clone().expect("set until drop");
         let subscription = KafkaSubscription::open(&self.config, topic, group, open).await?;
         Ok(Box::new(subscription))
+    }
+
+    fn unready_reason(&self) -> Option<String> {
+        (!self.reachable.load(std::sync::atomic::Ordering::Acquire))
+            .then(|| format!("no kafka broker at {} answers", self.config.brokers))
+    }
+
+    async fn close(self: Arc<Self>) {
+        let flushed = self.flushed();
+        drop(self);
+        crate::await_flushed("kafka offsets", flushed).await;
     }
 }

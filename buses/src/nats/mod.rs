@@ -49,6 +49,7 @@ mod ack;
 pub mod codec;
 pub mod config;
 mod subscription;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::collections::HashSet;
@@ -255,5 +256,15 @@ impl Bus for NatsBus {
         )
         .await?;
         Ok(Box::new(subscription))
+    }
+
+    fn unready_reason(&self) -> Option<String> {
+        (!self.is_connected()).then(|| format!("not connected to nats at {}", self.config.url))
+    }
+
+    async fn close(self: Arc<Self>) {
+        let flushed = self.flushed();
+        drop(self);
+        crate::await_flushed("nats acknowledgements", flushed).await;
     }
 }
