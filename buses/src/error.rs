@@ -17,6 +17,10 @@ pub enum BusError {
     TooLarge { size: u64, limit: u64 },
     #[error("bus i/o error: {0}")]
     Io(#[from] io::Error),
+    /// The subscription ended for good (its consumer task died, its inbox closed): drop it and
+    /// subscribe again. Its unacknowledged deliveries come back to the new subscription.
+    #[error("subscription closed: {reason}")]
+    Closed { reason: String },
     /// A stored record that cannot be decoded. A subscription returns it from `next` after it
     /// skipped and acknowledged the record, so the caller counts and logs it and reads on.
     #[error("corrupt record at position {position}: {reason}")]
@@ -28,7 +32,10 @@ impl BusError {
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            BusError::Rejected { .. } | BusError::TooLarge { .. } | BusError::Corrupt { .. }
+            BusError::Rejected { .. }
+                | BusError::TooLarge { .. }
+                | BusError::Closed { .. }
+                | BusError::Corrupt { .. }
         )
     }
 
