@@ -99,14 +99,6 @@ impl<'a> Value<'a> {
             _ => None,
         }
     }
-
-    /// The boolean, if the value is one (no casting).
-    pub fn as_boolean(&self) -> Option<bool> {
-        match self {
-            Value::Boolean(b) => Some(*b),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for Value<'_> {

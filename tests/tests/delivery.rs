@@ -1,5 +1,5 @@
 //! How events reach subscribers: binary and structured mode, the headers Herald adds, and
-//! filters (DESIGN.md §3 "Delivery semantics").
+//! filters (the README's "Delivery contract").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Ingress status codes and error bodies (DESIGN.md §3, HTTP table), from the outside.
+//! Ingress status codes and error bodies (the README's HTTP API table), from the outside.
 
 use std::time::Duration;
 

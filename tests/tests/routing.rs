@@ -93,7 +93,7 @@ async fn unordered_delivery_keeps_at_most_the_window_in_flight() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_loop_between_brokers_is_stopped_by_the_ttl() {
     // a -> b -> a -> ... through broker-ref subscribers: each forward is a hop
-    // (DESIGN.md §3: knativebrokerttl is decremented per hop, dropped at 0).
+    // (the README's delivery contract: knativebrokerttl is decremented per hop, dropped at 0).
     let watch = Subscriber::start().await;
     let mut ab = trigger("a-to-b", "a", "http://unused.invalid/");
     ab["spec"]["subscriber"] = broker_ref("b");
