@@ -78,16 +78,15 @@ pub async fn start(
         };
         match &source.kind {
             SourceKind::GitHub(config) => {
-                let dir = env.state_dir.join("github");
-                let (ns, name, window) = (
-                    config.namespace.clone(),
-                    config.name.clone(),
+                let log = DeliveryLog::open(
+                    &env.state_dir.join("github"),
+                    &config.namespace,
+                    &config.name,
                     config.redelivery_window,
-                );
-                let log = tokio::task::spawn_blocking(move || {
-                    DeliveryLog::open(&dir, &ns, &name, window, DEFAULT_CAPACITY, Utc::now())
-                })
-                .await??;
+                    DEFAULT_CAPACITY,
+                    Utc::now(),
+                )
+                .await?;
                 tracing::info!(source = %source, path = %format!("/sources/{source}"), sink = %source.sink, "github source listening");
                 github.endpoints.insert(
                     source.to_string(),
