@@ -1,6 +1,10 @@
 //! The ApiServerSource watcher against a fake API server speaking the list/watch protocol:
 //! changes while watching, stream closes, a restart while objects change, a kill between the
 //! sink taking a change and the watcher confirming it, and `410 Gone`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read fixtures and write files directly"
+)]
 
 mod common;
 

@@ -1,4 +1,8 @@
 //! The Ping scheduler under paused time: one event per scheduled time, across restarts.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read fixtures and write files directly"
+)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

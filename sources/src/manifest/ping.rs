@@ -47,6 +47,15 @@ impl PingSourceSpec {
             (None, None) => None,
         };
         let content_type = self.content_type.clone().filter(|c| !c.is_empty());
+        if content_type
+            .as_ref()
+            .is_some_and(|ct| crate::attribute::has_control(ct))
+        {
+            return Err(ManifestError::new(
+                "spec.contentType",
+                "control characters are not allowed in CloudEvents attributes",
+            ));
+        }
         if content_type.as_ref().is_some_and(|ct| !ct.contains('/')) {
             return Err(ManifestError::new("spec.contentType", "not a media type"));
         }
