@@ -44,6 +44,35 @@ pub fn clean(value: &str) -> String {
     out
 }
 
+/// `value` as a URI-reference (RFC 3986), for a `source` taken from a payload: every byte
+/// outside the URI alphabet (controls, spaces, `<>"{}|\^``, non-ASCII) and every `%` that does
+/// not start an escape is percent-encoded; then cut to [`MAX_VALUE_BYTES`] (never inside an
+/// escape). A valid URL comes out unchanged.
+pub fn uri_reference(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = String::with_capacity(bytes.len().min(MAX_VALUE_BYTES));
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escape_start = b == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        let piece = if escape_start {
+            value[i..i + 3].to_owned()
+        } else if b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b) {
+            (b as char).to_string()
+        } else {
+            format!("%{b:02X}")
+        };
+        if out.len() + piece.len() > MAX_VALUE_BYTES {
+            break;
+        }
+        i += if escape_start { 3 } else { 1 };
+        out.push_str(&piece);
+    }
+    out
+}
+
 /// Whether `value` holds a control character; for checks of configured values.
 pub fn has_control(value: &str) -> bool {
     value.chars().any(is_control)
@@ -79,6 +108,17 @@ mod tests {
         );
         assert_eq!(clean("refs/heads/main"), "refs/heads/main");
         assert!(!has_control(&clean("\u{1b}[31mred\r\n")));
+    }
+
+    #[test]
+    fn a_source_from_a_payload_becomes_a_uri_reference_and_valid_urls_are_unchanged() {
+        let url = "https://api.github.com/repos/o/r?x=1#f%20g";
+        assert_eq!(uri_reference(url), url);
+        assert_eq!(
+            uri_reference("https://x/a b\n<é>%zz%4"),
+            "https://x/a%20b%0A%3C%C3%A9%3E%25zz%254"
+        );
+        assert!(uri_reference(&"%".repeat(5000)).len() <= MAX_VALUE_BYTES);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`attribute`]: values from payloads and cluster objects made safe as attributes (control
 //!   characters percent-encoded, length bounded), so ingress never refuses a source's event.
+//! - [`cleanup`]: the state directory's layout, and removing the state of sources that are no
+//!   longer configured.
 //! - [`sink`]: the [`Sink`] trait and [`SinkError`].
 //! - [`manifest`]: the Knative `PingSource`, `ApiServerSource` and `GitHubSource` specs as
 //!   written in YAML, and their `compile` steps into the typed configs below.
@@ -21,6 +23,7 @@
 //!   pool; corrupt files are detected and moved aside.
 
 pub mod attribute;
+pub mod cleanup;
 pub mod github;
 pub mod kubernetes;
 pub mod manifest;

@@ -10,14 +10,15 @@
 
 mod common;
 
-use cloudevents::{Data, Event};
+use cloudevents::{AttributesReader, Data, Event};
 use common::github::{config, delivery, fixture, fixture_names, now};
 use herald_sources::attribute::has_control;
 use herald_sources::github::Mapping;
 use herald_sources::manifest::{PingSourceSpec, SourceMeta};
 use serde_json::Value;
 
-/// What ingress checks by default, as a list of violations.
+/// What ingress checks by default (control characters, the `source` URI-reference, the caps),
+/// as a list of violations.
 fn violations(event: &Event) -> Vec<String> {
     let mut found = Vec::new();
     let mut total = 0;
@@ -27,6 +28,20 @@ fn violations(event: &Event) -> Vec<String> {
             found.push(format!("{name} has a control character"));
         }
         total += name.len() + text.len();
+    }
+    let source = event.source().to_string();
+    let mut bytes = source.bytes().peekable();
+    let mut uri = !source.is_empty();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next(), bytes.next()];
+            uri &= hex.iter().all(|h| h.is_some_and(|h| h.is_ascii_hexdigit()));
+        } else {
+            uri &= b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b);
+        }
+    }
+    if !uri {
+        found.push(format!("source {source:?} is not a URI-reference"));
     }
     let extensions = event.iter_extensions().count();
     if extensions > 64 {
@@ -114,6 +129,10 @@ fn ping_overrides_and_content_type_with_control_characters_fail_the_load() {
         ),
         (
             "schedule: '* * * * *'\ncontentType: \"text/plain\\r\\nx: y\"\ndata: hi\nsink: {uri: http://x}\n",
+            "spec.contentType",
+        ),
+        (
+            "schedule: '* * * * *'\ncontentType: a/b/c\ndata: hi\nsink: {uri: http://x}\n",
             "spec.contentType",
         ),
     ] {

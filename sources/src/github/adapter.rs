@@ -6,14 +6,15 @@
 //! (the spec's own suggestion), `repository_dispatch`/`repository_ruleset` get the `.` the
 //! other rows have, a missing source URL falls back to the Knative source URL, and a missing
 //! timestamp to the receive time (as the spec says for null values). Values from the payload
-//! (the type's qualifier, the source URL, the subject) go through [`clean`].
+//! (the type's qualifier, the subject) go through [`clean`], the source URL through
+//! [`uri_reference`].
 
 use chrono::{DateTime, Utc};
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 
 use super::Verified;
 use super::payload::Payload;
-use crate::attribute::clean;
+use crate::attribute::{clean, uri_reference};
 
 pub const TYPE_PREFIX: &str = "com.github.";
 
@@ -244,7 +245,8 @@ pub(super) fn to_event(d: &Verified, p: &Payload, fallback: &str, now: DateTime<
             .or_else(|| p.text("organization.url"))
             .unwrap_or_else(|| fallback.to_owned()),
     };
-    let source = clean(&source);
+    // Ingress takes a `source` only as a URI-reference.
+    let source = uri_reference(&source);
     let time = row.time.iter().find_map(|path| p.time(path)).unwrap_or(now);
     let mut builder = EventBuilderV10::new()
         .id(d.delivery_id())

@@ -56,7 +56,12 @@ impl PingSourceSpec {
                 "control characters are not allowed in CloudEvents attributes",
             ));
         }
-        if content_type.as_ref().is_some_and(|ct| !ct.contains('/')) {
+        // `type/subtype` with optional parameters, as ingress checks it.
+        let media_type = |ct: &str| {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            matches!(essence.split('/').collect::<Vec<_>>()[..], [t, s] if !t.is_empty() && !s.is_empty())
+        };
+        if content_type.as_ref().is_some_and(|ct| !media_type(ct)) {
             return Err(ManifestError::new("spec.contentType", "not a media type"));
         }
         Ok(PingConfig {
