@@ -18,7 +18,6 @@
 //! fsync in progress never holds up a `claim` on an async worker.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -52,7 +51,7 @@ struct Memory {
 #[derive(Debug)]
 struct Appender {
     #[allow(clippy::disallowed_types, reason = "only used on the blocking pool")]
-    file: File,
+    file: std::fs::File,
     lines: usize,
 }
 

@@ -188,4 +188,5 @@ fn annotation_bool(meta: &SourceMeta, key: &str) -> Result<bool, ManifestError> 
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests write secret files directly")]
 mod tests;
