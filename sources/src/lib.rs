@@ -6,6 +6,10 @@
 //! depends on the broker or on the buses.
 //!
 //! # Layout
+//! - [`attribute`]: values from payloads and cluster objects made safe as attributes (control
+//!   characters percent-encoded, length bounded), so ingress never refuses a source's event.
+//! - [`cleanup`]: the state directory's layout, and removing the state of sources that are no
+//!   longer configured.
 //! - [`sink`]: the [`Sink`] trait and [`SinkError`].
 //! - [`manifest`]: the Knative `PingSource`, `ApiServerSource` and `GitHubSource` specs as
 //!   written in YAML, and their `compile` steps into the typed configs below.
@@ -15,8 +19,11 @@
 //!   emitted time so no scheduled time is emitted twice.
 //! - [`kubernetes`]: the pure object-change conversion, the persisted "seen" state, and a
 //!   watcher (kube-rs) that relists after a restart or `410 Gone` and emits what it missed.
-//! - [`state`]: small atomic-write helpers shared by the persisted stores.
+//! - [`state`]: checksummed, atomically written state files, read and written on the blocking
+//!   pool; corrupt files are detected and moved aside.
 
+pub mod attribute;
+pub mod cleanup;
 pub mod github;
 pub mod kubernetes;
 pub mod manifest;

@@ -1,5 +1,9 @@
 //! Real-shaped GitHub deliveries, signed as GitHub signs them, converted and compared attribute
 //! by attribute with SOURCES.md (Knative mapping) and the CloudEvents adapter spec.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read fixtures and write files directly"
+)]
 
 mod common;
 

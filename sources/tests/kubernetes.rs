@@ -1,6 +1,10 @@
 //! The ApiServerSource watcher against a fake API server speaking the list/watch protocol:
 //! changes while watching, stream closes, a restart while objects change, a kill between the
 //! sink taking a change and the watcher confirming it, and `410 Gone`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read fixtures and write files directly"
+)]
 
 mod common;
 
@@ -99,19 +103,29 @@ impl Sink for StallAfterAccepting {
     }
 }
 
-async fn watching(server: &FakeApiServer) {
-    for _ in 0..500 {
-        if server.open_watches() > 0 {
-            return;
-        }
+/// Waits (with a deadline) until `condition` holds.
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("the watcher never opened a watch");
 }
 
-/// Lets the watcher reach its watch (or relist) before the next change.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(150)).await;
+/// Waits until the watcher opened a watch after the `before`-th: it has listed, sent what
+/// the list showed, and follows changes again.
+async fn watching_after(server: &FakeApiServer, before: usize) {
+    until("the watcher opens a watch", || {
+        server.watches_opened() > before
+    })
+    .await;
+}
+
+async fn watching(server: &FakeApiServer) {
+    watching_after(server, 0).await;
 }
 
 #[tokio::test]
@@ -122,7 +136,7 @@ async fn watch_emits_changes_and_a_restart_emits_what_was_missed() {
     server.apply("b", "1");
     let sink = Arc::new(MemorySink::new());
     let (stop, task) = start(&server, dir.path(), sink.clone()).await;
-    settle().await;
+    watching(&server).await;
     assert!(
         sink.events().is_empty(),
         "existing objects are recorded, not emitted"
@@ -147,9 +161,10 @@ async fn watch_emits_changes_and_a_restart_emits_what_was_missed() {
     );
 
     // The stream closes and a bookmark moved the resume point: nothing is re-sent.
+    let opened = server.watches_opened();
     server.bookmark();
     server.close_watches();
-    settle().await;
+    watching_after(&server, opened).await;
     server.apply("d", "1");
     let events = wait_for(&sink, 4).await;
     assert_eq!(events.len(), 4, "{:?}", summary(&events));
@@ -211,6 +226,7 @@ async fn a_kill_after_the_sink_took_an_add_still_emits_the_delete_made_while_dow
     // Deleted while down, with the history compacted: only the relist diff can find it.
     server.delete("c");
     server.compact();
+    let opened = server.watches_opened();
     let sink = Arc::new(MemorySink::new());
     let (stop, task) = start(&server, dir.path(), sink.clone()).await;
     let events = wait_for(&sink, 2).await;
@@ -232,15 +248,16 @@ async fn a_kill_after_the_sink_took_an_add_still_emits_the_delete_made_while_dow
         data["data"]["value"], "1",
         "the delete carries the last known state"
     );
-    settle().await;
+    // The watch opens only once the relist's batch was sent: nothing else came before it.
+    watching_after(&server, opened).await;
     assert_eq!(sink.events().len(), 2, "{:?}", summary(&sink.events()));
 
     // Both are confirmed now: another restart sends nothing.
     stop.send(()).unwrap();
     task.await.unwrap();
+    let opened = server.watches_opened();
     let (stop, task) = start(&server, dir.path(), sink.clone()).await;
-    watching(&server).await;
-    settle().await;
+    watching_after(&server, opened).await;
     assert_eq!(sink.events().len(), 2, "{:?}", summary(&sink.events()));
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -253,12 +270,15 @@ async fn gone_while_watching_relists_and_emits_the_changes_in_between() {
     server.apply("a", "1");
     let sink = Arc::new(MemorySink::new());
     let (stop, task) = start(&server, dir.path(), sink.clone()).await;
-    settle().await;
+    watching(&server).await;
     // Changes happen while the stream is down and the history is compacted: the re-watch
     // gets 410 Gone, and the relist must find them.
     server.refuse_watches(true);
     server.close_watches();
-    settle().await;
+    until("the watcher tries to watch again", || {
+        server.watches_turned_away() > 0
+    })
+    .await;
     server.apply("a", "2");
     server.apply("f", "1");
     server.compact();
@@ -266,6 +286,7 @@ async fn gone_while_watching_relists_and_emits_the_changes_in_between() {
         sink.events().is_empty(),
         "no watch was open to see the changes"
     );
+    let opened = server.watches_opened();
     server.refuse_watches(false);
     let events = wait_for(&sink, 2).await;
     let got = summary(&events);
@@ -281,8 +302,51 @@ async fn gone_while_watching_relists_and_emits_the_changes_in_between() {
         ),
         "{got:?}"
     );
-    settle().await;
+    // The watch after the relist opens once its batch was sent.
+    watching_after(&server, opened).await;
     assert_eq!(sink.events().len(), 2, "nothing emitted twice");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_is_moved_aside_and_the_watcher_starts_as_on_a_first_start() {
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    server.apply("a", "1");
+    let sink = Arc::new(MemorySink::new());
+    let (stop, task) = start(&server, dir.path(), sink.clone()).await;
+    watching(&server).await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    // One flipped bit in the file as written (a kill -9 cannot tear it: writes are atomic).
+    let path = dir.path().join("state/ns_cms.d/v1_ConfigMap.json");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"uid-a").unwrap() + 4;
+    bytes[at] ^= 0x02;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let opened = server.watches_opened();
+    let (stop, task) = start(&server, dir.path(), sink.clone()).await;
+    watching_after(&server, opened).await;
+    assert!(
+        sink.events().is_empty(),
+        "the current list is recorded, not emitted"
+    );
+    let corrupt = dir.path().join("state/ns_cms.d/v1_ConfigMap.json.corrupt");
+    assert_eq!(
+        std::fs::read(&corrupt).unwrap(),
+        bytes,
+        "the damaged file is kept"
+    );
+    // The watcher runs on and its new state is sound: the next change is emitted.
+    server.apply("b", "1");
+    let events = wait_for(&sink, 1).await;
+    assert_eq!(
+        summary(&events),
+        ["dev.knative.apiserver.resource.add /apis/v1/namespaces/ns/configmaps/b"]
+    );
     stop.send(()).unwrap();
     task.await.unwrap();
 }

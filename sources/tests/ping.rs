@@ -1,4 +1,8 @@
 //! The Ping scheduler under paused time: one event per scheduled time, across restarts.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read fixtures and write files directly"
+)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -229,4 +233,43 @@ async fn a_tick_the_sink_never_takes_is_given_up_at_the_next_tick() {
         })
     );
     assert!(sink.inner.events().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn corrupt_progress_is_moved_aside_and_the_schedule_goes_on_without_emitting_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(MemorySink::new());
+    let cfg = config("* * * * *");
+    run_for(
+        &cfg,
+        sink.clone(),
+        dir.path(),
+        "2024-03-01T10:00:30Z",
+        Duration::from_secs(60),
+    )
+    .await;
+    // Cut short, as a copy or a disk could leave it.
+    let path = dir.path().join("ns_tick.json");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+
+    run_for(
+        &cfg,
+        sink.clone(),
+        dir.path(),
+        "2024-03-01T10:05:10Z",
+        Duration::from_secs(60),
+    )
+    .await;
+    // Started as a first start: no past time (with its progress intact, the catch-up tick
+    // 10:05 would be emitted), so nothing twice; the schedule goes on at 10:06.
+    assert_eq!(
+        times(&sink.events()),
+        vec![at("2024-03-01T10:01:00Z"), at("2024-03-01T10:06:00Z")]
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("ns_tick.json.corrupt")).unwrap(),
+        &bytes[..bytes.len() / 2],
+        "the damaged file is kept"
+    );
 }

@@ -1,4 +1,8 @@
 //! Every fixture's converted event validates against its schema under `schemas/`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read fixtures and write files directly"
+)]
 
 mod common;
 

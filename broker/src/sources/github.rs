@@ -118,7 +118,7 @@ async fn webhook(
         Ok(v) => v,
         Err(e) => {
             endpoint.metrics.rejected(e.reason());
-            tracing::info!(source = %key, reason = e.reason(), error = %e, "github delivery refused");
+            tracing::info!(source = %key, reason = e.reason(), error = ?e.to_string(), "github delivery refused");
             return answer(e.status(), &key, e.to_string());
         }
     };
@@ -157,25 +157,19 @@ async fn webhook(
     };
     if let Err(e) = endpoint.sink.send(vec![event]).await {
         endpoint.metrics.rejected(e.reason());
-        tracing::warn!(source = %key, delivery, error = %e, "github event not emitted");
+        // The sink's message can quote the event (ingress validation): escaped.
+        tracing::warn!(source = %key, delivery, error = ?e.to_string(), "github event not emitted");
         return if e.is_retryable() {
             retry_later(&key, e.to_string())
         } else {
             answer(StatusCode::BAD_GATEWAY, &key, e.to_string())
         };
     }
-    // The record is an append and an fsync: off the async workers.
+    // The record is an append and an fsync, done on the blocking pool.
     let id = delivery.to_owned();
-    let committed = tokio::task::spawn_blocking(move || claim.commit(Utc::now())).await;
-    match committed {
-        Ok(Ok(())) => {}
+    if let Err(e) = claim.commit(Utc::now()).await {
         // Emitted but not recorded: a redelivery would emit it again (at-least-once).
-        Ok(Err(e)) => {
-            tracing::warn!(source = %key, delivery = %id, error = %e, "delivery id not recorded")
-        }
-        Err(e) => {
-            tracing::warn!(source = %key, delivery = %id, error = %e, "delivery id not recorded")
-        }
+        tracing::warn!(source = %key, delivery = %id, error = %e, "delivery id not recorded");
     }
     answer(StatusCode::ACCEPTED, &key, format!("delivery {id} emitted"))
 }

@@ -9,6 +9,7 @@
 //!
 //! State lives under one directory (`{--data-dir}/sources` by default): `github/` (delivery
 //! logs), `ping/` (last emitted scheduled time), `apiserver/` (objects seen per resource).
+//! At start, the state of sources that are no longer configured is removed (logged).
 
 pub mod github;
 pub mod sink;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_sources::Sink;
+use herald_sources::cleanup::{self, API_SERVER_DIR, GITHUB_DIR, Kept, PING_DIR};
 use herald_sources::github::{DEFAULT_CAPACITY, DeliveryLog};
 use herald_sources::kubernetes::ApiServerConfig;
 use herald_sources::kubernetes::watcher::{self, EventFilter};
@@ -64,6 +66,7 @@ pub async fn start(
     env: &SourceEnv,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Started> {
+    remove_unconfigured_state(sources, &env.state_dir).await;
     let mut github = GitHubEndpoints::empty(env.ingress.max_body);
     let mut tasks = JoinSet::new();
     for source in sources {
@@ -78,16 +81,15 @@ pub async fn start(
         };
         match &source.kind {
             SourceKind::GitHub(config) => {
-                let dir = env.state_dir.join("github");
-                let (ns, name, window) = (
-                    config.namespace.clone(),
-                    config.name.clone(),
+                let log = DeliveryLog::open(
+                    &env.state_dir.join(GITHUB_DIR),
+                    &config.namespace,
+                    &config.name,
                     config.redelivery_window,
-                );
-                let log = tokio::task::spawn_blocking(move || {
-                    DeliveryLog::open(&dir, &ns, &name, window, DEFAULT_CAPACITY, Utc::now())
-                })
-                .await??;
+                    DEFAULT_CAPACITY,
+                    Utc::now(),
+                )
+                .await?;
                 tracing::info!(source = %source, path = %format!("/sources/{source}"), sink = %source.sink, "github source listening");
                 github.endpoints.insert(
                     source.to_string(),
@@ -113,7 +115,7 @@ pub async fn start(
                 tasks.spawn(ping::run(
                     config.clone(),
                     sink(None, false),
-                    env.state_dir.join("ping"),
+                    env.state_dir.join(PING_DIR),
                     env.clock,
                     on_outcome,
                     stopped(shutdown.clone()),
@@ -125,7 +127,7 @@ pub async fn start(
                 tasks.spawn(run_api_server(
                     config.clone(),
                     sink(None, true),
-                    env.state_dir.join("apiserver"),
+                    env.state_dir.join(API_SERVER_DIR),
                     filter,
                     shutdown.clone(),
                 ));
@@ -136,6 +138,29 @@ pub async fn start(
         github: Arc::new(github),
         tasks,
     })
+}
+
+/// Removes what sources no longer configured left under the state directory (see
+/// `herald_sources::cleanup`), logging each removal; a failure is logged and start goes on.
+async fn remove_unconfigured_state(sources: &[SourceConfig], state_dir: &Path) {
+    let kept: Vec<Kept<'_>> = sources
+        .iter()
+        .map(|s| {
+            let (namespace, name) = (s.namespace.as_str(), s.name.as_str());
+            match s.kind {
+                SourceKind::GitHub(_) => Kept::GitHub { namespace, name },
+                SourceKind::Ping(_) => Kept::Ping { namespace, name },
+                SourceKind::ApiServer(..) => Kept::ApiServer { namespace, name },
+            }
+        })
+        .collect();
+    let (removed, failed) = cleanup::remove_unconfigured(state_dir, &kept).await;
+    for path in removed {
+        tracing::info!(path = %path.display(), "removed the state of a source that is no longer configured");
+    }
+    for e in failed {
+        tracing::warn!(error = %e, "state of a source that is no longer configured not removed");
+    }
 }
 
 fn sink_for(target: &Target, env: &SourceEnv, budget: Option<Duration>) -> Arc<dyn Sink> {

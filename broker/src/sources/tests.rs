@@ -352,3 +352,61 @@ async fn url_sink_gives_up_within_its_budget() {
     // 10 ms doubling: attempts at 0, 10, 30, 70, 150 ms; the next wait (160 ms) overruns.
     assert!((2..=6).contains(&hits.load(Ordering::SeqCst)));
 }
+
+#[tokio::test]
+async fn a_push_with_a_hostile_branch_name_is_emitted_with_the_name_percent_encoded() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(100));
+    let mut sub = bus
+        .subscribe(&BrokerId::new("team", "default").topic(), "test")
+        .await
+        .unwrap();
+    let f = github_fixture(bus, "").await;
+    let body: &'static str = Box::leak(
+        PUSH.replace("refs/heads/main", r"refs/heads/x\n\u0000forged\u001b[31m")
+            .into_boxed_str(),
+    );
+    assert_eq!(
+        status(&f.app, signed("push", "d-hostile", body, SECRET)).await,
+        StatusCode::ACCEPTED
+    );
+    let delivery = sub.next().await.unwrap();
+    assert_eq!(
+        delivery.event.extension("ref").map(ToString::to_string),
+        Some("refs/heads/x%0A%00forged%1B[31m".to_owned())
+    );
+    delivery.ack();
+}
+
+#[tokio::test]
+async fn start_removes_the_state_of_sources_no_longer_configured() {
+    let (secrets, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = github_config(secrets.path(), "");
+    for file in [
+        "github/team_repo.deliveries",
+        "github/team_removed.deliveries",
+        "ping/team_removed.json",
+        "apiserver/team_removed.d/v1_ConfigMap.json",
+    ] {
+        let path = state.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "").unwrap();
+    }
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(100));
+    let ingress = ingress(&config, bus);
+    let (_, stop_rx) = watch::channel(false);
+    start(
+        &config.sources,
+        &env(ingress, state.path(), Clock::System),
+        stop_rx,
+    )
+    .await
+    .unwrap();
+    assert!(state.path().join("github/team_repo.deliveries").is_file());
+    for gone in [
+        "github/team_removed.deliveries",
+        "ping/team_removed.json",
+        "apiserver/team_removed.d",
+    ] {
+        assert!(!state.path().join(gone).exists(), "{gone} removed");
+    }
+}

@@ -5,13 +5,16 @@
 //! Where the spec text is open or inconsistent, Herald decides: `status` appends the `state`
 //! (the spec's own suggestion), `repository_dispatch`/`repository_ruleset` get the `.` the
 //! other rows have, a missing source URL falls back to the Knative source URL, and a missing
-//! timestamp to the receive time (as the spec says for null values).
+//! timestamp to the receive time (as the spec says for null values). Values from the payload
+//! (the type's qualifier, the subject) go through [`clean`], the source URL through
+//! [`uri_reference`].
 
 use chrono::{DateTime, Utc};
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 
 use super::Verified;
 use super::payload::Payload;
+use crate::attribute::{clean, uri_reference};
 
 pub const TYPE_PREFIX: &str = "com.github.";
 
@@ -224,7 +227,7 @@ pub(super) fn to_event(d: &Verified, p: &Payload, fallback: &str, now: DateTime<
         Qualifier::None => None,
     };
     let ty = match qualifier {
-        Some(q) => format!("{TYPE_PREFIX}{event}.{q}"),
+        Some(q) => format!("{TYPE_PREFIX}{event}.{}", clean(&q)),
         None => format!("{TYPE_PREFIX}{event}"),
     };
     let source = match row.source {
@@ -242,6 +245,8 @@ pub(super) fn to_event(d: &Verified, p: &Payload, fallback: &str, now: DateTime<
             .or_else(|| p.text("organization.url"))
             .unwrap_or_else(|| fallback.to_owned()),
     };
+    // Ingress takes a `source` only as a URI-reference.
+    let source = uri_reference(&source);
     let time = row.time.iter().find_map(|path| p.time(path)).unwrap_or(now);
     let mut builder = EventBuilderV10::new()
         .id(d.delivery_id())
@@ -253,7 +258,7 @@ pub(super) fn to_event(d: &Verified, p: &Payload, fallback: &str, now: DateTime<
             cloudevents::Data::Binary(d.json_body().to_vec()),
         );
     if let Some(subject) = row.subject.and_then(|path| p.text(path)) {
-        builder = builder.subject(subject);
+        builder = builder.subject(clean(&subject));
     }
     builder.build().expect("id, type, source are set")
 }

@@ -1,5 +1,6 @@
 //! The Knative GitHubSource mapping (SOURCES.md): `dev.knative.source.github.{event}`, the
 //! source URL from `spec.ownerAndRepository`, and a subject and extensions per event name.
+//! Values from the payload go through [`clean`]: no control characters, at most 1 KiB each.
 
 use chrono::{DateTime, Utc};
 use cloudevents::event::ExtensionValue;
@@ -7,6 +8,7 @@ use cloudevents::{Event, EventBuilder, EventBuilderV10};
 
 use super::Verified;
 use super::payload::Payload;
+use crate::attribute::clean;
 
 pub const TYPE_PREFIX: &str = "dev.knative.source.github.";
 
@@ -172,7 +174,8 @@ pub(super) fn to_event(d: &Verified, p: &Payload, source: &str, now: DateTime<Ut
             (!names.is_empty()).then(|| names.join(","))
         }
         Subject::None => None,
-    };
+    }
+    .map(|s| clean(&s));
     let mut builder = EventBuilderV10::new()
         .id(d.delivery_id())
         .ty(format!("{TYPE_PREFIX}{}", d.event_name()))
@@ -209,6 +212,10 @@ pub(super) fn to_event(d: &Verified, p: &Payload, source: &str, now: DateTime<Ut
             Text(name, path) => (name, p.text(path).map(ExtensionValue::String)),
             Bool(name) => (name, p.boolean(name).map(ExtensionValue::Boolean)),
             Int(name) => (name, p.integer(name).map(ExtensionValue::Integer)),
+        };
+        let value = match value {
+            Some(ExtensionValue::String(text)) => Some(ExtensionValue::String(clean(&text))),
+            other => other,
         };
         if let Some(value) = value {
             event.set_extension(name, value);

@@ -16,6 +16,8 @@ const SIG256: &str = "x-hub-signature-256";
 const SIG1: &str = "x-hub-signature";
 const EVENT: &str = "x-github-event";
 const DELIVERY: &str = "x-github-delivery";
+/// GitHub's event names are at most ~40 characters (`branch_protection_configuration`).
+const MAX_EVENT_NAME: usize = 100;
 
 /// A webhook request as received: headers and the raw, size-limited body.
 #[derive(Debug, Clone)]
@@ -65,13 +67,18 @@ impl Unverified {
         }
 
         let event = header(&self.headers, EVENT, "X-GitHub-Event")?;
-        if !event
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        // The name becomes the event type and a log field: a short word, nothing else.
+        if event.len() > MAX_EVENT_NAME
+            || !event
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
             return Err(GithubError::InvalidHeader {
                 header: "X-GitHub-Event",
-                message: format!("{event:?} is not an event name"),
+                message: format!(
+                    "{:?} is not an event name (at most {MAX_EVENT_NAME} of a-z, 0-9, _)",
+                    event.chars().take(MAX_EVENT_NAME).collect::<String>()
+                ),
             });
         }
         let delivery = header(&self.headers, DELIVERY, "X-GitHub-Delivery")?;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Mode;
+use crate::attribute::clean;
 
 /// What happened to the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,12 +45,15 @@ pub struct EventContext {
 /// The id is `{uid}/{resourceVersion}/{change}`: the same change always gets the same id,
 /// so a re-send after a restart is recognisable (Knative sends a random UUID).
 pub fn to_event(change: Change, object: &Value, ctx: &EventContext) -> Event {
-    let text = |ptr: &str| {
+    let raw = |ptr: &str| {
         object
             .pointer(ptr)
             .and_then(Value::as_str)
             .unwrap_or_default()
     };
+    // Cluster-controlled text: clean for attributes (no control characters, bounded); the
+    // data keeps the original.
+    let text = |ptr: &str| clean(raw(ptr));
     let api_version = text("/apiVersion");
     let kind = text("/kind");
     let name = text("/metadata/name");
@@ -57,19 +61,18 @@ pub fn to_event(change: Change, object: &Value, ctx: &EventContext) -> Event {
     let uid = text("/metadata/uid");
     let resource_version = text("/metadata/resourceVersion");
 
+    let plural = clean(&ctx.plural);
     let subject = if namespace.is_empty() {
-        format!("/apis/{api_version}/{}/{name}", ctx.plural)
+        format!("/apis/{api_version}/{plural}/{name}")
     } else {
-        format!(
-            "/apis/{api_version}/namespaces/{namespace}/{}/{name}",
-            ctx.plural
-        )
+        format!("/apis/{api_version}/namespaces/{namespace}/{plural}/{name}")
     };
     let (mode, data) = match ctx.mode {
         Mode::Reference => {
-            let mut reference = json!({"apiVersion": api_version, "kind": kind, "name": name});
+            let mut reference = json!({"apiVersion": raw("/apiVersion"), "kind": raw("/kind"),
+                                       "name": raw("/metadata/name")});
             if !namespace.is_empty() {
-                reference["namespace"] = json!(namespace);
+                reference["namespace"] = json!(raw("/metadata/namespace"));
             }
             ("ref", reference)
         }
@@ -90,7 +93,7 @@ pub fn to_event(change: Change, object: &Value, ctx: &EventContext) -> Event {
         ("namespace", namespace),
     ] {
         if !value.is_empty() {
-            event.set_extension(ext, ExtensionValue::String(value.to_owned()));
+            event.set_extension(ext, ExtensionValue::String(value));
         }
     }
     event

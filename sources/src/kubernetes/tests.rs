@@ -95,3 +95,31 @@ fn owner_filter_matches_owner_references_by_api_version_and_kind() {
     };
     assert!(!g.matches(&deployment()));
 }
+
+#[test]
+fn hostile_object_names_become_clean_bounded_attributes_and_the_data_keeps_them() {
+    let huge = "x".repeat(100_000);
+    let object = json!({"apiVersion": "v1\u{85}", "kind": "Config\u{0}Map",
+           "metadata": {"name": format!("a\nb\u{1b}[31m{huge}"), "namespace": "ns\r",
+                        "uid": "u\n1", "resourceVersion": "4\t2"}});
+    for mode in [Mode::Reference, Mode::Resource] {
+        for change in [Change::Added, Change::Updated, Change::Deleted] {
+            let e = to_event(change, &object, &ctx(mode, "config\u{7f}maps"));
+            crate::attribute::assert_emittable(&e);
+            assert!(
+                e.subject()
+                    .unwrap()
+                    .starts_with("/apis/v1%C2%85/namespaces/ns%0D/config%7Fmaps/a%0Ab%1B[31mxxx")
+            );
+            assert!(e.id().starts_with("u%0A1/4%092/"));
+        }
+    }
+    let e = to_event(Change::Added, &object, &ctx(Mode::Reference, "configmaps"));
+    let Some(Data::Json(data)) = e.data() else {
+        panic!()
+    };
+    assert_eq!(
+        data["name"], object["metadata"]["name"],
+        "data is not cleaned"
+    );
+}

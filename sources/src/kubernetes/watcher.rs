@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use serde_json::Value;
 use super::seen::{self, SeenState};
 use super::{ApiServerConfig, Change, EventContext, NamespaceScope, ResourceSelector, to_event};
 use crate::sink::Sink;
-use crate::state;
+use crate::state::{self, Loaded};
 
 /// Keeps an event (`true`) or drops it: the compiled `spec.filters`, supplied by the broker.
 pub type EventFilter = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
@@ -50,7 +50,7 @@ pub async fn run(
     filter: EventFilter,
     shutdown: impl Future<Output = ()>,
 ) {
-    let dir = state_dir.join(state::file_name(&config.namespace, &config.name, "d"));
+    let dir = state_dir.join(state_dir_name(&config));
     let mut tasks = tokio::task::JoinSet::new();
     for resource in config.resources.clone() {
         let w = ResourceWatch {
@@ -66,6 +66,11 @@ pub async fn run(
     }
     shutdown.await;
     tasks.shutdown().await;
+}
+
+/// The directory of one ApiServerSource's state under the sources' `apiserver/` directory.
+pub fn state_dir_name(config: &ApiServerConfig) -> String {
+    state::file_name(&config.namespace, &config.name, "d")
 }
 
 fn resource_file(r: &ResourceSelector) -> String {
@@ -109,13 +114,7 @@ impl ResourceWatch {
             plural: ar.plural.clone(),
             mode: self.config.mode,
         };
-        let mut state = match state::load::<SeenState>(&self.path) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "apiserver source state unreadable, relisting fresh");
-                None
-            }
-        };
+        let mut state = self.load().await;
         if let Some(s) = &mut state
             && !s.pending.is_empty()
         {
@@ -123,7 +122,7 @@ impl ResourceWatch {
             // (same ids) before anything newer.
             tracing::info!(kind = %self.resource.kind, changes = s.pending.len(), "re-sending changes pending at the last stop");
             self.send_pending(s, &ctx).await;
-            self.persist(s);
+            self.persist(s).await;
         }
         loop {
             let namespaces = self.namespaces().await;
@@ -141,7 +140,7 @@ impl ResourceWatch {
                 None => {
                     let mut s = SeenState::default();
                     s.replace(&listed, self.config.mode);
-                    self.persist(&s);
+                    self.persist(&s).await;
                     state = Some(s);
                 }
                 // A restart or a `410 Gone`: the missed changes are one batch.
@@ -150,7 +149,7 @@ impl ResourceWatch {
                     let missed = s.pending.len();
                     self.send_batch(s, &ctx).await;
                     if missed > 0 {
-                        self.persist(s);
+                        self.persist(s).await;
                     }
                 }
             }
@@ -181,7 +180,7 @@ impl ResourceWatch {
                 Ok(s) => s,
                 Err(kube::Error::Api(status)) if status.code == 410 => return Relist::Gone,
                 Err(e) => {
-                    tracing::warn!(error = %e, kind = %self.resource.kind, "watch failed");
+                    tracing::warn!(error = ?e.to_string(), kind = %self.resource.kind, "watch failed");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
@@ -200,7 +199,7 @@ impl ResourceWatch {
                             continue;
                         }
                         if std::mem::take(&mut unconfirmed) {
-                            self.persist(state);
+                            self.persist(state).await;
                         }
                         stream.next().await
                     }
@@ -218,11 +217,11 @@ impl ResourceWatch {
                         break Some(Relist::Gone);
                     }
                     Some(Ok(WatchEvent::Error(status))) => {
-                        tracing::warn!(code = status.code, message = %status.message, "watch error");
+                        tracing::warn!(code = status.code, message = ?status.message, kind = %self.resource.kind, "watch error");
                         break None;
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "watch stream broke");
+                        tracing::warn!(error = ?e.to_string(), kind = %self.resource.kind, "watch stream broke");
                         break None;
                     }
                 };
@@ -259,7 +258,7 @@ impl ResourceWatch {
                 unconfirmed = true;
             }
             if std::mem::take(&mut unconfirmed) {
-                self.persist(state);
+                self.persist(state).await;
             }
             if let Some(relist) = end {
                 return relist;
@@ -292,12 +291,12 @@ impl ResourceWatch {
             match self.sink.send(vec![event.clone()]).await {
                 Ok(()) => return,
                 Err(e) if e.is_retryable() => {
-                    tracing::warn!(error = %e, "apiserver event not accepted, retrying");
+                    tracing::warn!(error = ?e.to_string(), kind = %self.resource.kind, "apiserver event not accepted, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, reason = e.reason(), "apiserver event rejected");
+                    tracing::error!(error = ?e.to_string(), reason = e.reason(), kind = %self.resource.kind, "apiserver event rejected");
                     return;
                 }
             }
@@ -309,7 +308,7 @@ impl ResourceWatch {
     /// rather than that.
     async fn persist_pending(&self, state: &SeenState) {
         let mut backoff = Duration::from_millis(200);
-        while let Err(e) = state::store(&self.path, state) {
+        while let Err(e) = state::store(&self.path, state).await {
             tracing::warn!(error = %e, "apiserver source state not persisted, retrying before sending");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -318,9 +317,42 @@ impl ResourceWatch {
 
     /// Writes the state; a failure only leaves the last journal on disk, to be re-sent after a
     /// restart (duplicates, never losses).
-    fn persist(&self, state: &SeenState) {
-        if let Err(e) = state::store(&self.path, state) {
+    async fn persist(&self, state: &SeenState) {
+        if let Err(e) = state::store(&self.path, state).await {
             tracing::warn!(error = %e, "apiserver source state not persisted");
+        }
+    }
+
+    /// The state as last written, read on the blocking pool; `None` is a first start.
+    ///
+    /// A corrupt file (a flipped bit, a copy cut short) is moved aside to `{name}.corrupt` and
+    /// the watcher starts as on a first start: it records the current list and emits nothing
+    /// for it. What cannot be known any more is lost, loudly: the changes made while Herald was
+    /// down and the changes journalled as pending. A file that cannot be read (I/O error,
+    /// permissions) may be intact: the read is retried with backoff rather than replaced.
+    async fn load(&self) -> Option<SeenState> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match state::load_or_quarantine::<SeenState>(&self.path).await {
+                Ok(Loaded::Found(s)) => return Some(s),
+                Ok(Loaded::Missing) => return None,
+                Ok(Loaded::Quarantined { error, moved_to }) => {
+                    tracing::error!(
+                        source = %format_args!("{}/{}", self.config.namespace, self.config.name),
+                        kind = %self.resource.kind,
+                        path = %self.path.display(),
+                        moved_to = %moved_to.display(),
+                        error = %error,
+                        "apiserver source state corrupt: moved aside; starting as a first start (changes made while down and pending changes are not emitted)"
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "apiserver source state unreadable, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
         }
     }
 
@@ -392,15 +424,10 @@ where
         match op().await {
             Ok(v) => return v,
             Err(e) => {
-                tracing::warn!(error = %e, what, "kubernetes request failed, retrying");
+                tracing::warn!(error = ?e.to_string(), what, "kubernetes request failed, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }
-}
-
-/// The state directory of one ApiServerSource, for cleanup when it is removed.
-pub fn state_dir_of(state_dir: &Path, config: &ApiServerConfig) -> PathBuf {
-    state_dir.join(state::file_name(&config.namespace, &config.name, "d"))
 }

@@ -33,10 +33,11 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
         rest = &rest[unit..];
         total += value * scale;
     }
-    if total <= 0.0 || !total.is_finite() {
+    if total <= 0.0 || total.is_nan() {
         return Err(err("must be positive"));
     }
-    Ok(Duration::from_secs_f64(total))
+    // Fallible: `from_secs_f64` panics on values beyond `Duration::MAX` (`@every 1e30h`).
+    Duration::try_from_secs_f64(total).map_err(|_| err("out of range"))
 }
 
 /// Parses the subset of ISO-8601 durations that Knative accepts: days, hours, minutes and
@@ -84,6 +85,36 @@ pub fn parse_iso8601(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod iso8601_tests {
     use super::*;
+
+    #[test]
+    fn go_durations_parse_and_absurd_ones_are_errors_not_panics() {
+        assert_eq!(
+            parse_go_duration("1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        let huge = format!("1{}h", "0".repeat(30));
+        let endless = format!("1{}h", "0".repeat(400));
+        for bad in [
+            "1e30h",
+            huge.as_str(),
+            endless.as_str(),
+            "0s",
+            "",
+            "5",
+            "1x",
+        ] {
+            assert!(parse_go_duration(bad).is_err(), "{bad} parsed");
+        }
+        assert!(
+            parse_go_duration(&huge)
+                .unwrap_err()
+                .contains("out of range")
+        );
+    }
 
     #[test]
     fn knative_examples_parse() {

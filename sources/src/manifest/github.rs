@@ -49,6 +49,13 @@ pub struct SecretValueFromSource {
 
 impl GitHubSourceSpec {
     /// Reads the webhook secret from `{secrets_dir}/{name}/{key}`, the way Kubernetes mounts it.
+    ///
+    /// Blocking (one small file read): call it where configuration is loaded, before serving,
+    /// or on the blocking pool; never from a task on an async worker.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "configuration loading: runs before serving, on the loading thread, not in a task"
+    )]
     pub fn compile(
         &self,
         meta: &SourceMeta,

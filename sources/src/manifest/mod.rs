@@ -105,6 +105,13 @@ pub struct CloudEventOverrides {
     pub extensions: BTreeMap<String, String>,
 }
 
+/// The most `ceOverrides` extensions a source may set: with a source's own (at most 9) they
+/// stay well under ingress's default cap of 64 extensions.
+pub const MAX_OVERRIDES: usize = 32;
+/// The most bytes of `ceOverrides` names and values: with the at most ~12 KiB a source derives
+/// from its input (see [`crate::attribute`]) they stay under ingress's default 16 KiB.
+pub const MAX_OVERRIDES_BYTES: usize = 4096;
+
 /// Checked `ceOverrides` extensions, applied last by every source's `to_event`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides(pub Vec<(String, String)>);
@@ -119,7 +126,24 @@ impl Overrides {
                     "extension names are lowercase letters and digits",
                 ));
             }
+            if crate::attribute::has_control(value) {
+                return Err(ManifestError::new(
+                    format!("spec.ceOverrides.extensions.{name}"),
+                    "control characters are not allowed in CloudEvents attributes",
+                ));
+            }
             out.push((name.clone(), value.clone()));
+        }
+        let size: usize = out.iter().map(|(n, v)| n.len() + v.len()).sum();
+        if out.len() > MAX_OVERRIDES || size > MAX_OVERRIDES_BYTES {
+            return Err(ManifestError::new(
+                "spec.ceOverrides.extensions",
+                format!(
+                    "{} extensions of {size} bytes; at most {MAX_OVERRIDES} of {MAX_OVERRIDES_BYTES} \
+                     bytes in total, so that every event stays under ingress's attribute caps",
+                    out.len()
+                ),
+            ));
         }
         Ok(Self(out))
     }
@@ -164,4 +188,5 @@ fn annotation_bool(meta: &SourceMeta, key: &str) -> Result<bool, ManifestError> 
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests write secret files directly")]
 mod tests;

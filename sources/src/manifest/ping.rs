@@ -47,7 +47,21 @@ impl PingSourceSpec {
             (None, None) => None,
         };
         let content_type = self.content_type.clone().filter(|c| !c.is_empty());
-        if content_type.as_ref().is_some_and(|ct| !ct.contains('/')) {
+        if content_type
+            .as_ref()
+            .is_some_and(|ct| crate::attribute::has_control(ct))
+        {
+            return Err(ManifestError::new(
+                "spec.contentType",
+                "control characters are not allowed in CloudEvents attributes",
+            ));
+        }
+        // `type/subtype` with optional parameters, as ingress checks it.
+        let media_type = |ct: &str| {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            matches!(essence.split('/').collect::<Vec<_>>()[..], [t, s] if !t.is_empty() && !s.is_empty())
+        };
+        if content_type.as_ref().is_some_and(|ct| !media_type(ct)) {
             return Err(ManifestError::new("spec.contentType", "not a media type"));
         }
         Ok(PingConfig {

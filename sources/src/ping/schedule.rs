@@ -91,7 +91,12 @@ impl Schedule {
                 .map(|t| t.with_timezone(&Utc)),
             Schedule::Every(period) => {
                 let p = i64::try_from(period.as_millis()).ok()?;
-                let next = (after.timestamp_millis().div_euclid(p) + 1) * p;
+                // Checked: a period near `i64::MAX` ms has no next time, it must not overflow.
+                let next = after
+                    .timestamp_millis()
+                    .div_euclid(p)
+                    .checked_add(1)?
+                    .checked_mul(p)?;
                 Utc.timestamp_millis_opt(next).single()
             }
         }
@@ -158,6 +163,12 @@ mod tests {
             hourly.next_after(utc("2024-03-01T10:02:00Z")),
             Some(utc("2024-03-01T11:00:00Z"))
         );
+        let far = Schedule::parse("@every 2562047788h", None).unwrap();
+        assert_eq!(
+            far.next_after(utc("2024-03-01T10:02:00Z")),
+            None,
+            "no overflow"
+        );
         let every = Schedule::parse("@every 1h30m", None).unwrap();
         let next = every.next_after(utc("2024-03-01T10:02:00Z")).unwrap();
         assert_eq!(next.timestamp() % 5400, 0, "epoch-aligned");
@@ -171,6 +182,12 @@ mod tests {
             ("0 * * * * *", None, "spec.schedule"),
             ("61 * * * *", None, "spec.schedule"),
             ("@every 0s", None, "spec.schedule"),
+            ("@every 1e30h", None, "spec.schedule"),
+            (
+                "@every 1000000000000000000000000000000h",
+                None,
+                "spec.schedule",
+            ),
             ("* * * * *", Some("Mars/Olympus"), "spec.timezone"),
             ("CRON_TZ=Nowhere * * * * *", None, "spec.schedule"),
             ("CRON_TZ=UTC * * * * *", Some("UTC"), "spec.timezone"),

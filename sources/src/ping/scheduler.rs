@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::PingConfig;
 use crate::sink::Sink;
-use crate::state;
+use crate::state::{self, Loaded};
 
 /// Where "now" comes from. `Monotonic` follows tokio's clock from a fixed wall-clock start, so
 /// tests under `tokio::time::pause()` control it; production uses `System`.
@@ -87,16 +87,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let path = state_path(&state_dir, &config);
-    let mut last = match state::load::<PingState>(&path) {
-        Ok(s) => s.and_then(|s| s.last_scheduled),
-        Err(e) => {
-            // A corrupt file must not stop the schedule: start fresh, which emits nothing twice
-            // except possibly the one catch-up tick.
-            tracing::warn!(error = %e, "ping state unreadable, starting without it");
-            None
-        }
-    };
     tokio::pin!(shutdown);
+    let mut last = tokio::select! {
+        () = &mut shutdown => return,
+        last = load_progress(&path, &config) => last,
+    };
 
     let now = clock.now();
     let mut cursor = now;
@@ -137,16 +132,46 @@ pub async fn run(
         };
         if let PingOutcome::Emitted { .. } = outcome {
             last = Some(next);
-            if let Err(e) = state::store(
-                &path,
-                &PingState {
-                    last_scheduled: last,
-                },
-            ) {
-                tracing::warn!(error = %e, "ping progress not persisted");
+            let progress = PingState {
+                last_scheduled: last,
+            };
+            // A failed write only risks re-sending this time after a restart (same id).
+            if let Err(e) = state::store(&path, &progress).await {
+                tracing::warn!(source = %config.source(), error = %e, "ping progress not persisted");
             }
         }
         on_outcome(outcome);
+    }
+}
+
+/// The last emitted scheduled time, read on the blocking pool.
+///
+/// A corrupt file (a flipped bit, a copy cut short) is moved aside to `{name}.corrupt` and the
+/// schedule starts as on a first start: it emits no past time, so nothing is emitted twice; at
+/// most the one catch-up tick of a restart is not emitted. A file that cannot be read (I/O
+/// error, permissions) may be intact: the read is retried with backoff rather than replaced.
+async fn load_progress(path: &Path, config: &PingConfig) -> Option<DateTime<Utc>> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match state::load_or_quarantine::<PingState>(path).await {
+            Ok(Loaded::Found(s)) => return s.last_scheduled,
+            Ok(Loaded::Missing) => return None,
+            Ok(Loaded::Quarantined { error, moved_to }) => {
+                tracing::error!(
+                    source = %config.source(),
+                    path = %path.display(),
+                    moved_to = %moved_to.display(),
+                    error = %error,
+                    "ping progress corrupt: moved aside; starting as a first start (no past time is emitted, a missed tick is lost)"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(source = %config.source(), error = %e, retry_in = ?backoff, "ping progress unreadable, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
     }
 }
 
@@ -168,7 +193,7 @@ async fn send_until(
                 let reason = e.reason();
                 let give_up =
                     !e.is_retryable() || deadline.is_some_and(|d| clock.now() + backoff >= d);
-                tracing::warn!(error = %e, %scheduled, give_up, "ping event not accepted");
+                tracing::warn!(source = %config.source(), error = ?e.to_string(), %scheduled, give_up, "ping event not accepted");
                 if give_up {
                     return PingOutcome::SinkFailed { scheduled, reason };
                 }

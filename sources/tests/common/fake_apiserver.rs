@@ -21,6 +21,9 @@ struct Inner {
     log: Vec<(u64, String, Value)>,
     compacted: u64,
     watches_refused: bool,
+    /// Watch requests answered with a stream, and refused with `503`.
+    watches_opened: usize,
+    watches_turned_away: usize,
 }
 
 #[derive(Clone)]
@@ -104,6 +107,16 @@ impl FakeApiServer {
         self.events.receiver_count()
     }
 
+    /// How many watch requests got a stream so far (each already receives live changes).
+    pub fn watches_opened(&self) -> usize {
+        self.inner.lock().unwrap().watches_opened
+    }
+
+    /// How many watch requests were refused with `503` so far.
+    pub fn watches_turned_away(&self) -> usize {
+        self.inner.lock().unwrap().watches_turned_away
+    }
+
     /// Ends every open watch stream, as the API server does on timeouts and restarts.
     pub fn close_watches(&self) {
         let _ = self.events.send(None);
@@ -142,7 +155,7 @@ async fn list_or_watch(
     State(server): State<FakeApiServer>,
     Query(q): Query<HashMap<String, String>>,
 ) -> axum::response::Response {
-    let inner = server.inner.lock().unwrap();
+    let mut inner = server.inner.lock().unwrap();
     if q.get("watch").map(String::as_str) != Some("true") {
         // Real list items carry no apiVersion/kind; the list does.
         let items: Vec<Value> = inner
@@ -155,6 +168,7 @@ async fn list_or_watch(
         return axum::Json(body).into_response_body();
     }
     if inner.watches_refused {
+        inner.watches_turned_away += 1;
         let mut response = axum::response::Response::new(Body::from("unavailable"));
         *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
         return response;
@@ -175,6 +189,7 @@ async fn list_or_watch(
         .map(|(_, k, o)| line(k, o))
         .collect();
     let live = server.events.subscribe();
+    inner.watches_opened += 1;
     drop(inner);
     let replay = futures_util::stream::iter(replay.into_iter().map(Ok::<_, std::io::Error>));
     let live = futures_util::stream::unfold(live, |mut rx| async move {
