@@ -2,7 +2,8 @@
 //!
 //! The task polls the consumer all the time, so the group's rebalances are served at once even
 //! while the broker's dispatcher, its window full, asks for nothing (librdkafka serves
-//! rebalances only while the consumer is polled). Records become deliveries in a bounded
+//! rebalances only while the consumer is polled). It runs on a thread of its own, since the
+//! rebalance callbacks block on requests to the brokers (`rebalance`). Records become deliveries in a bounded
 //! channel; when it is full the task pauses the assigned partitions and keeps what librdkafka
 //! had fetched already in order, resuming once the channel has room again.
 //!
@@ -76,7 +77,22 @@ impl KafkaSubscription {
             label: label.clone(),
             _closer: closer,
         };
-        tokio::spawn(poller.run(tx));
+        // librdkafka runs the rebalance callbacks on the thread that polls, and they block
+        // (committed offsets, end offsets, a synchronous commit; up to `request_timeout` each):
+        // the poll loop gets a thread and a single-threaded runtime of its own instead of a
+        // runtime worker. If it dies, `tx` is dropped and `next` answers `Closed`.
+        std::thread::Builder::new()
+            .name("herald-kafka-poll".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(poller.run(tx)),
+                    Err(e) => tracing::error!(error = %e, "no runtime for a kafka poll thread"),
+                }
+            })
+            .map_err(|e| BusError::unavailable(format!("no poll thread for {group}: {e}")))?;
         let limit = config.request_timeout * 3;
         tokio::time::timeout(limit, assigned.wait_for(|n| *n > 0))
             .await
@@ -96,7 +112,7 @@ impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
         match self.rx.recv().await {
             Some(result) => result,
-            // The poll task ended: it panicked or the runtime is shutting down.
+            // The poll task ended: it panicked or its thread could not run it.
             None => Err(BusError::Closed {
                 reason: format!("consumer task of {} ended", self.label),
             }),
