@@ -1,10 +1,13 @@
-//! The one binary encoding of a CloudEvent for buses that store bytes (embedded, memory).
+//! The one binary encoding of a CloudEvent for the embedded log (the memory bus stores `Event`
+//! values and needs no encoding).
 //!
 //! Layout (all integers little-endian, strings length-prefixed with u32):
 //! `version u8 | specversion u8 | id | source | type | flags u8 | [datacontenttype] |
 //! [dataschema] | [subject] | [time: i64 seconds, u32 nanos] | extension count u16 |
 //! (name, tag u8, value)* | data tag u8 | [data bytes]`.
 //! It is private to Herald's storage; wire formats (HTTP, Kafka, NATS) have their own mappings.
+//! A record is delimited by its container (the embedded frame gives every event its length), so
+//! [`decode`] takes exactly one record and rejects bytes after it.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
@@ -23,15 +26,50 @@ const HAS_TIME: u8 = 8;
 #[error("undecodable event record: {0}")]
 pub struct DecodeError(&'static str);
 
-pub fn encode(event: &Event, out: &mut BytesMut) {
+/// An event the layout cannot represent; nothing of it must be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{field} of {len} bytes exceeds the record limit of {limit} bytes")]
+    TooLong {
+        field: &'static str,
+        len: u64,
+        limit: u64,
+    },
+    #[error("{count} extensions exceed the record limit of {limit}")]
+    TooManyExtensions { count: usize, limit: usize },
+    #[error("JSON data does not serialize: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<EncodeError> for crate::BusError {
+    fn from(error: EncodeError) -> Self {
+        match error {
+            EncodeError::TooLong { len, limit, .. } => {
+                crate::BusError::TooLarge { size: len, limit }
+            }
+            other => crate::BusError::Rejected {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Appends the record of `event` to `out`. On error `out` may hold part of a record: the caller
+/// discards it.
+pub fn encode(event: &Event, out: &mut BytesMut) -> Result<(), EncodeError> {
+    let count = event.iter_extensions().count();
+    let count = u16::try_from(count).map_err(|_| EncodeError::TooManyExtensions {
+        count,
+        limit: u16::MAX as usize,
+    })?;
     out.put_u8(FORMAT_VERSION);
     out.put_u8(match event.specversion() {
         SpecVersion::V03 => 3,
         SpecVersion::V10 => 10,
     });
-    put_str(out, event.id());
-    put_str(out, event.source());
-    put_str(out, event.ty());
+    put_str(out, "id", event.id())?;
+    put_str(out, "source", event.source())?;
+    put_str(out, "type", event.ty())?;
     let mut flags = 0;
     if event.datacontenttype().is_some() {
         flags |= HAS_CONTENT_TYPE;
@@ -47,26 +85,25 @@ pub fn encode(event: &Event, out: &mut BytesMut) {
     }
     out.put_u8(flags);
     if let Some(ct) = event.datacontenttype() {
-        put_str(out, ct);
+        put_str(out, "datacontenttype", ct)?;
     }
     if let Some(schema) = event.dataschema() {
-        put_str(out, schema.as_str());
+        put_str(out, "dataschema", schema.as_str())?;
     }
     if let Some(subject) = event.subject() {
-        put_str(out, subject);
+        put_str(out, "subject", subject)?;
     }
     if let Some(time) = event.time() {
         out.put_i64_le(time.timestamp());
         out.put_u32_le(time.timestamp_subsec_nanos());
     }
-    let count = event.iter_extensions().count();
-    out.put_u16_le(count as u16);
+    out.put_u16_le(count);
     for (name, value) in event.iter_extensions() {
-        put_str(out, name);
+        put_str(out, "extension name", name)?;
         match value {
             ExtensionValue::String(s) => {
                 out.put_u8(0);
-                put_str(out, s);
+                put_str(out, "extension value", s)?;
             }
             ExtensionValue::Boolean(b) => {
                 out.put_u8(1);
@@ -82,24 +119,25 @@ pub fn encode(event: &Event, out: &mut BytesMut) {
         None => out.put_u8(0),
         Some(Data::Binary(bytes)) => {
             out.put_u8(1);
-            put_bytes(out, bytes);
+            put_bytes(out, "data", bytes)?;
         }
         Some(Data::String(s)) => {
             out.put_u8(2);
-            put_str(out, s);
+            put_str(out, "data", s)?;
         }
         Some(Data::Json(value)) => {
             out.put_u8(3);
-            let text = serde_json::to_vec(value).expect("a JSON value always serializes");
-            put_bytes(out, &text);
+            let text = serde_json::to_vec(value)?;
+            put_bytes(out, "data", &text)?;
         }
     }
+    Ok(())
 }
 
-pub fn encode_to_bytes(event: &Event) -> Bytes {
+pub fn encode_to_bytes(event: &Event) -> Result<Bytes, EncodeError> {
     let mut out = BytesMut::with_capacity(256);
-    encode(event, &mut out);
-    out.freeze()
+    encode(event, &mut out)?;
+    Ok(out.freeze())
 }
 
 pub fn decode(mut buf: &[u8]) -> Result<Event, DecodeError> {
@@ -176,16 +214,25 @@ pub fn decode(mut buf: &[u8]) -> Result<Event, DecodeError> {
         }
         _ => return Err(DecodeError("unknown data tag")),
     }
+    if !buf.is_empty() {
+        return Err(DecodeError("trailing bytes after the record"));
+    }
     Ok(event)
 }
 
-fn put_str(out: &mut BytesMut, s: &str) {
-    put_bytes(out, s.as_bytes());
+fn put_str(out: &mut BytesMut, field: &'static str, s: &str) -> Result<(), EncodeError> {
+    put_bytes(out, field, s.as_bytes())
 }
 
-fn put_bytes(out: &mut BytesMut, b: &[u8]) {
-    out.put_u32_le(b.len() as u32);
+fn put_bytes(out: &mut BytesMut, field: &'static str, b: &[u8]) -> Result<(), EncodeError> {
+    let len = u32::try_from(b.len()).map_err(|_| EncodeError::TooLong {
+        field,
+        len: b.len() as u64,
+        limit: u32::MAX as u64,
+    })?;
+    out.put_u32_le(len);
     out.put_slice(b);
+    Ok(())
 }
 
 fn need(buf: &[u8], n: usize) -> Result<(), DecodeError> {
@@ -238,10 +285,10 @@ mod tests {
             .extension("name", "x")
             .build()
             .unwrap();
-        let decoded = decode(&encode_to_bytes(&event)).unwrap();
+        let decoded = decode(&encode_to_bytes(&event).unwrap()).unwrap();
         assert_eq!(decoded, event);
         event.set_data("application/octet-stream", vec![0u8, 159, 146, 150]);
-        assert_eq!(decode(&encode_to_bytes(&event)).unwrap(), event);
+        assert_eq!(decode(&encode_to_bytes(&event).unwrap()).unwrap(), event);
     }
 
     #[test]
@@ -252,19 +299,44 @@ mod tests {
             .ty("t")
             .build()
             .unwrap();
-        let decoded = decode(&encode_to_bytes(&event)).unwrap();
+        let decoded = decode(&encode_to_bytes(&event).unwrap()).unwrap();
         assert_eq!(decoded.time(), None);
         assert_eq!(decoded, event);
     }
 
     #[test]
     fn truncated_record_is_an_error_not_a_panic() {
-        let bytes = encode_to_bytes(&Event::default());
+        let bytes = encode_to_bytes(&Event::default()).unwrap();
         for len in 0..bytes.len() {
             assert!(
                 decode(&bytes[..len]).is_err(),
                 "prefix of {len} bytes decoded"
             );
         }
+    }
+
+    #[test]
+    fn more_extensions_than_the_count_field_holds_are_refused() {
+        let mut event = Event::default();
+        for i in 0..=u16::MAX as usize {
+            event.set_extension(&format!("e{i}"), "v");
+        }
+        let mut out = BytesMut::new();
+        let error = encode(&event, &mut out).unwrap_err();
+        assert!(
+            matches!(error, EncodeError::TooManyExtensions { count: 65536, .. }),
+            "{error}"
+        );
+        assert!(matches!(
+            crate::BusError::from(error),
+            crate::BusError::Rejected { .. }
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = encode_to_bytes(&Event::default()).unwrap().to_vec();
+        bytes.push(0);
+        assert!(decode(&bytes).is_err());
     }
 }

@@ -27,6 +27,31 @@ pub enum HintError {
     Json(#[from] serde_json::Error),
 }
 
+/// An extension name that a binary-mode binding cannot carry back unchanged: decoders lowercase
+/// header names, the extension-types hint separates with `,` and `=`, and header syntax forbids
+/// much else. The CloudEvents spec allows lower-case ASCII letters and digits only.
+#[derive(Debug, thiserror::Error)]
+#[error("extension name {name:?} is not lower-case ASCII letters and digits")]
+pub struct BadExtensionName {
+    pub name: String,
+}
+
+/// Refuses an event whose extension names a binary-mode binding cannot represent.
+pub fn check_extension_names(event: &Event) -> Result<(), BadExtensionName> {
+    for (name, _) in event.iter_extensions() {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid {
+            return Err(BadExtensionName {
+                name: name.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The data-kind hint of an event's data.
 pub fn data_kind(data: Option<&Data>) -> &'static str {
     match data {

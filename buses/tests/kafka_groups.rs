@@ -66,12 +66,53 @@ fn reader(
     (task, rx)
 }
 
+/// Ids from here on are probes, not counted by the tests.
+const PROBE: u32 = 1_000_000;
+
+/// What `rx` received so far, probes left out.
 fn drain(rx: &mut mpsc::UnboundedReceiver<(u32, bool)>) -> Vec<(u32, bool)> {
     let mut out = Vec::new();
     while let Ok(item) = rx.try_recv() {
-        out.push(item);
+        if item.0 < PROBE {
+            out.push(item);
+        }
     }
     out
+}
+
+/// Publishes probes (keyed, so they spread over the partitions) until b received one and a
+/// received one after that: b holds partitions only once the rebalance its joining started is
+/// complete, so from then on the assignment is the final one.
+async fn wait_until_both_hold_partitions(
+    bus: &KafkaBus,
+    rx_a: &mut mpsc::UnboundedReceiver<(u32, bool)>,
+    rx_b: &mut mpsc::UnboundedReceiver<(u32, bool)>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut b_has, mut a_has) = (false, false);
+    let mut probe = PROBE;
+    while !(a_has && b_has) {
+        assert!(
+            Instant::now() < deadline,
+            "the group never split (a: {a_has}, b: {b_has})"
+        );
+        publish(bus, probe..probe + 8).await;
+        probe += 8;
+        // Waits for the probes with a deadline rather than a fixed pause.
+        let _ = timeout(Duration::from_millis(500), async {
+            loop {
+                tokio::select! {
+                    Some(_) = rx_b.recv() => b_has = true,
+                    Some(_) = rx_a.recv() => a_has |= b_has,
+                    else => break,
+                }
+                if a_has && b_has {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 async fn publish(bus: &KafkaBus, range: std::ops::Range<u32>) {
@@ -94,8 +135,8 @@ async fn two_replicas_in_one_group_split_the_partitions_and_each_event_goes_to_o
         |_| true,
         stop.clone(),
     );
-    // b's joining rebalanced the group; give a's side of it a moment to settle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // b's joining rebalanced the group: wait until it is done.
+    wait_until_both_hold_partitions(&a, &mut rx_a, &mut rx_b).await;
     publish(&a, 0..200).await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -142,7 +183,7 @@ async fn a_replica_going_away_hands_every_unacknowledged_event_to_the_other() {
         |n| n % 2 == 0,
         stop_b.clone(),
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until_both_hold_partitions(&a, &mut rx_a, &mut rx_b).await;
     publish(&a, 0..200).await;
 
     let mut acked = HashSet::new();

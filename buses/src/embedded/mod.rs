@@ -289,9 +289,15 @@ impl Bus for EmbeddedBus {
         // Encode on the caller's task: the work spreads over the runtime's threads and the
         // writer thread only copies and syncs.
         let mut frame = bytes::BytesMut::with_capacity(64 + events.len() * 1100);
+        let mut unencodable = None;
         segment::put_frame(&mut frame, events.len(), |i, out| {
-            codec::encode(&events[i], out)
+            if let Err(error) = codec::encode(&events[i], out) {
+                unencodable.get_or_insert(error);
+            }
         });
+        if let Some(error) = unencodable {
+            return Err(error.into());
+        }
         let size = frame.len() as u64;
         let max = self.inner.config.max_pending_bytes;
         if size > max || size > u32::MAX as u64 {

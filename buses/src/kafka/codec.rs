@@ -17,11 +17,11 @@
 //!   a value is binary data);
 //! - `herald-ext-types`: `name=integer,name=boolean` for extensions that are not strings.
 
-use crate::type_hints::{self, BinaryMessage, ContentTypeSource, HintError};
+use crate::type_hints::{self, BadExtensionName, BinaryMessage, ContentTypeSource, HintError};
 use cloudevents::Event;
 use cloudevents::event::Data;
 use cloudevents::message::{BinaryDeserializer, Error as MessageError};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 
 const CE_PREFIX: &str = "ce_";
 const CONTENT_TYPE: &str = "content-type";
@@ -44,10 +44,29 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("invalid binary-mode event: {0}")]
     Binary(#[from] MessageError),
-    #[error("header {name} is not UTF-8")]
+    #[error("header {name:?} is not UTF-8")]
     BadHeaderValue { name: String },
+    #[error("header name {name:?} starts like an attribute but is not UTF-8")]
+    BadHeaderName { name: String },
     #[error(transparent)]
     Hint(#[from] HintError),
+}
+
+/// Why an event cannot become a Kafka record.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error(transparent)]
+    ExtensionName(#[from] BadExtensionName),
+    #[error("JSON data does not serialize: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One header of a consumed record as the broker stored it: the key may be any bytes (librdkafka
+/// cuts it at a NUL), the value may be null.
+#[derive(Debug, Clone, Copy)]
+pub struct RawHeader<'a> {
+    pub key: &'a [u8],
+    pub value: Option<&'a [u8]>,
 }
 
 /// One event as a Kafka record, ready to produce.
@@ -75,6 +94,17 @@ impl Record {
         )
     }
 
+    /// The headers as a consumer sees them.
+    pub fn raw_headers(&self) -> Vec<RawHeader<'_>> {
+        self.headers
+            .iter()
+            .map(|(key, value)| RawHeader {
+                key: key.as_bytes(),
+                value: Some(value.as_bytes()),
+            })
+            .collect()
+    }
+
     /// An upper bound of the record's size as the producer counts it against
     /// `message.max.bytes`.
     pub fn wire_size(&self) -> usize {
@@ -89,8 +119,9 @@ impl Record {
     }
 }
 
-/// Encodes `event` in binary mode.
-pub fn encode(event: &Event) -> Record {
+/// Encodes `event` in binary mode; refuses extension names that headers cannot carry back.
+pub fn encode(event: &Event) -> Result<Record, EncodeError> {
+    type_hints::check_extension_names(event)?;
     let mut headers = Vec::with_capacity(12);
     for (name, value) in event.iter_attributes() {
         let value = value.to_string();
@@ -118,44 +149,53 @@ pub fn encode(event: &Event) -> Record {
         None => None,
         Some(Data::Binary(b)) => Some(b.clone()),
         Some(Data::String(s)) => Some(s.as_bytes().to_vec()),
-        Some(Data::Json(v)) => Some(serde_json::to_vec(v).expect("a JSON value serializes")),
+        Some(Data::Json(v)) => Some(serde_json::to_vec(v)?),
     };
-    Record {
+    Ok(Record {
         key,
         headers,
         value,
-    }
+    })
 }
 
 /// Decodes a Kafka record in either content mode. The record key is not consulted: the binding
-/// carries `partitionkey` as a header too.
-pub fn decode<H: Headers>(headers: Option<&H>, value: Option<&[u8]>) -> Result<Event, DecodeError> {
+/// carries `partitionkey` as a header too. Headers whose names are not UTF-8 and not the
+/// binding's are ignored, as other foreign headers are.
+pub fn decode(headers: &[RawHeader<'_>], value: Option<&[u8]>) -> Result<Event, DecodeError> {
     let mut attrs = Vec::new();
     let mut content_type = None;
     let mut kind = None;
     let mut types = None;
-    for header in headers.into_iter().flat_map(|h| h.iter()) {
-        let name = header.key;
-        let text = || {
+    for header in headers {
+        let text = |name: &str| {
             std::str::from_utf8(header.value.unwrap_or_default()).map_err(|_| {
                 DecodeError::BadHeaderValue {
                     name: name.to_owned(),
                 }
             })
         };
+        let is_attribute = header.key.len() > CE_PREFIX.len()
+            && header.key[..CE_PREFIX.len()].eq_ignore_ascii_case(CE_PREFIX.as_bytes());
+        let Ok(name) = std::str::from_utf8(header.key) else {
+            if is_attribute {
+                return Err(DecodeError::BadHeaderName {
+                    name: String::from_utf8_lossy(header.key).into_owned(),
+                });
+            }
+            continue;
+        };
         if name.eq_ignore_ascii_case(CONTENT_TYPE) {
-            content_type = Some(text()?.to_owned());
-        } else if name.len() > CE_PREFIX.len()
-            && name[..CE_PREFIX.len()].eq_ignore_ascii_case(CE_PREFIX)
-        {
+            content_type = Some(text(name)?.to_owned());
+        } else if is_attribute {
+            // The prefix is ASCII, so the rest starts on a character boundary.
             attrs.push((
                 name[CE_PREFIX.len()..].to_ascii_lowercase(),
-                text()?.to_owned(),
+                text(name)?.to_owned(),
             ));
         } else if name == DATA_KIND {
-            kind = Some(text()?.to_owned());
+            kind = Some(text(name)?.to_owned());
         } else if name == EXT_TYPES {
-            types = Some(text()?.to_owned());
+            types = Some(text(name)?.to_owned());
         }
     }
     if let Some(ct) = &content_type

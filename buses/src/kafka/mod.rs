@@ -41,12 +41,16 @@
 //! rest on ([`config::RESERVED`]) are refused.
 //!
 //! # Guarantees
-//! - `publish` checks every record's size against `max_message_bytes` first (too large:
-//!   [`BusError::Rejected`], nothing produced), produces the batch and returns only after the
-//!   delivery report of every record. A record not acknowledged by all in-sync replicas within
-//!   `publish_timeout` (broker down, slow, topic unavailable) fails the publish with a retryable
-//!   error. A failed batch may be partly stored; its retry stores those events again (Kafka has
-//!   no de-duplication across producer sessions without transactions): at-least-once.
+//! - `publish` encodes every event and checks every record's size against `max_message_bytes`
+//!   first (an extension name headers cannot carry: [`BusError::Rejected`]; too large:
+//!   [`BusError::TooLarge`], as is librdkafka's or the broker's `MESSAGE_TOO_LARGE`; nothing
+//!   produced), produces the batch and returns only after the delivery report of every record.
+//!   A record not acknowledged by all in-sync replicas within `publish_timeout` (broker down,
+//!   slow, topic unavailable) fails the publish with a retryable error; the whole call is
+//!   bounded by `publish_timeout + request_timeout`. A batch is not atomic: a failed batch may
+//!   leave any subset of its records stored (each partition keeps their order), and its retry
+//!   stores those again (Kafka has no de-duplication across producer sessions without
+//!   transactions): at-least-once.
 //! - A delivery's position is its offset in its partition; order holds within a partition.
 //! - Offsets are committed only up to the lowest offset still in flight per partition. A dropped
 //!   subscription closes its consumer (final commit, leave group) in the background;
@@ -239,17 +243,19 @@ impl KafkaBus {
     }
 
     async fn publish_all(&self, topic: &str, events: &[Event]) -> Result<(), BusError> {
-        let records: Vec<_> = events.iter().map(codec::encode).collect();
-        for (event, record) in events.iter().zip(&records) {
-            let size = record.wire_size();
-            if size > self.config.max_message_bytes {
-                return Err(BusError::Rejected {
-                    reason: format!(
-                        "event {} is {size} bytes as a kafka record, over message.max.bytes ({})",
-                        event.id(),
-                        self.config.max_message_bytes
-                    ),
-                });
+        let records = events
+            .iter()
+            .map(|event| {
+                codec::encode(event).map_err(|e| BusError::Rejected {
+                    reason: format!("event {:?} as a kafka record: {e}", event.id()),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let limit = self.config.max_message_bytes as u64;
+        for record in &records {
+            let size = record.wire_size() as u64;
+            if size > limit {
+                return Err(BusError::TooLarge { size, limit });
             }
         }
         self.ensure_topic(topic).await?;
@@ -265,13 +271,13 @@ impl KafkaBus {
             }
             match producer.send_result(future) {
                 Ok(delivery) => pending.push(delivery),
-                Err((e, _)) => return Err(self.produce_error(topic, &producer, e)),
+                Err((e, _)) => return Err(self.produce_error(topic, &producer, e, record)),
             }
         }
-        for delivery in pending {
+        for (delivery, record) in pending.into_iter().zip(&records) {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(self.produce_error(topic, &producer, e)),
+                Ok(Err((e, _))) => return Err(self.produce_error(topic, &producer, e, record)),
                 Err(_) => return Err(BusError::unavailable("kafka producer closed")),
             }
         }
@@ -284,6 +290,7 @@ impl KafkaBus {
         topic: &str,
         producer: &Arc<FutureProducer>,
         e: KafkaError,
+        record: &codec::Record,
     ) -> BusError {
         let reason = format!("publishing to {topic}: {e}");
         // Idempotence state the broker no longer accepts (tansu 0.6 answers PRODUCER_FENCED to
@@ -318,9 +325,13 @@ impl KafkaBus {
             return BusError::Unavailable { reason };
         }
         match e.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord) => {
-                BusError::Rejected { reason }
-            }
+            // The producer's own check, or a topic whose `max.message.bytes` is below ours (its
+            // limit is not known here: ours is reported).
+            Some(RDKafkaErrorCode::MessageSizeTooLarge) => BusError::TooLarge {
+                size: record.wire_size() as u64,
+                limit: self.config.max_message_bytes as u64,
+            },
+            Some(RDKafkaErrorCode::InvalidRecord) => BusError::Rejected { reason },
             Some(RDKafkaErrorCode::QueueFull) => BusError::Overloaded { reason },
             Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
                 // Deleted behind our back: create it again on the next publish.

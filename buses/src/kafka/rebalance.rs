@@ -6,6 +6,9 @@
 //! at the end). That end offset is committed at once, so that events published after
 //! `subscribe` returned are delivered even if this subscription goes away before acknowledging
 //! anything.
+//!
+//! The callbacks block on requests to the brokers; librdkafka runs them on the thread that polls
+//! the consumer, which is the subscription's own poll thread, never a runtime worker.
 
 use std::sync::Arc;
 use std::time::Duration;

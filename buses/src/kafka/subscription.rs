@@ -2,7 +2,8 @@
 //!
 //! The task polls the consumer all the time, so the group's rebalances are served at once even
 //! while the broker's dispatcher, its window full, asks for nothing (librdkafka serves
-//! rebalances only while the consumer is polled). Records become deliveries in a bounded
+//! rebalances only while the consumer is polled). It runs on a thread of its own, since the
+//! rebalance callbacks block on requests to the brokers (`rebalance`). Records become deliveries in a bounded
 //! channel; when it is full the task pauses the assigned partitions and keeps what librdkafka
 //! had fetched already in order, resuming once the channel has room again.
 //!
@@ -10,12 +11,13 @@
 //! (final commit of the stored offsets, group left).
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio::sync::{mpsc, watch};
 
 use super::cursor::{ConsumerSlot, Cursors, PartitionAcker, PartitionCursor};
@@ -75,7 +77,22 @@ impl KafkaSubscription {
             label: label.clone(),
             _closer: closer,
         };
-        tokio::spawn(poller.run(tx));
+        // librdkafka runs the rebalance callbacks on the thread that polls, and they block
+        // (committed offsets, end offsets, a synchronous commit; up to `request_timeout` each):
+        // the poll loop gets a thread and a single-threaded runtime of its own instead of a
+        // runtime worker. If it dies, `tx` is dropped and `next` answers `Closed`.
+        std::thread::Builder::new()
+            .name("herald-kafka-poll".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(poller.run(tx)),
+                    Err(e) => tracing::error!(error = %e, "no runtime for a kafka poll thread"),
+                }
+            })
+            .map_err(|e| BusError::unavailable(format!("no poll thread for {group}: {e}")))?;
         let limit = config.request_timeout * 3;
         tokio::time::timeout(limit, assigned.wait_for(|n| *n > 0))
             .await
@@ -95,10 +112,10 @@ impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
         match self.rx.recv().await {
             Some(result) => result,
-            None => Err(BusError::unavailable(format!(
-                "consumer of {} stopped",
-                self.label
-            ))),
+            // The poll task ended: it panicked or its thread could not run it.
+            None => Err(BusError::Closed {
+                reason: format!("consumer task of {} ended", self.label),
+            }),
         }
     }
 }
@@ -157,9 +174,7 @@ impl Poller {
             }
             tokio::select! {
                 received = consumer.recv() => {
-                    if let Some(item) = self.receive(received) {
-                        overflow.push_back(item);
-                    }
+                    overflow.push_back(self.receive(received));
                     if !overflow.is_empty() && tx.capacity() == 0 {
                         // Also after each rebalance, which assigns unpaused partitions.
                         self.set_paused(true);
@@ -189,19 +204,19 @@ impl Poller {
         }
     }
 
-    /// Turns a received record into a delivery; `None` for a record that is not a CloudEvent
-    /// (logged and passed over).
+    /// Turns a received record into a delivery, or into [`BusError::Corrupt`] for a record that
+    /// is not a CloudEvent (acknowledged at once).
     fn receive(
         &self,
         received: Result<BorrowedMessage<'_>, KafkaError>,
-    ) -> Option<Result<Delivery, BusError>> {
+    ) -> Result<Delivery, BusError> {
         let message = match received {
             Ok(message) => message,
             Err(e) => {
-                return Some(Err(BusError::unavailable(format!(
+                return Err(BusError::unavailable(format!(
                     "consuming {}: {e}",
                     self.label
-                ))));
+                )));
             }
         };
         let (partition, offset) = (message.partition(), message.offset());
@@ -220,20 +235,55 @@ impl Poller {
             })
             .clone();
         cursor.delivered(offset);
-        match codec::decode(message.headers(), message.payload()) {
-            Ok(event) => Some(Ok(Delivery::new(
+        match decode(&message) {
+            Ok(event) => Ok(Delivery::new(
                 event,
                 offset as u64,
                 Arc::new(PartitionAcker(cursor)),
-            ))),
-            Err(e) => {
-                tracing::error!(
-                    subscription = %self.label, partition, offset, error = %e,
-                    "record is not a CloudEvent; passed over"
-                );
+            )),
+            Err(reason) => {
+                // Skipped and acknowledged: it never comes back and never holds the commit
+                // point; the caller counts and logs it.
                 cursor.done(offset);
-                None
+                Err(BusError::Corrupt {
+                    position: offset as u64,
+                    reason: format!("partition {partition}: {reason}"),
+                })
             }
         }
     }
+}
+
+/// A header of a consumed record, copied.
+type OwnedHeader = (Vec<u8>, Option<Vec<u8>>);
+
+/// Decodes a consumed record; the error says why it is not a CloudEvent.
+///
+/// rdkafka's header accessor unwraps each header name as UTF-8, so a record with any other
+/// name (anyone can produce one) panics inside it. The workspace forbids the `unsafe` FFI that
+/// reads the name's bytes, so the panic is caught here and the record reported as corrupt (the
+/// panic hook still prints it). The decoder runs under the same guard: a panic in it or in the
+/// CloudEvents SDK must not kill the subscription, which would meet the record again forever.
+fn decode(message: &BorrowedMessage<'_>) -> Result<cloudevents::Event, String> {
+    let copied = catch_unwind(AssertUnwindSafe(|| {
+        message.headers().map_or_else(Vec::new, |headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.as_bytes().to_vec(), h.value.map(<[u8]>::to_vec)))
+                .collect::<Vec<OwnedHeader>>()
+        })
+    }))
+    .map_err(|_| "a header name is not UTF-8".to_owned())?;
+    let headers: Vec<_> = copied
+        .iter()
+        .map(|(key, value)| codec::RawHeader {
+            key,
+            value: value.as_deref(),
+        })
+        .collect();
+    catch_unwind(AssertUnwindSafe(|| {
+        codec::decode(&headers, message.payload())
+    }))
+    .map_err(|_| "the decoder panicked".to_owned())?
+    .map_err(|e| e.to_string())
 }

@@ -1,5 +1,7 @@
 //! A real Kafka-protocol broker for tests: `tansu` (a Kafka-compatible broker written in Rust)
-//! with in-memory storage, one per test, on a free loopback port, killed on drop.
+//! with in-memory storage, one per test, on a free loopback port, killed on drop. tansu must be
+//! told its advertised port up front, so it cannot bind port 0: a start that loses its port to
+//! another process (bind failure) is retried on another one.
 //!
 //! The binary is `$TANSU_BIN`, else `tansu` on `PATH`, else `~/.cargo/bin/tansu` (what
 //! `scripts/ensure-tansu` installs with `cargo install tansu --features dynostore`). When none
@@ -26,21 +28,28 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a broker with in-memory storage and waits until it accepts connections.
     pub fn start() -> Self {
+        const ATTEMPTS: usize = 5;
         let binary = binary();
-        let port = free_port();
-        let log = std::env::temp_dir().join(format!(
-            "herald-tansu-{}-{port}-{}.log",
-            std::process::id(),
-            unique()
-        ));
-        let mut broker = Tansu {
-            child: None,
-            port,
-            log,
-            binary,
-        };
-        broker.launch();
-        broker
+        for attempt in 1..=ATTEMPTS {
+            let port = free_port();
+            let log = std::env::temp_dir().join(format!(
+                "herald-tansu-{}-{port}-{}.log",
+                std::process::id(),
+                unique()
+            ));
+            let mut broker = Tansu {
+                child: None,
+                port,
+                log,
+                binary: binary.clone(),
+            };
+            match broker.launch() {
+                Ok(()) => return broker,
+                Err(log) if attempt < ATTEMPTS && lost_its_port(&log) => continue,
+                Err(log) => panic!("tansu did not start: {log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// `127.0.0.1:{port}`: the bootstrap servers.
@@ -88,7 +97,8 @@ impl Tansu {
         server_process::signal(self.pid(), signal);
     }
 
-    fn launch(&mut self) {
+    /// Starts the process and waits until it accepts connections; `Err(log)` if it exited.
+    fn launch(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(&self.log).expect("creating the broker's log");
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(&self.binary)
@@ -103,10 +113,10 @@ impl Tansu {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         for _ in 0..300 {
             if let Some(status) = self
@@ -114,10 +124,14 @@ impl Tansu {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("tansu exited with {status}: {}", self.log());
+                self.child = None;
+                return Err(format!("exited with {status}: {}", self.log()));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return;
+            // Whoever answers, the log must not say tansu lost the port to them.
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+                && !lost_its_port(&self.log())
+            {
+                return Ok(());
             }
             block_briefly(Duration::from_millis(50));
         }
@@ -131,6 +145,11 @@ impl Tansu {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Whether a failed start's log says the port was taken meanwhile.
+fn lost_its_port(log: &str) -> bool {
+    log.contains("Address already in use") || log.contains("AddrInUse")
 }
 
 impl Drop for Tansu {

@@ -20,6 +20,8 @@ use crate::Acknowledge;
 
 pub(super) const ACK: &[u8] = b"+ACK";
 pub(super) const NAK: &[u8] = b"-NAK";
+/// Never redeliver (a message that is not a CloudEvent).
+pub(super) const TERM: &[u8] = b"+TERM";
 const PROGRESS: &[u8] = b"+WPI";
 
 /// The ack channel and the registry of held deliveries, shared by a bus and all it handed out.

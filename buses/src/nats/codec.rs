@@ -15,7 +15,7 @@
 //!
 //! The message id used for JetStream de-duplication (`Nats-Msg-Id`) is [`message_id`].
 
-use crate::type_hints::{self, BinaryMessage, ContentTypeSource, HintError};
+use crate::type_hints::{self, BadExtensionName, BinaryMessage, ContentTypeSource, HintError};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use cloudevents::event::Data;
@@ -43,8 +43,20 @@ pub enum DecodeError {
     Hint(#[from] HintError),
 }
 
-/// Encodes `event` in binary mode: `ce-` headers and the data as payload.
-pub fn encode(event: &Event) -> (HeaderMap, Bytes) {
+/// Why an event cannot become a NATS message.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error(transparent)]
+    ExtensionName(#[from] BadExtensionName),
+    #[error("JSON data does not serialize: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Encodes `event` in binary mode: `ce-` headers and the data as payload. Refuses extension
+/// names that a header cannot carry back (header names are not escaped: a `:` or a line break
+/// in one would forge headers).
+pub fn encode(event: &Event) -> Result<(HeaderMap, Bytes), EncodeError> {
+    type_hints::check_extension_names(event)?;
     let mut headers = HeaderMap::new();
     for (name, value) in event.iter_attributes() {
         headers.insert(
@@ -65,10 +77,26 @@ pub fn encode(event: &Event) -> (HeaderMap, Bytes) {
         None => Bytes::new(),
         Some(Data::Binary(b)) => Bytes::copy_from_slice(b),
         Some(Data::String(s)) => Bytes::copy_from_slice(s.as_bytes()),
-        Some(Data::Json(v)) => Bytes::from(serde_json::to_vec(v).expect("a JSON value serializes")),
+        Some(Data::Json(v)) => Bytes::from(serde_json::to_vec(v)?),
     };
     headers.insert(DATA_KIND, type_hints::data_kind(event.data()));
-    (headers, payload)
+    Ok((headers, payload))
+}
+
+/// The size of a message as the server counts it against `max_payload`: the header block
+/// (`NATS/1.0`, one `name: value` line per value, a blank line) and the payload.
+pub fn wire_size(headers: &HeaderMap, payload: &[u8]) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values
+                .iter()
+                .map(|v| name.len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n".len() + lines + 2 + payload.len()
 }
 
 /// `Nats-Msg-Id` for `event`: its percent-encoded source and id joined by a space (neither
@@ -100,7 +128,12 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Event, Deco
     let mut attrs = Vec::new();
     for (name, values) in headers.iter() {
         let name: &str = name.as_ref();
-        if name.len() > CE_PREFIX.len() && name[..CE_PREFIX.len()].eq_ignore_ascii_case(CE_PREFIX) {
+        // `get`, not indexing: a name may have a multi-byte character across the prefix's end.
+        if name.len() > CE_PREFIX.len()
+            && name
+                .get(..CE_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(CE_PREFIX))
+        {
             let value = values.last().map(|v| v.as_str()).unwrap_or("");
             let value = pct_decode(&unquote(value)).ok_or_else(|| DecodeError::BadHeaderValue {
                 name: name.to_owned(),

@@ -6,7 +6,7 @@ use super::*;
 use crate::contract::fixtures;
 
 fn round_trip(event: &Event) -> Event {
-    let (headers, payload) = encode(event);
+    let (headers, payload) = encode(event).unwrap();
     decode(Some(&headers), &payload).expect("decodes")
 }
 
@@ -23,7 +23,7 @@ fn every_attribute_type_round_trips_in_binary_mode() {
 #[test]
 fn binary_mode_uses_ce_headers_with_canonical_strings() {
     let event = fixtures::rich_event();
-    let (headers, payload) = encode(&event);
+    let (headers, payload) = encode(&event).unwrap();
     assert_eq!(get(&headers, "ce-specversion"), "1.0");
     assert_eq!(get(&headers, "ce-id"), "rich-1");
     assert_eq!(get(&headers, "ce-source"), "https://example.com/source?x=1");
@@ -119,7 +119,7 @@ fn header_values_are_percent_encoded_as_the_binding_requires() {
         .subject("Euro \u{20AC} \u{1F600}")
         .build()
         .unwrap();
-    let (headers, _) = encode(&event);
+    let (headers, _) = encode(&event).unwrap();
     assert_eq!(
         get(&headers, "ce-subject"),
         "Euro%20%E2%82%AC%20%F0%9F%98%80"
@@ -206,4 +206,26 @@ fn message_ids_distinguish_source_and_id() {
         .unwrap();
     assert_ne!(message_id(&a), message_id(&b));
     assert_eq!(message_id(&a), "/a b%20c");
+}
+
+#[test]
+fn extension_names_a_header_cannot_carry_are_refused() {
+    for name in ["a:b", "a\r\nNats-Msg-Id", "Upper", "a,b"] {
+        let mut event = fixtures::rich_event();
+        event.set_extension(name, "v");
+        assert!(
+            matches!(encode(&event), Err(EncodeError::ExtensionName(_))),
+            "{name:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn wire_size_counts_the_header_block_and_the_payload() {
+    let mut headers = HeaderMap::new();
+    headers.insert("a", "bc");
+    assert_eq!(
+        wire_size(&headers, b"xyz"),
+        "NATS/1.0\r\na: bc\r\n\r\n".len() + 3
+    );
 }

