@@ -230,19 +230,6 @@ async fn after_close_publish_is_unavailable_and_subscribers_stop() {
 }
 
 #[tokio::test]
-async fn a_removed_group_no_longer_holds_back_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = EmbeddedBus::open(config(dir.path())).unwrap();
-    drop(bus.subscribe(TOPIC, "gone").await.unwrap());
-    publish_one_by_one(&bus, 30).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(segment_count(dir.path()) > 1);
-    assert!(bus.remove_group(TOPIC, "gone").await.unwrap());
-    assert!(!bus.remove_group(TOPIC, "gone").await.unwrap());
-    assert!(eventually(|| segment_count(dir.path()) == 1).await);
-}
-
-#[tokio::test]
 async fn retain_groups_removes_every_other_group_and_its_hold_on_retention() {
     let dir = tempfile::tempdir().unwrap();
     {
