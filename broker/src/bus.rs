@@ -45,26 +45,41 @@ impl FromStr for BusConfig {
     }
 }
 
-/// Opens the bus; network buses connect (bounded by their connect timeout). `retention`
-/// (`--retention-max-age`, `--retention-max-bytes`) is the embedded bus's; the other buses
-/// refuse it (their servers keep their own retention).
+/// Settings of the embedded bus beyond its directory (`--retention-max-age`,
+/// `--retention-max-bytes`, `--segment-bytes`); the other buses refuse them (their servers keep
+/// their own retention and files).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    pub retention: Retention,
+    /// `None`: [`herald_buses::embedded::config::DEFAULT_SEGMENT_BYTES`].
+    pub segment_bytes: Option<u64>,
+}
+
+/// Smallest `--segment-bytes`: smaller segments only multiply files and rolls.
+pub const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
+
+/// Opens the bus; network buses connect (bounded by their connect timeout).
 pub async fn open(
     config: &BusConfig,
     data_dir: &Path,
     kafka_options: &[(String, String)],
-    retention: Retention,
+    embedded: EmbeddedOptions,
 ) -> Result<Arc<dyn Bus>, BusError> {
-    if retention != Retention::default() && *config != BusConfig::Embedded {
+    if embedded != EmbeddedOptions::default() && *config != BusConfig::Embedded {
         return Err(BusError::Rejected {
-            reason: "--retention-max-age and --retention-max-bytes apply to the embedded bus only \
-                     (Kafka and NATS keep their own retention)"
+            reason: "--retention-max-age, --retention-max-bytes and --segment-bytes apply to the \
+                     embedded bus only (Kafka and NATS keep their own retention and files)"
                 .into(),
         });
     }
     match config {
         BusConfig::Embedded => {
+            let options = embedded;
             let mut embedded = EmbeddedConfig::new(data_dir);
-            embedded.retention = retention;
+            embedded.retention = options.retention;
+            if let Some(bytes) = options.segment_bytes {
+                embedded.segment_bytes = bytes;
+            }
             // Recovery reads and fixes files: off the async workers.
             let bus = tokio::task::spawn_blocking(move || EmbeddedBus::open(embedded))
                 .await
@@ -149,6 +164,17 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses `--segment-bytes`: like [`parse_bytes`], at least [`MIN_SEGMENT_BYTES`].
+pub fn parse_segment_bytes(text: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(text)?;
+    if bytes < MIN_SEGMENT_BYTES {
+        return Err(format!(
+            "segment size {bytes} is below the minimum of {MIN_SEGMENT_BYTES} bytes"
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +200,7 @@ mod tests {
         for bad in ["", "0", "1GB", "-5", "16777216Ti"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_segment_bytes("64Ki"), Ok(65536));
+        assert!(parse_segment_bytes("4Ki").unwrap_err().contains("minimum"));
     }
 }
