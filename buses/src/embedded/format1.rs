@@ -26,8 +26,13 @@ pub fn convert(dir: &Path, topic: &str) -> io::Result<()> {
     for base in segment_bases(dir)? {
         let path = dir.join(segment::file_name(base));
         let data = fs::read(&path)?;
-        if data.starts_with(&MAGIC) || data.iter().all(|&b| b == 0) {
-            continue; // converted before a crash, or empty
+        // Converted before a crash (a format-2 frame anywhere: its first one may be damaged),
+        // or empty.
+        if data.starts_with(&MAGIC)
+            || segment::find_frame(&data, 0, 0).is_some()
+            || data.iter().all(|&b| b == 0)
+        {
+            continue;
         }
         let (frames, events, rest) = convert_frames(&data, base);
         if rest > 0 {
