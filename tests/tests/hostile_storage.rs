@@ -315,3 +315,56 @@ async fn a_full_disk_answers_503_reports_the_writer_and_recovers_when_space_retu
     delivered_all(&sub, &expected).await; // nothing acknowledged (answered 202) is lost
     herald.kill9();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_limits_delete_unconsumed_events_and_count_them() {
+    // The subscriber is down: nothing is consumed, and 64 KiB of retention keeps about one
+    // sealed segment of ~1 KiB events.
+    let port = free_port();
+    let args = ["--segment-bytes", "64Ki", "--retention-max-bytes", "64Ki"];
+    let herald = Herald::start_with("embedded", &manifests(port), options(&args)).await;
+    let client = Client::new();
+    publish(&client, &herald, (0..300).map(|n| format!("e{n}"))).await;
+    let expired = eventually(Duration::from_secs(30), "expired events counted", || {
+        let (client, herald) = (&client, &herald);
+        async move {
+            let n = metric(client, herald, "herald_events_expired_total").await?;
+            (n > 0.0).then_some(n)
+        }
+    })
+    .await;
+    assert!(expired < 300.0, "{expired}");
+    let text = client.get(&herald.url("/metrics")).await.text();
+    assert!(
+        text.contains(&format!("herald_events_expired_total{{topic=\"{TOPIC}\"}}")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_flags_are_refused_for_a_network_bus_and_bad_values_named() {
+    let out = run_cli(
+        &[
+            "serve",
+            "--bus",
+            "nats://127.0.0.1:1",
+            "--retention-max-age",
+            "7d",
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("embedded bus only"), "{}", out.stderr);
+    let out = run_cli(
+        &["serve", "--retention-max-bytes", "10GB"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("invalid size \"10GB\""),
+        "{}",
+        out.stderr
+    );
+}
