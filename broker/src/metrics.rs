@@ -44,6 +44,53 @@ pub struct SourceReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+/// Counters the bus keeps itself, read at each scrape: `herald_events_expired_total{topic}`
+/// ([`herald_buses::Bus::expired_events`]). Empty until [`Metrics::read_bus_counters`].
+#[derive(Default)]
+struct BusCounters {
+    bus: std::sync::OnceLock<std::sync::Arc<dyn herald_buses::Bus>>,
+}
+
+impl std::fmt::Debug for BusCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BusCounters")
+    }
+}
+
+impl prometheus_client::collector::Collector for BusCounters {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let expired = self
+            .bus
+            .get()
+            .map(|b| b.expired_events())
+            .unwrap_or_default();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "events_expired",
+            "Events the bus's retention deleted before every trigger consumed them",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (topic, count) in expired {
+            let labels = TopicLabels { topic };
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -66,6 +113,7 @@ pub struct Metrics {
     pub source_emitted: Family<SourceLabels, Counter>,
     pub source_rejected: Family<SourceReasonLabels, Counter>,
     pub source_sink_failures: Family<SourceReasonLabels, Counter>,
+    bus_counters: std::sync::Arc<BusCounters>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,8 +141,10 @@ impl Default for Metrics {
             source_emitted: Family::default(),
             source_rejected: Family::default(),
             source_sink_failures: Family::default(),
+            bus_counters: Default::default(),
             registry: Registry::default(),
         };
+        registry.register_collector(Box::new(m.bus_counters.clone()));
         registry.register(
             "events_accepted",
             "Events made durable by ingress",
@@ -163,6 +213,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Reads `bus`'s own counters at every scrape from now on (once; later calls are ignored).
+    pub fn read_bus_counters(&self, bus: std::sync::Arc<dyn herald_buses::Bus>) {
+        let _ = self.bus_counters.bus.set(bus);
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -46,6 +46,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    metrics.read_bus_counters(bus.clone());
     let ingress = Arc::new(Ingress::new(
         config.brokers.iter().map(|b| b.id.clone()),
         bus.clone(),

@@ -57,6 +57,13 @@ pub trait Bus: Send + Sync + 'static {
         None
     }
 
+    /// Events the bus deleted before every consumer group acknowledged them (retention by age
+    /// or size), per topic, counted since the bus opened (`herald_events_expired_total`).
+    /// Buses that never delete unacknowledged events answer nothing.
+    fn expired_events(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
     /// Forgets the consumer groups of `topic` not named in `keep` (triggers removed from the
     /// configuration), so that their cursors no longer hold back retention; returns the
     /// forgotten names. Buses whose groups belong to the operator (Kafka, NATS) keep them.

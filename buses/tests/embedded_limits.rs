@@ -128,6 +128,11 @@ async fn max_bytes_deletes_unconsumed_segments_and_the_group_skips_forward() {
     let skipped_to: u32 = first.event.id().parse().unwrap();
     assert!(skipped_to > 0, "the deleted events are skipped");
     assert_eq!(first.position, skipped_to as u64);
+    assert_eq!(
+        bus.expired_events(),
+        [(TOPIC.to_owned(), skipped_to as u64)],
+        "every deleted event was unconsumed: counted as expired"
+    );
     let mut last = first.position;
     first.ack();
     while last < 99 {
@@ -148,6 +153,14 @@ async fn max_age_deletes_old_sealed_segments() {
     publish_one_by_one(&bus, 30).await;
     assert!(segment_count(dir.path()) > 1);
     assert!(eventually(|| segment_count(dir.path()) == 1).await);
+    let [(topic, expired)] = &bus.expired_events()[..] else {
+        panic!("one topic");
+    };
+    assert_eq!(topic, TOPIC);
+    assert!(
+        *expired > 0 && *expired < 30,
+        "{expired}: the sealed segments' events"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -227,19 +240,6 @@ async fn after_close_publish_is_unavailable_and_subscribers_stop() {
         .expect("a closed bus does not leave subscribers waiting")
         .unwrap_err();
     assert!(err.is_retryable());
-}
-
-#[tokio::test]
-async fn a_removed_group_no_longer_holds_back_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = EmbeddedBus::open(config(dir.path())).unwrap();
-    drop(bus.subscribe(TOPIC, "gone").await.unwrap());
-    publish_one_by_one(&bus, 30).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(segment_count(dir.path()) > 1);
-    assert!(bus.remove_group(TOPIC, "gone").await.unwrap());
-    assert!(!bus.remove_group(TOPIC, "gone").await.unwrap());
-    assert!(eventually(|| segment_count(dir.path()) == 1).await);
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
 //! Recovery of the embedded bus: torn writes at the end of a log, and `kill -9` mid-publish.
+//! Damaged frames inside the log are `embedded_damage.rs`.
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
@@ -47,8 +48,8 @@ async fn torn_write_at_the_end_is_cut_off_and_appends_continue() {
         bus.publish(TOPIC, &batch).await.unwrap();
         bus.publish(TOPIC, &[event(10)]).await.unwrap();
     }
-    // A crash in the middle of a write: a plausible header announcing more than follows, then
-    // a partial payload.
+    // A crash in the middle of a write: bytes that start like a header, then a partial payload,
+    // and no valid frame after them: a torn tail.
     let last = segments(dir.path()).pop().unwrap();
     let intact = fs::metadata(&last).unwrap().len();
     let mut file = OpenOptions::new().append(true).open(&last).unwrap();
@@ -87,14 +88,15 @@ async fn garbage_with_a_wrong_checksum_is_cut_off() {
 
 const CHILD_DIR: &str = "HERALD_CRASH_CHILD_DIR";
 
-/// The publisher that the crash test kills. It prints `acked <id>` only after `publish`
-/// returned, so every line the parent reads names an event the bus promised to keep.
-/// Without the environment variable (a normal test run) it does nothing.
+/// The publisher that the crash test kills: not a test, a child process of
+/// `no_acknowledged_event_is_lost_after_kill_9` (which runs this binary with `--ignored`). It
+/// prints `acked <id>` only after `publish` returned, so every line the parent reads names an
+/// event the bus promised to keep.
+#[ignore = "a helper process of no_acknowledged_event_is_lost_after_kill_9, not a test"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_child_publisher() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
-        return;
-    };
+    let dir = std::env::var(CHILD_DIR)
+        .expect("run only as the child of no_acknowledged_event_is_lost_after_kill_9");
     let mut config = EmbeddedConfig::new(dir);
     config.segment_bytes = 64 * 1024; // the kill lands near segment rolls too
     let bus = Arc::new(EmbeddedBus::open(config).unwrap());
@@ -127,7 +129,12 @@ async fn no_acknowledged_event_is_lost_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child_publisher", "--exact", "--nocapture"])
+            .args([
+                "crash_child_publisher",
+                "--exact",
+                "--nocapture",
+                "--ignored",
+            ])
             .env(CHILD_DIR, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -2,8 +2,8 @@
 //! preallocated file, rolls onto prepared segments, frames larger than a segment, and segments
 //! written before preallocation.
 //!
-//! The tests read the frame format (`len u32 | crc u32 | payload`, little-endian) to find where
-//! a segment's content ends.
+//! The tests read the frame format (`magic [4] | len u32 | first u64 | crc u32 | header crc u32
+//! | payload`, little-endian) to find where a segment's content ends.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -35,18 +35,19 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The byte ranges of the frames in a segment file, up to a zero length or the end of the file.
+const MAGIC: [u8; 4] = [0xF7, b'H', b'L', b'F'];
+const HEADER: usize = 24;
+
+/// The byte ranges of the frames in a segment file, up to the first bytes that are not a frame
+/// header (the zeros after the last frame) or the end of the file.
 fn frames(path: &Path) -> Vec<(u64, u64)> {
     let data = fs::read(path).unwrap();
     let mut frames = vec![];
     let mut at = 0usize;
-    while at + 8 <= data.len() {
-        let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
-        if len == 0 {
-            break;
-        }
-        frames.push((at as u64, (at + 8 + len) as u64));
-        at += 8 + len;
+    while at + HEADER <= data.len() && data[at..at + 4] == MAGIC {
+        let len = u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap()) as usize;
+        frames.push((at as u64, (at + HEADER + len) as u64));
+        at += HEADER + len;
     }
     frames
 }
@@ -120,8 +121,9 @@ async fn a_torn_write_in_a_preallocated_segment_is_zeroed_and_never_read_back() 
         "one-event frames of two-digit ids are all the same size"
     );
     // A crash in the middle of one write of several frames: the first frame's pages are torn
-    // (a header announcing more than follows, then junk), while a later, whole frame with a
-    // valid checksum reached the disk right where the next one-event frame will end.
+    // (a header announcing more than follows, then junk), while a later, whole but stale frame
+    // with valid checksums (a copy of the first one, so its position lies behind) reached the
+    // disk right where the next one-event frame will end.
     let file = OpenOptions::new().write(true).open(&segment).unwrap();
     let mut torn = 500u32.to_le_bytes().to_vec();
     torn.extend_from_slice(&[0xAB; 40]);

@@ -22,4 +22,4 @@ impl Harness for Memory {
     }
 }
 
-bus_contract_tests!(Memory);
+bus_contract_tests!(Memory, not_durable);

@@ -71,6 +71,18 @@ struct ServeArgs {
     /// Events each trigger has in flight at most.
     #[arg(long, env = "HERALD_DELIVERY_WINDOW", default_value_t = herald::dispatch::DEFAULT_WINDOW)]
     delivery_window: usize,
+    /// Embedded bus: delete sealed segments older than this even if a trigger has not consumed
+    /// them (`7d`, `168h`; counted in herald_events_expired_total). Default: keep until consumed.
+    #[arg(long, env = "HERALD_RETENTION_MAX_AGE", value_parser = herald::bus::parse_age)]
+    retention_max_age: Option<std::time::Duration>,
+    /// Embedded bus: delete the oldest sealed segments while a broker's log holds more than
+    /// this (`10Gi`), consumed or not. Default: no limit.
+    #[arg(long, env = "HERALD_RETENTION_MAX_BYTES", value_parser = herald::bus::parse_bytes)]
+    retention_max_bytes: Option<u64>,
+    /// Embedded bus: size at which a segment file is sealed and the next begins (`32Mi`,
+    /// at least `64Ki`); segments are preallocated at this size and retention deletes whole ones.
+    #[arg(long, env = "HERALD_SEGMENT_BYTES", value_parser = herald::bus::parse_segment_bytes)]
+    segment_bytes: Option<u64>,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -91,7 +103,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         config::load_paths_with(&args.files, &options)?
     };
-    let bus = herald::bus::open(&args.bus, &args.data_dir, &args.kafka_options)
+    let embedded = herald::bus::EmbeddedOptions {
+        retention: herald_buses::embedded::Retention {
+            max_age: args.retention_max_age,
+            max_bytes: args.retention_max_bytes,
+        },
+        segment_bytes: args.segment_bytes,
+    };
+    let bus = herald::bus::open(&args.bus, &args.data_dir, &args.kafka_options, embedded)
         .await
         .context("opening the bus")?;
     let listener = tokio::net::TcpListener::bind(&args.listen)

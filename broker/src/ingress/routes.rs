@@ -29,7 +29,10 @@ async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
     if ingress.is_ready() {
         "ready".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        // Say why when the bus knows (a writer on a full disk, cursors not persisted).
+        let reason = ingress.bus.unready_reason();
+        let body = reason.map_or_else(|| "not ready".into(), |r| format!("not ready: {r}"));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 

@@ -2,21 +2,27 @@
 //!
 //! # Layout
 //! - [`config`]: [`EmbeddedConfig`] and [`Retention`].
-//! - `segment`: segment files and the CRC-checked frames inside them (one frame per batch).
+//! - `segment`: segment files and the checked frames inside them (one frame per batch), and
+//!   how a reader finds the next valid frame after a damaged one.
+//! - `format1`: converting topics written by earlier versions.
 //! - `preallocate`: segments are zero-filled and synced ahead of use, so a commit's
 //!   `fdatasync` flushes data only (no journalled size change): why, and how.
-//! - `topic`: a topic's directory, and recovery (zeroing a torn tail) when it is opened.
+//! - `topic`: a topic's directory, and recovery when it is opened (a torn tail is zeroed,
+//!   damage followed by valid frames is kept and skipped by readers).
 //! - `writer`: one thread per topic doing group commit (many publishes, one `fdatasync`).
 //! - `reader`: subscriptions reading committed frames on the blocking pool.
-//! - `cursor`: durable consumer-group cursors (temp file + fsync + rename).
+//! - `cursor`: durable consumer-group cursors, rewritten in place (a full disk cannot stop them).
 //! - `retention`: deleting whole sealed segments that are acknowledged, too old or too many.
 //!
-//! On disk: `<dir>/LOCK` (held while open), `<dir>/topics/<topic>/{topic, NNN.log, groups/}`,
-//! and `next.tmp` while the next segment is being prepared.
+//! On disk: `<dir>/LOCK` (held while open), `<dir>/topics/<topic>/{topic, format, NNN.log,
+//! groups/}`, and `next.tmp` while the next segment is being prepared.
 //! A flusher thread persists moved cursors and applies retention every `flush_interval`.
+//! Every file operation runs on these threads, the writers' threads or tokio's blocking pool,
+//! never on an async worker (`open` is blocking: the broker calls it in `spawn_blocking`).
 
 pub mod config;
 mod cursor;
+mod format1;
 mod preallocate;
 mod reader;
 mod retention;
@@ -60,6 +66,8 @@ struct Inner {
     creating: Mutex<()>,
     pending: Arc<AtomicU64>,
     closed: AtomicBool,
+    /// Why the last flush could not persist every cursor, for readiness.
+    cursor_error: Mutex<Option<String>>,
     /// Wakes the flusher early (to stop); its thread handle is joined on close.
     flusher: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
 }
@@ -73,8 +81,10 @@ struct TopicHandle {
 
 impl EmbeddedBus {
     /// Opens (or creates) the bus in `config.dir`, recovering every topic: a torn write at the
-    /// end of a log is cut off, every acknowledged event and persisted cursor is kept.
-    /// Blocking: call it at startup.
+    /// end of a log is cut off, damaged frames followed by valid ones are kept (readers skip
+    /// and count them), every acknowledged event and persisted cursor is kept. Fails if a
+    /// group's cursor lies beyond the end of its log (acknowledged events were lost).
+    /// Blocking: call it at startup, off the async workers.
     pub fn open(config: EmbeddedConfig) -> Result<EmbeddedBus, BusError> {
         let topics_dir = config.dir.join("topics");
         fs::create_dir_all(&topics_dir)?;
@@ -92,6 +102,7 @@ impl EmbeddedBus {
             creating: Mutex::new(()),
             pending: Arc::new(AtomicU64::new(0)),
             closed: AtomicBool::new(false),
+            cursor_error: Mutex::new(None),
             flusher: Mutex::new(None),
             config,
         });
@@ -116,19 +127,6 @@ impl EmbeddedBus {
     pub async fn close(&self) {
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || inner.shutdown()).await;
-    }
-
-    /// Deletes consumer group `group` of `topic` (a trigger that was removed), so that its
-    /// cursor no longer holds back retention. A later `subscribe` starts it afresh at the end.
-    /// Returns whether the group existed.
-    pub async fn remove_group(&self, topic: &str, group: &str) -> Result<bool, BusError> {
-        let Some(handle) = self.inner.topics.lock().unwrap().get(topic).cloned() else {
-            return Ok(false);
-        };
-        let (topic, group) = (handle.topic.clone(), group.to_owned());
-        tokio::task::spawn_blocking(move || cursor::leave(&topic, &group))
-            .await
-            .map_err(|e| BusError::unavailable(format!("removing group failed: {e}")))?
     }
 
     /// Deletes every consumer group of `topic` not named in `keep` (at startup: the groups of
@@ -221,23 +219,46 @@ impl Inner {
     fn flush_and_retain(&self) {
         let topics: Vec<_> = self.topics.lock().unwrap().values().cloned().collect();
         let now = SystemTime::now();
+        let mut cursor_error = None;
         for handle in topics {
             let topic = &handle.topic;
             let groups: Vec<_> = topic.groups.lock().unwrap().values().cloned().collect();
-            let mut replaced = false;
             for group in groups {
-                match group.flush() {
-                    Ok(r) => replaced |= r,
-                    Err(e) => error!(topic = %topic.name, error = %e, "persisting a cursor failed"),
+                if let Err(e) = group.flush() {
+                    error!(topic = %topic.name, group = %group.name(), error = %e, "persisting a cursor failed");
+                    cursor_error = Some(format!(
+                        "persisting the cursor of group {:?} of topic {:?} failed: {e}",
+                        group.name(),
+                        topic.name
+                    ));
                 }
-            }
-            if replaced && let Err(e) = topic::sync_dir(&topic.groups_dir()) {
-                error!(topic = %topic.name, error = %e, "fsync of the cursor directory failed");
             }
             if let Err(e) = retention::apply(topic, &self.config.retention, now) {
                 error!(topic = %topic.name, error = %e, "retention failed");
             }
         }
+        *self.cursor_error.lock().unwrap() = cursor_error;
+    }
+
+    /// Why the bus cannot take or keep events now: a writer that cannot write, cursors that
+    /// cannot be persisted.
+    fn unready_reason(&self) -> Option<String> {
+        let mut reasons: Vec<String> = self
+            .topics
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|h| {
+                let error = h.topic.write_error()?;
+                Some(format!(
+                    "embedded bus writer of topic {:?} cannot write: {error}",
+                    h.topic.name
+                ))
+            })
+            .collect();
+        reasons.sort();
+        reasons.extend(self.cursor_error.lock().unwrap().clone());
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
     /// Idempotent: the first call does the work, later ones find nothing left to do.
@@ -355,6 +376,28 @@ impl Bus for EmbeddedBus {
         keep: &[&str],
     ) -> Result<Vec<String>, BusError> {
         self.retain_groups(topic, keep).await
+    }
+
+    fn unready_reason(&self) -> Option<String> {
+        self.inner.unready_reason()
+    }
+
+    fn expired_events(&self) -> Vec<(String, u64)> {
+        let mut counts: Vec<_> = self
+            .inner
+            .topics
+            .lock()
+            .unwrap()
+            .values()
+            .map(|h| {
+                (
+                    h.topic.name.clone(),
+                    h.topic.expired.load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        counts.sort();
+        counts
     }
 
     async fn close(self: Arc<Self>) {

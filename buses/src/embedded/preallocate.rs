@@ -62,32 +62,46 @@ pub fn dirty_end(file: &File, from: u64, len: u64) -> io::Result<u64> {
     Ok(end)
 }
 
-/// Creates (or replaces) `path` as `size` bytes of zeros, synced.
+/// Creates (or replaces) `path` as `size` bytes of zeros, synced. On failure (a full disk) the
+/// file is removed: a half-filled preparation must not hold on to what space is left.
 fn create(path: &Path, size: u64) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
-    let mut at = 0;
-    while at < size {
-        let to = (at + SYNC_EVERY).min(size);
-        zero_fill(&file, at, to)?;
-        file.sync_data()?;
-        at = to;
+    let created = (|| {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let mut at = 0;
+        while at < size {
+            let to = (at + SYNC_EVERY).min(size);
+            zero_fill(&file, at, to)?;
+            file.sync_data()?;
+            at = to;
+        }
+        file.sync_all()?;
+        Ok(file)
+    })();
+    if created.is_err() {
+        let _ = std::fs::remove_file(path);
     }
-    file.sync_all()?;
-    Ok(file)
+    created
 }
 
-/// A next segment being prepared in the background.
+/// A next segment being prepared in the background, or prepared.
 #[derive(Debug)]
 pub struct Preparing {
     path: PathBuf,
     size: u64,
-    /// `None` if no thread could be started: [`Preparing::wait`] then does the work itself.
-    thread: Option<JoinHandle<io::Result<File>>>,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    Running(JoinHandle<io::Result<File>>),
+    /// No thread could be started: [`Preparing::wait`] does the work itself.
+    Inline,
+    Ready(File),
 }
 
 /// Starts preparing `dir/NEXT` as a zeroed file of `size` bytes.
@@ -100,18 +114,41 @@ pub fn prepare(dir: &Path, size: u64) -> Preparing {
             .spawn(move || create(&path, size))
             .ok()
     };
-    Preparing { path, size, thread }
+    let state = thread.map_or(State::Inline, State::Running);
+    Preparing { path, size, state }
 }
 
 impl Preparing {
+    /// A preparation that already succeeded.
+    pub fn ready(path: PathBuf, size: u64, file: File) -> Self {
+        Self {
+            path,
+            size,
+            state: State::Ready(file),
+        }
+    }
+
+    /// Whether [`Preparing::wait`] would return at once.
+    pub fn is_finished(&self) -> bool {
+        match &self.state {
+            State::Running(thread) => thread.is_finished(),
+            State::Inline | State::Ready(_) => true,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The prepared file, synced; the caller renames [`NEXT`] into place and syncs the
-    /// directory.
+    /// directory. On failure the file is gone.
     pub fn wait(self) -> io::Result<File> {
-        match self.thread {
-            Some(thread) => thread
+        match self.state {
+            State::Running(thread) => thread
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("segment preparation panicked"))),
-            None => create(&self.path, self.size),
+            State::Inline => create(&self.path, self.size),
+            State::Ready(file) => Ok(file),
         }
     }
 }

@@ -4,6 +4,12 @@
 //! the decoded events are handed out one by one from a buffer, so the per-delivery cost is a
 //! queue pop. A subscription that caught up waits on the topic's committed-end watch, which the
 //! writer raises after each fsync; nothing uncommitted is ever read.
+//!
+//! Damage never stalls a group: a frame that does not check is passed over to the next valid
+//! frame (see `segment::find_frame`), whose first position says which positions the damaged
+//! bytes held (at the end of a segment, its committed end says it); an event that does not
+//! decode is one damaged position. The subscription acknowledges those positions and returns
+//! [`BusError::Corrupt`] once for them, then reads on.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -14,7 +20,7 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::cursor::Group;
 use super::segment::{self, HEADER, Segment};
@@ -31,10 +37,33 @@ pub struct EmbeddedSubscription {
     end: watch::Receiver<u64>,
     /// Next position to read from disk (after everything in `buffered`).
     next: u64,
-    buffered: VecDeque<(u64, Event)>,
+    buffered: VecDeque<Item>,
     /// `None` until the first read, and again if a read was cancelled mid-way (it is rebuilt
     /// from `next`).
     reader: Option<Reader>,
+}
+
+/// What a read yields, in position order.
+// Nearly every item is an event: boxing it to shrink the rare `Damaged` would add an
+// allocation per delivery.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Event(u64, Event),
+    /// Positions `from..to` are unreadable.
+    Damaged {
+        from: u64,
+        to: u64,
+        reason: String,
+    },
+}
+
+impl Item {
+    fn end(&self) -> u64 {
+        match self {
+            Item::Event(position, _) => position + 1,
+            Item::Damaged { to, .. } => *to,
+        }
+    }
 }
 
 impl EmbeddedSubscription {
@@ -54,8 +83,28 @@ impl EmbeddedSubscription {
 impl Subscription for EmbeddedSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
         loop {
-            if let Some((position, event)) = self.buffered.pop_front() {
-                return Ok(Delivery::new(event, position, self.group.tracker.clone()));
+            match self.buffered.pop_front() {
+                Some(Item::Event(position, event)) => {
+                    return Ok(Delivery::new(event, position, self.group.tracker.clone()));
+                }
+                Some(Item::Damaged { from, to, reason }) => {
+                    error!(
+                        topic = %self.topic.name,
+                        group = %self.group.name(),
+                        from,
+                        to,
+                        %reason,
+                        "skipping damaged records"
+                    );
+                    for position in from..to {
+                        self.group.tracker.ack(position);
+                    }
+                    return Err(BusError::Corrupt {
+                        position: from,
+                        reason: format!("{reason} (positions {from}..{to} skipped)"),
+                    });
+                }
+                None => {}
             }
             if self.topic.closed.load(Ordering::Acquire) {
                 return Err(BusError::unavailable("embedded bus closed"));
@@ -75,18 +124,22 @@ impl Subscription for EmbeddedSubscription {
             .await
             .map_err(|e| BusError::unavailable(format!("reader task failed: {e}")))?;
             self.reader = reader;
-            let batch = batch?;
-            if batch.next > self.next && batch.events.is_empty() {
-                warn!(
-                    topic = %self.topic.name,
-                    from = self.next,
-                    to = batch.next,
-                    "retention deleted unconsumed events; the group skips forward"
-                );
-                self.group.tracker.skip_to(batch.next);
+            match batch? {
+                Batch::Items(items) => {
+                    self.next = items.last().map_or(self.next, Item::end);
+                    self.buffered.extend(items);
+                }
+                Batch::Deleted { oldest } => {
+                    warn!(
+                        topic = %self.topic.name,
+                        from = self.next,
+                        to = oldest,
+                        "retention deleted unconsumed events; the group skips forward"
+                    );
+                    self.group.tracker.skip_to(oldest);
+                    self.next = oldest;
+                }
             }
-            self.next = batch.next;
-            self.buffered.extend(batch.events);
         }
     }
 }
@@ -102,10 +155,11 @@ struct Reader {
     buf: Vec<u8>,
 }
 
-struct Batch {
-    events: Vec<(u64, Event)>,
-    /// Position after the last event read (moved forward without events: a retention skip).
-    next: u64,
+enum Batch {
+    /// Events and damage from the position asked for on, contiguous; empty when caught up.
+    Items(Vec<Item>),
+    /// Retention deleted the position asked for; `oldest` is the first one kept.
+    Deleted { oldest: u64 },
 }
 
 /// Reads the committed events from `next` on, at most one chunk.
@@ -115,31 +169,22 @@ fn read(topic: &Topic, reader: &mut Option<Reader>, next: u64) -> Result<Batch, 
             Some(r) if r.first <= next => r,
             _ => match locate(topic, next)? {
                 Ok(r) => reader.insert(r),
-                Err(oldest) => {
-                    return Ok(Batch {
-                        events: vec![],
-                        next: oldest,
-                    });
-                }
+                Err(oldest) => return Ok(Batch::Deleted { oldest }),
             },
         };
-        // Sealed first: once sealed, the committed length read after it is final.
+        // Sealed first: once sealed, the committed length and end read after it are final.
         let sealed = r.segment.is_sealed();
-        let limit = r.segment.committed_len();
-        if r.pos >= limit {
+        let committed = r.segment.committed();
+        if r.pos >= committed.len && r.first >= committed.end {
             if !sealed {
-                return Ok(Batch {
-                    events: vec![],
-                    next,
-                });
+                return Ok(Batch::Items(vec![]));
             }
             *reader = None; // on to the next segment, which starts at `next`
             continue;
         }
-        let events = r.read_chunk(limit, next)?;
-        if !events.is_empty() {
-            let next = next + events.len() as u64;
-            return Ok(Batch { events, next });
+        let items = r.read_chunk(committed, next)?;
+        if !items.is_empty() {
+            return Ok(Batch::Items(items));
         }
     }
 }
@@ -176,46 +221,102 @@ fn locate(topic: &Topic, next: u64) -> Result<Result<Reader, u64>, BusError> {
 }
 
 impl Reader {
-    /// Decodes the whole frames in the next chunk below `limit`, keeping events from `next` on.
-    fn read_chunk(&mut self, limit: u64, next: u64) -> Result<Vec<(u64, Event)>, BusError> {
+    /// Decodes the whole frames in the next chunk below `committed.len`, keeping what lies from
+    /// `next` on. Damage at the start of the chunk is passed over (see [`Reader::pass_damage`]).
+    fn read_chunk(
+        &mut self,
+        committed: segment::Committed,
+        next: u64,
+    ) -> Result<Vec<Item>, BusError> {
+        let limit = committed.len;
+        if self.pos >= limit {
+            return self.pass_damage(committed, next); // positions left but no bytes
+        }
         let want = ((limit - self.pos) as usize).min(READ_BYTES);
         self.buf.resize(want, 0);
         self.file.read_exact_at(&mut self.buf, self.pos)?;
-        let (first_len, _) = segment::parse_header(&self.buf);
-        if HEADER + first_len > want {
+        if let Some(header) = segment::parse_header(&self.buf)
+            && HEADER + header.len > want
+            && self.pos + header.frame_len() <= limit
+        {
             // One frame larger than a chunk: read exactly it.
-            self.buf.resize(HEADER + first_len, 0);
+            self.buf.resize(HEADER + header.len, 0);
             self.file.read_exact_at(&mut self.buf, self.pos)?;
         }
-        let mut events = vec![];
+        let mut items = vec![];
         let mut off = 0;
-        while off + HEADER <= self.buf.len() {
-            let (len, crc) = segment::parse_header(&self.buf[off..]);
-            let Some(payload) = self.buf.get(off + HEADER..off + HEADER + len) else {
-                break; // continues in the next chunk
+        while off < self.buf.len() {
+            let Some((header, _)) = segment::frame_at(&self.buf, off, self.first) else {
+                let header = segment::parse_header(&self.buf[off..]);
+                let continues = header.is_some_and(|h| {
+                    h.first == self.first
+                        && off + HEADER + h.len > self.buf.len()
+                        && self.pos + h.frame_len() <= limit
+                });
+                if continues || !items.is_empty() {
+                    break; // the frame continues in the next chunk, or damage: next call
+                }
+                return self.pass_damage(committed, next);
             };
-            let corrupt = |reason: &str| BusError::Corrupt {
-                position: self.first,
-                reason: format!("{reason} in {}", self.segment.path.display()),
-            };
-            if crc32fast::hash(payload) != crc {
-                return Err(corrupt("frame checksum mismatch"));
-            }
-            let encoded = segment::payload_events(payload).ok_or_else(|| corrupt("bad frame"))?;
+            let payload = &self.buf[off + HEADER..off + HEADER + header.len];
+            let encoded = segment::payload_events(payload).unwrap_or_default();
             for (i, bytes) in encoded.iter().enumerate() {
                 let position = self.first + i as u64;
                 if position >= next {
-                    let event = codec::decode(bytes).map_err(|e| BusError::Corrupt {
-                        position,
-                        reason: e.to_string(),
-                    })?;
-                    events.push((position, event));
+                    items.push(match codec::decode(bytes) {
+                        Ok(event) => Item::Event(position, event),
+                        Err(e) => Item::Damaged {
+                            from: position,
+                            to: position + 1,
+                            reason: format!("event does not decode: {e}"),
+                        },
+                    });
                 }
             }
             self.first += encoded.len() as u64;
-            self.pos += (HEADER + len) as u64;
-            off += HEADER + len;
+            self.pos += header.frame_len();
+            off += HEADER + header.len;
         }
-        Ok(events)
+        Ok(items)
+    }
+
+    /// At a frame that does not check: finds the next valid frame below `committed.len` and
+    /// moves there. The positions in between (up to the segment's committed end if no valid
+    /// frame follows) are damaged; those from `next` on are returned as one item.
+    fn pass_damage(
+        &mut self,
+        committed: segment::Committed,
+        next: u64,
+    ) -> Result<Vec<Item>, BusError> {
+        let rest = segment::read_range(&self.file, self.pos, committed.len)?;
+        let damaged_at = self.pos;
+        let to = match segment::find_frame(&rest, 0, self.first) {
+            Some((off, header)) => {
+                self.pos += off as u64;
+                header.first
+            }
+            None => {
+                self.pos = committed.len;
+                committed.end
+            }
+        };
+        let from = self.first.max(next);
+        self.first = to;
+        if from >= to {
+            warn!(
+                segment = %self.segment.path.display(),
+                offset = damaged_at,
+                "damaged bytes without lost positions passed over"
+            );
+            return Ok(vec![]);
+        }
+        Ok(vec![Item::Damaged {
+            from,
+            to,
+            reason: format!(
+                "damaged frame at byte {damaged_at} of {}",
+                self.segment.path.display()
+            ),
+        }])
     }
 }

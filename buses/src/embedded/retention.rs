@@ -5,10 +5,15 @@
 //! those delete unconsumed data, like Kafka's retention, and a group positioned there skips
 //! forward. Only a prefix of the log is ever deleted, so what remains stays contiguous, and the
 //! active segment is never deleted, so the topic's end position survives a restart.
+//!
+//! Events deleted before every group acknowledged them are counted in `Topic::expired`
+//! (`herald_events_expired_total{topic}`): per segment, those at or above the slowest group's
+//! cursor (in memory: what it acknowledged but had not persisted yet was not lost to it).
 
 use std::fs;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use tracing::{debug, warn};
@@ -38,6 +43,13 @@ pub fn apply(topic: &Topic, retention: &Retention, now: SystemTime) -> io::Resul
         .map(|g| g.persisted())
         .min()
         .unwrap_or(u64::MAX); // no group: nobody can ever read it (new groups start at the end)
+    let slowest = topic
+        .groups
+        .lock()
+        .unwrap()
+        .values()
+        .map(|g| g.tracker.committed())
+        .min();
     let mut doomed: Vec<(Arc<Segment>, Reason)> = vec![];
     {
         let mut segments = topic.segments.lock().unwrap();
@@ -58,6 +70,12 @@ pub fn apply(topic: &Topic, retention: &Retention, now: SystemTime) -> io::Resul
                     break;
                 };
             total -= oldest.committed_len();
+            if reason != Reason::Acknowledged
+                && let Some(slowest) = slowest
+            {
+                let unacknowledged = end.saturating_sub(slowest.max(oldest.base));
+                topic.expired.fetch_add(unacknowledged, Ordering::Relaxed);
+            }
             doomed.push((segments.remove(0), reason));
         }
     }

@@ -1,25 +1,28 @@
 //! A topic on disk: its directory, segments and groups, and recovery when it is opened.
 //!
-//! Layout: `topics/<file-safe name>/` holds `topic` (the real name), the segment files and
-//! `groups/` (one cursor file per consumer group). A topic directory is built under a temporary
+//! Layout: `topics/<file-safe name>/` holds `topic` (the real name), `format` (the frame
+//! format, `2`), the segment files and `groups/` (one cursor file per consumer group). A topic directory is built under a temporary
 //! name and renamed into place, so a crash never leaves a half-created topic.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tracing::warn;
 
 use super::cursor::{self, Group};
+use super::format1;
 use super::preallocate::{self, NEXT};
-use super::segment::{self, Segment};
+use super::segment::{self, Committed, Segment};
 
 const NAME_FILE: &str = "topic";
 const GROUPS: &str = "groups";
+/// Present (holding `2`) once a topic's segments are in frame format 2.
+const FORMAT_FILE: &str = "format";
 
 /// What readers, retention and the cursor flusher share about a topic.
 #[derive(Debug)]
@@ -33,6 +36,11 @@ pub struct Topic {
     pub groups: Mutex<HashMap<String, Arc<Group>>>,
     /// Set when the bus closes, so waiting subscribers stop instead of waiting forever.
     pub closed: AtomicBool,
+    /// Events retention deleted before every group acknowledged them
+    /// (`herald_events_expired_total`).
+    pub expired: AtomicU64,
+    /// Why the writer cannot write now (a full disk, a failed fsync), for readiness.
+    write_error: Mutex<Option<String>>,
 }
 
 /// The writer's end of a topic: the active segment, open for writing.
@@ -50,6 +58,14 @@ pub struct Active {
 }
 
 impl Topic {
+    pub fn write_error(&self) -> Option<String> {
+        self.write_error.lock().unwrap().clone()
+    }
+
+    pub fn set_write_error(&self, error: Option<String>) {
+        *self.write_error.lock().unwrap() = error;
+    }
+
     pub fn groups_dir(&self) -> PathBuf {
         self.dir.join(GROUPS)
     }
@@ -63,8 +79,9 @@ pub fn create(topics: &Path, name: &str, segment_bytes: u64) -> io::Result<(Arc<
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(tmp.join(GROUPS))?;
     fs::write(tmp.join(NAME_FILE), name)?;
+    fs::write(tmp.join(FORMAT_FILE), "2\n")?;
     File::create(tmp.join(segment::file_name(0)))?;
-    for file in [NAME_FILE, GROUPS] {
+    for file in [NAME_FILE, FORMAT_FILE, GROUPS] {
         File::open(tmp.join(file))?.sync_all()?;
     }
     sync_dir(&tmp)?;
@@ -89,16 +106,111 @@ pub fn open_all(topics: &Path, segment_bytes: u64) -> io::Result<Vec<(Arc<Topic>
     Ok(opened)
 }
 
-/// Opens an existing topic. The last segment is checked frame by frame and a torn tail (a write
-/// that crashed before its fsync, so never acknowledged) is zeroed; older segments were sealed
-/// (cut to their content) after an fsync and are taken as they are.
+/// Opens an existing topic (converting it from format 1 first if needed). The last segment is
+/// checked frame by frame: damaged frames with valid frames after them are kept and logged
+/// (readers skip them), and a torn tail (a write that crashed before its fsync, so never
+/// acknowledged) is zeroed. Older segments were sealed (cut to their content) after an fsync and
+/// are checked as they are read. A group whose cursor lies beyond the end of the log is an
+/// error: acknowledged events were lost, and the group would skip the next ones silently.
 fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Arc<Topic>, Active)> {
     let name = fs::read_to_string(dir.join(NAME_FILE))?;
     match fs::remove_file(dir.join(NEXT)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {} // a preparation the last run did not finish or use
     }
+    if !dir.join(FORMAT_FILE).exists() {
+        format1::convert(dir, &name)?;
+        write_format(dir)?;
+    }
     let groups = cursor::load_all(&dir.join(GROUPS))?;
+    let bases = segment_bases(dir)?;
+    let Some(&last) = bases.last() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("topic {} has no segment", dir.display()),
+        ));
+    };
+    let mut segments = vec![];
+    for pair in bases.windows(2) {
+        let path = dir.join(segment::file_name(pair[0]));
+        let meta = fs::metadata(&path)?;
+        let committed = Committed {
+            len: meta.len(),
+            end: pair[1],
+        };
+        let sealed = Segment::new(pair[0], path, committed);
+        sealed.seal(meta.modified()?);
+        segments.push(Arc::new(sealed));
+    }
+    let path = dir.join(segment::file_name(last));
+    let scan = segment::scan(&segment::read_all(&path)?, last);
+    for damage in &scan.damage {
+        warn!(
+            topic = %name,
+            segment = %path.display(),
+            offset = damage.offset,
+            from = damage.from,
+            to = damage.to,
+            "damaged frame in the active segment: kept, its positions will be skipped and counted"
+        );
+    }
+    let end = scan.end;
+    for group in groups.values() {
+        let cursor = group.tracker.committed();
+        if cursor > end {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "consumer group {:?} of topic {name:?} has cursor {cursor}, beyond the end of \
+                     the log ({end}): events it acknowledged are no longer in {}; starting would \
+                     skip the next {} events silently. Restore the data directory, or accept \
+                     the loss by deleting {}",
+                    group.name(),
+                    dir.display(),
+                    cursor - end,
+                    group.path().display()
+                ),
+            ));
+        }
+    }
+    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let recovered = recover_tail(&file, &scan, segment_bytes)?;
+    if recovered.torn > 0 {
+        warn!(
+            topic = %name,
+            segment = %path.display(),
+            bytes = recovered.torn,
+            "zeroing a torn write at the end of the log"
+        );
+    }
+    let committed = Committed {
+        len: scan.valid_len,
+        end,
+    };
+    let active = Arc::new(Segment::new(last, path, committed));
+    segments.push(active.clone());
+    let topic = Arc::new(Topic {
+        name,
+        dir: dir.to_owned(),
+        segments: Mutex::new(segments),
+        end: watch::Sender::new(end),
+        groups: Mutex::new(groups),
+        closed: AtomicBool::new(false),
+        expired: AtomicU64::new(0),
+        write_error: Mutex::new(None),
+    });
+    let active = Active {
+        file,
+        segment: active,
+        len: scan.valid_len,
+        capacity: recovered.len,
+        end,
+    };
+    Ok((topic, active))
+}
+
+/// The base positions of the segment files in `dir`, sorted.
+pub fn segment_bases(dir: &Path) -> io::Result<Vec<u64>> {
     let mut bases = vec![];
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -111,51 +223,17 @@ fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Arc<Topic>, Active)> {
         }
     }
     bases.sort_unstable();
-    let Some(&last) = bases.last() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("topic {} has no segment", dir.display()),
-        ));
-    };
-    let mut segments = vec![];
-    for &base in &bases[..bases.len() - 1] {
-        let path = dir.join(segment::file_name(base));
-        let meta = fs::metadata(&path)?;
-        let sealed = Segment::new(base, path, meta.len());
-        sealed.seal(meta.modified()?);
-        segments.push(Arc::new(sealed));
-    }
-    let path = dir.join(segment::file_name(last));
-    let scan = segment::scan(&path)?;
-    let file = OpenOptions::new().read(true).write(true).open(&path)?;
-    let recovered = recover_tail(&file, &scan, segment_bytes)?;
-    if recovered.torn > 0 {
-        warn!(
-            topic = %name,
-            segment = %path.display(),
-            bytes = recovered.torn,
-            "zeroing a torn write at the end of the log"
-        );
-    }
-    let active = Arc::new(Segment::new(last, path, scan.valid_len));
-    segments.push(active.clone());
-    let end = last + scan.events;
-    let topic = Arc::new(Topic {
-        name,
-        dir: dir.to_owned(),
-        segments: Mutex::new(segments),
-        end: watch::Sender::new(end),
-        groups: Mutex::new(groups),
-        closed: AtomicBool::new(false),
-    });
-    let active = Active {
-        file,
-        segment: active,
-        len: scan.valid_len,
-        capacity: recovered.len,
-        end,
-    };
-    Ok((topic, active))
+    Ok(bases)
+}
+
+/// Marks a topic directory as holding format-2 segments (durably).
+fn write_format(dir: &Path) -> io::Result<()> {
+    let tmp = dir.join(format!("{FORMAT_FILE}.tmp"));
+    let mut file = File::create(&tmp)?;
+    file.write_all(b"2\n")?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(FORMAT_FILE))?;
+    sync_dir(dir)
 }
 
 struct Recovered {

@@ -16,25 +16,34 @@
 //! (retryable: a full disk may drain). A failed fsync leaves the kernel's page state unknown (a
 //! retried fsync can report success for pages it dropped), so the writer stops accepting writes
 //! until the bus is reopened and recovery re-reads the file.
+//!
+//! A full disk: a preparation that fails removes its half-written file, and the writer reports
+//! itself unable to write (`Topic::write_error`, which readiness shows) until a preparation of a
+//! whole next segment succeeds again; while idle in that state it tries every
+//! [`PROBE_INTERVAL`], so it recovers by itself once space comes back, without waiting for a
+//! publish.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::oneshot;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::preallocate::{self, NEXT, Preparing};
-use super::segment::{self, Segment};
+use super::segment::{self, Committed, Segment};
 use super::topic::{Active, Topic, sync_dir};
 use crate::BusError;
 
 /// Stop draining the queue once a write holds this much, to bound one write's latency.
 const MAX_WRITE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How often an idle writer that could not write tries to prepare its next segment again.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One `publish` call: a whole frame and whom to answer.
 #[derive(Debug)]
@@ -62,7 +71,22 @@ impl Writer {
         let mut batch: Vec<Request> = Vec::new();
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
         let mut linger = Linger::default();
-        while let Ok(first) = requests.recv() {
+        loop {
+            let first = if self.failed.is_none() && self.topic.write_error().is_some() {
+                match requests.recv_timeout(PROBE_INTERVAL) {
+                    Ok(first) => first,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.probe();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match requests.recv() {
+                    Ok(first) => first,
+                    Err(_) => break,
+                }
+            };
             let mut bytes = first.frame.len();
             batch.push(first);
             let deadline = linger.deadline();
@@ -97,6 +121,7 @@ impl Writer {
             }
             linger.committed(answered, synced_at);
             self.pending.fetch_sub(bytes as u64, Ordering::AcqRel);
+            self.collect_next();
         }
         // Never leave a preparation running behind a closed bus: a reopen in this process
         // would prepare the same file.
@@ -127,13 +152,15 @@ impl Writer {
             n += 1;
         }
         buf.clear();
-        let mut events = 0;
+        let mut end = self.active.end;
         for request in &batch[..n] {
+            let at = buf.len();
             buf.extend_from_slice(&request.frame);
-            events += request.events;
+            segment::set_first(&mut buf[at..], end);
+            end += request.events;
         }
         if let Err(e) = self.active.file.write_all_at(buf, self.active.len) {
-            warn!(topic = %self.topic.name, error = %e, "embedded bus write failed");
+            self.cannot_write(format!("writing failed: {e}"));
             self.undo_write(buf.len() as u64, &e);
             return (n, Err(Failure::Io(e)));
         }
@@ -143,8 +170,11 @@ impl Writer {
         }
         self.active.len += buf.len() as u64;
         self.active.capacity = self.active.capacity.max(self.active.len);
-        self.active.end += events;
-        self.active.segment.set_committed_len(self.active.len);
+        self.active.end = end;
+        self.active.segment.set_committed(Committed {
+            len: self.active.len,
+            end,
+        });
         self.topic.end.send_replace(self.active.end);
         if self.next.is_none() {
             // From the first write on: zero-filling competes with commits for the disk, and at
@@ -186,7 +216,7 @@ impl Writer {
             .take()
             .unwrap_or_else(|| preallocate::prepare(&self.topic.dir, self.segment_bytes));
         let file = next.wait().map_err(|e| {
-            warn!(topic = %self.topic.name, error = %e, "preparing the next segment failed");
+            self.cannot_write(format!("preparing the next segment failed: {e}"));
             Failure::Io(e)
         })?;
         let path = self.topic.dir.join(segment::file_name(self.active.end));
@@ -202,7 +232,11 @@ impl Writer {
             self.stop(format!("starting a new segment failed: {e}"));
             return Err(Failure::Io(e));
         }
-        let next = Arc::new(Segment::new(self.active.end, path, 0));
+        let empty = Committed {
+            len: 0,
+            end: self.active.end,
+        };
+        let next = Arc::new(Segment::new(self.active.end, path, empty));
         {
             // Seal and publish the next segment under the list's lock: a reader that sees the
             // old segment sealed finds the next one as soon as it takes the lock.
@@ -214,11 +248,63 @@ impl Writer {
         self.active.segment = next;
         self.active.len = 0;
         self.active.capacity = self.segment_bytes;
+        self.topic.set_write_error(None);
         Ok(())
+    }
+
+    /// Collects a finished background preparation of the next segment: a success shows there
+    /// is room for a whole segment again (a reported failure is cleared); a failure (its file
+    /// already removed) is reported, and the next commit or probe starts another.
+    fn collect_next(&mut self) {
+        let Some(next) = self.next.take() else {
+            return;
+        };
+        if !next.is_finished() {
+            self.next = Some(next);
+            return;
+        }
+        let (path, size) = (next.path().to_owned(), self.segment_bytes);
+        match next.wait() {
+            Ok(file) => {
+                self.next = Some(Preparing::ready(path, size, file));
+                if self.topic.write_error().is_some() {
+                    info!(topic = %self.topic.name, "embedded bus writes again: the next segment is prepared");
+                    self.topic.set_write_error(None);
+                }
+            }
+            Err(e) => self.cannot_write(format!("preparing the next segment failed: {e}")),
+        }
+    }
+
+    /// While idle after a failure: tries to prepare the next segment (on this thread; the
+    /// queue waits meanwhile).
+    fn probe(&mut self) {
+        if self.next.is_none() {
+            self.next = Some(preallocate::prepare(&self.topic.dir, self.segment_bytes));
+        }
+        if let Some(next) = self.next.take() {
+            let (path, size) = (next.path().to_owned(), self.segment_bytes);
+            self.next = Some(match next.wait() {
+                Ok(file) => Preparing::ready(path, size, file),
+                Err(e) => {
+                    self.cannot_write(format!("preparing the next segment failed: {e}"));
+                    return;
+                }
+            });
+        }
+        self.collect_next();
+    }
+
+    /// Reports a failure that may pass (a full disk) to readiness.
+    fn cannot_write(&mut self, reason: String) {
+        warn!(topic = %self.topic.name, %reason, "embedded bus cannot write");
+        self.topic.set_write_error(Some(reason));
     }
 
     fn stop(&mut self, reason: String) {
         error!(topic = %self.topic.name, %reason, "embedded bus stops writing this topic until reopened");
+        self.topic
+            .set_write_error(Some(format!("{reason}; stopped until Herald restarts")));
         self.failed = Some(reason);
     }
 }
