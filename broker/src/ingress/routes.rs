@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::{Ingress, IngressError};
 use crate::binding::decode::decode;
+use crate::listener::BodyError;
 
 pub fn router(ingress: Arc<Ingress>) -> Router {
     Router::new()
@@ -48,6 +49,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
     let (parts, body) = request.into_parts();
     let key = parts.uri.path().strip_prefix('/').unwrap_or("");
     let key = key.strip_suffix('/').unwrap_or(key);
+    // From here on `key` is a configured broker's id (the lookup found it), safe as a label.
     let Some(entry) = ingress.broker(key) else {
         let mut segments = key.split('/');
         let error = match (segments.next(), segments.next(), segments.next()) {
@@ -59,7 +61,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
             }
             _ => return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no route for {}; brokers are at /{{namespace}}/{{name}}", parts.uri.path())}))).into_response(),
         };
-        ingress.count_rejected(key, &error, 1);
+        ingress.count_rejected(super::UNKNOWN_BROKER, &error, 1);
         return error.into_response();
     };
     match parts.method {
@@ -90,7 +92,8 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
 }
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without
-/// buffering it whole.
+/// buffering it whole. The listener's body timeout and byte budget surface here as `408` and
+/// `503`.
 pub(crate) async fn read_limited(
     headers: &HeaderMap,
     body: Body,
@@ -106,7 +109,11 @@ pub(crate) async fn read_limited(
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(IngressError::PayloadTooLarge { limit }),
-        Err(e) => Err(IngressError::Body(e.to_string())),
+        Err(e) => Err(match crate::listener::body_error(&*e) {
+            Some(BodyError::Timeout { after }) => IngressError::BodyTimeout { after: *after },
+            Some(BodyError::Busy { limit }) => IngressError::Busy { limit: *limit },
+            _ => IngressError::Body(e.to_string()),
+        }),
     }
 }
 
