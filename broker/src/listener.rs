@@ -22,6 +22,11 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 64 << 20;
 
+/// hyper's read buffer of one connection grows up to this while a request streams in; it also
+/// bounds a request's head (a longer head is `431`), so it leaves room for attributes far
+/// over the default `--max-attributes-bytes`, which then get a `400` naming that limit.
+pub const MAX_READ_BUFFER: usize = 400 << 10;
+
 /// How long shutdown waits for open requests (an ingest waiting on the bus) to be answered.
 const REQUEST_GRACE: Duration = Duration::from_secs(10);
 
@@ -70,7 +75,8 @@ pub async fn serve_http1(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(MAX_READ_BUFFER);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failures = 0u32;
     loop {

@@ -4,6 +4,10 @@
 //! `503` at once when the budget cannot cover it; a chunked body reserves as it arrives and
 //! fails with [`BodyError::Busy`] when it cannot. A reservation is released when the answer
 //! is ready, so memory held by half-received bodies stays under the budget.
+//!
+//! A body costs more than its bytes while it streams in: hyper reads one chunk ahead of the
+//! handler, so up to two of its read buffers (each up to [`MAX_READ_BUFFER`]) are alive per
+//! connection. [`cost`] counts them, so the budget bounds memory, not only payload.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,7 +25,7 @@ use hyper::body::Incoming;
 use hyper_util::service::TowerToHyperService;
 use tokio::time::{Instant, Sleep};
 
-use super::ListenerOptions;
+use super::{ListenerOptions, MAX_READ_BUFFER};
 use crate::ingress::IngressError;
 
 /// Why a request body could not be read to its end.
@@ -75,6 +79,12 @@ impl Budget {
     }
 }
 
+/// The memory a body of `bytes` occupies while it is received: itself plus hyper's read
+/// buffers, which grow with it up to two of [`MAX_READ_BUFFER`].
+fn cost(bytes: usize) -> usize {
+    bytes.saturating_add(bytes.min(2 * MAX_READ_BUFFER))
+}
+
 /// Bytes of the budget held by one request; given back on drop.
 #[derive(Debug)]
 struct Reservation {
@@ -83,13 +93,14 @@ struct Reservation {
 }
 
 impl Reservation {
-    /// Makes the reservation cover `received` bytes; false when the budget cannot.
+    /// Makes the reservation cover `received` bytes of body; false when the budget cannot.
     fn cover(&self, received: usize) -> bool {
+        let needed = cost(received);
         let reserved = self.reserved.load(Ordering::Acquire);
-        if received <= reserved {
+        if needed <= reserved {
             return true;
         }
-        let more = received - reserved;
+        let more = needed - reserved;
         if !self.budget.try_add(more) {
             return false;
         }
@@ -192,9 +203,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Guarded {
             None
         } else {
             let declared = inner.size_hint().exact().unwrap_or(0);
-            let upfront = usize::try_from(declared)
-                .unwrap_or(usize::MAX)
-                .min(self.limits.max_body);
+            let upfront = cost(
+                usize::try_from(declared)
+                    .unwrap_or(usize::MAX)
+                    .min(self.limits.max_body),
+            );
             let budget = self.limits.budget.clone();
             if !budget.try_add(upfront) {
                 let limit = budget.limit;
@@ -254,12 +267,20 @@ mod tests {
             reserved: AtomicUsize::new(60),
         };
         assert!(!budget.try_add(41), "60 + 41 is over 100");
-        assert!(first.cover(90), "growing to 90 fits");
-        assert!(!first.cover(101), "growing past 100 does not");
+        assert!(first.cover(45), "45 bytes of body cost 90, which fits");
+        assert!(!first.cover(51), "51 bytes cost 102, which does not");
         assert_eq!(budget.in_flight.load(Ordering::Acquire), 90);
         drop(first);
         assert_eq!(budget.in_flight.load(Ordering::Acquire), 0);
         assert!(budget.try_add(100));
         assert!(!budget.try_add(usize::MAX), "no overflow");
+    }
+
+    #[test]
+    fn a_body_costs_its_bytes_plus_at_most_two_read_buffers() {
+        assert_eq!(cost(0), 0);
+        assert_eq!(cost(1000), 2000);
+        assert_eq!(cost(1 << 20), (1 << 20) + 2 * MAX_READ_BUFFER);
+        assert_eq!(cost(usize::MAX), usize::MAX);
     }
 }
