@@ -228,3 +228,6 @@ fn stamp(event: &mut Event, now: &str) -> Result<(), IngressError> {
     event.set_extension(ARRIVAL_TIME, ExtensionValue::String(now.to_owned()));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
