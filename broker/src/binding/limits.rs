@@ -2,6 +2,11 @@
 //! control characters in any attribute (`spec.md` §"Type System": strings exclude them), at
 //! most `max_extensions` extensions, at most `max_attributes_bytes` of attribute names and
 //! values together. One pass over the attributes, no allocation on success.
+//!
+//! The extensions Herald stamps itself ([`HERALD_EXTENSIONS`]: arrival time, TTL, and the
+//! `knativeerror*` of a dead letter) are outside the count and the byte total, each bounded by
+//! [`HERALD_EXTENSION_MAX_BYTES`] instead: an event accepted at the limits can still be
+//! forwarded to a broker or dead-lettered in-process with Herald's additions.
 
 use cloudevents::Event;
 use cloudevents::event::AttributeValue;
@@ -12,6 +17,19 @@ use super::BindingError;
 pub const DEFAULT_MAX_EXTENSIONS: usize = 64;
 /// Default cap on the bytes of all attribute names and values of one event: 16 KiB.
 pub const DEFAULT_MAX_ATTRIBUTES_BYTES: usize = 16 << 10;
+
+/// Extensions Herald sets on events it stores or dead-letters.
+pub const HERALD_EXTENSIONS: [&str; 5] = [
+    "knativearrivaltime",
+    "knativebrokerttl",
+    "knativeerrordest",
+    "knativeerrorcode",
+    "knativeerrordata",
+];
+
+/// The largest value of one of [`HERALD_EXTENSIONS`] (`knativeerrordata` is at most 1 KiB of
+/// response body, base64-encoded).
+pub const HERALD_EXTENSION_MAX_BYTES: usize = 4 << 10;
 
 /// Bounds on an event's attributes (`--max-extensions`, `--max-attributes-bytes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +50,10 @@ impl Default for AttributeLimits {
 impl AttributeLimits {
     /// Checks `event` against the limits and the control-character rule.
     pub fn check(&self, event: &Event) -> Result<(), BindingError> {
-        let extensions = event.iter_extensions().count();
+        let extensions = event
+            .iter_extensions()
+            .filter(|(name, _)| !is_herald_extension(name))
+            .count();
         if extensions > self.max_extensions {
             return Err(BindingError::TooManyExtensions {
                 count: extensions,
@@ -41,11 +62,20 @@ impl AttributeLimits {
         }
         let mut size = 0usize;
         for (name, value) in event.iter() {
-            size += name.len() + value_len(&value);
-            if size > self.max_attributes_bytes {
-                return Err(BindingError::AttributesTooLarge {
-                    limit: self.max_attributes_bytes,
-                });
+            let len = name.len() + value_len(&value);
+            if is_herald_extension(name) {
+                if len > HERALD_EXTENSION_MAX_BYTES {
+                    return Err(super::invalid(format!(
+                        "extension {name} is longer than {HERALD_EXTENSION_MAX_BYTES} bytes"
+                    )));
+                }
+            } else {
+                size += len;
+                if size > self.max_attributes_bytes {
+                    return Err(BindingError::AttributesTooLarge {
+                        limit: self.max_attributes_bytes,
+                    });
+                }
             }
             let text = match &value {
                 AttributeValue::String(s) => *s,
@@ -62,6 +92,11 @@ impl AttributeLimits {
         }
         Ok(())
     }
+}
+
+/// One of [`HERALD_EXTENSIONS`]; every one starts with `knative` and is checked only then.
+fn is_herald_extension(name: &str) -> bool {
+    name.starts_with("knative") && HERALD_EXTENSIONS.contains(&name)
 }
 
 /// The length of a value as text; non-string values count as their longest text form.
@@ -170,5 +205,28 @@ mod tests {
         let err = limits.check(&e).expect_err("over 100 bytes");
         assert_eq!(err, BindingError::AttributesTooLarge { limit: 100 });
         assert!(err.to_string().contains("--max-attributes-bytes"), "{err}");
+    }
+
+    #[test]
+    fn heralds_own_extensions_are_outside_the_limits_but_bounded() {
+        let limits = AttributeLimits {
+            max_extensions: 1,
+            max_attributes_bytes: 60,
+        };
+        let mut e = event();
+        e.set_extension("mine", "v");
+        e.set_extension("knativebrokerttl", 255i64);
+        e.set_extension("knativearrivaltime", "2026-12-01T00:00:00Z");
+        e.set_extension("knativeerrordata", "A".repeat(1368));
+        assert_eq!(
+            limits.check(&e),
+            Ok(()),
+            "a dead letter of an event at the limits"
+        );
+        e.set_extension("knativeerrordata", "A".repeat(5000));
+        let err = limits
+            .check(&e)
+            .expect_err("a publisher's huge knativeerrordata");
+        assert!(err.to_string().contains("knativeerrordata"), "{err}");
     }
 }
