@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use herald_tests::fixtures::{binary_body, binary_headers, borrow, structured};
-use herald_tests::{Client, Herald, Subscriber, manifests};
+use herald_tests::{Client, Herald, Reply, Subscriber, manifests};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -305,4 +305,32 @@ async fn unknown_paths_are_one_metric_series_and_cannot_inject_labels() {
         "{after}"
     );
     assert!(!after.contains("ns1999"), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_with_a_control_character_is_not_stored() {
+    let sub = Subscriber::start().await;
+    sub.set_script(|request| match request.id().as_str() {
+        "original-forged" => Reply::binary_event("reply-forged", "t%0Aforged", "/r", &json!({})),
+        "original-ok" => Reply::binary_event("reply-ok", "t", "/r", &json!({})),
+        _ => Reply::status(200),
+    });
+    let herald = herald_with(&sub).await;
+    let client = Client::new();
+    let url = herald.broker_url("default", "default");
+    for id in ["original-forged", "original-ok"] {
+        let r = client.post_structured(&url, &structured(id)).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    sub.wait_for(3, Duration::from_secs(10)).await;
+    let got = sub
+        .settle(Duration::from_secs(1), Duration::from_secs(20))
+        .await;
+    let mut ids: Vec<String> = got.iter().map(|r| r.id()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["original-forged", "original-ok", "reply-ok"],
+        "the valid reply is stored and delivered, the forged one never"
+    );
 }
