@@ -9,6 +9,7 @@
 //! - [`bus`]: choosing and opening the bus.
 //! - [`sources`]: GitHub, Ping and ApiServerSource running against their sinks.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`listener`]: the HTTP/1.1 serve loop with its connection limits.
 //! - [`server`]: [`run`], which ties them together on one listener.
 
 pub mod binding;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod dispatch;
 pub mod filter;
 pub mod ingress;
+pub mod listener;
 pub mod metrics;
 mod server;
 pub mod sources;

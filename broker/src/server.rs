@@ -8,9 +8,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::binding::AttributeLimits;
 use crate::config::Config;
 use crate::dispatch::{self, TriggerContext};
 use crate::ingress::{Ingress, router};
+use crate::listener::{ListenerOptions, serve_http1};
 use crate::metrics::Metrics;
 use crate::sources::{self, SourceEnv};
 use herald_buses::Bus;
@@ -23,6 +25,10 @@ pub struct ServeOptions {
     pub jitter: bool,
     /// Where sources keep their state (GitHub delivery ids, Ping progress, objects seen).
     pub state_dir: PathBuf,
+    /// Attribute limits of every published event (`--max-extensions`, `--max-attributes-bytes`).
+    pub limits: AttributeLimits,
+    /// Connection limits (timeouts, connection cap, body bytes in flight).
+    pub listener: ListenerOptions,
 }
 
 impl Default for ServeOptions {
@@ -32,6 +38,8 @@ impl Default for ServeOptions {
             window: dispatch::DEFAULT_WINDOW,
             jitter: true,
             state_dir: sources::state_dir(std::path::Path::new("herald-data")),
+            limits: AttributeLimits::default(),
+            listener: ListenerOptions::default(),
         }
     }
 }
@@ -47,12 +55,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     metrics.read_bus_counters(bus.clone());
-    let ingress = Arc::new(Ingress::new(
-        config.brokers.iter().map(|b| b.id.clone()),
-        bus.clone(),
-        metrics.clone(),
-        options.max_body,
-    ));
+    let ingress = Arc::new(
+        Ingress::new(
+            config.brokers.iter().map(|b| b.id.clone()),
+            bus.clone(),
+            metrics.clone(),
+            options.max_body,
+        )
+        .with_limits(options.limits),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = dispatch::sender::Sender::default();
     for broker in &config.brokers {
@@ -120,12 +131,18 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "herald serving");
     let ready = ingress.clone();
     let app = router(ingress).merge(sources::github::router(started.github.clone()));
-    serve_http1(listener, app, async move {
-        shutdown.await;
-        ready.set_ready(false);
-        tracing::info!("shutting down: no new events accepted");
-        let _ = stop_tx.send(true);
-    })
+    serve_http1(
+        listener,
+        app,
+        options.listener,
+        options.max_body,
+        async move {
+            shutdown.await;
+            ready.set_ready(false);
+            tracing::info!("shutting down: no new events accepted");
+            let _ = stop_tx.send(true);
+        },
+    )
     .await;
     while dispatchers.join_next().await.is_some() {}
     while started.tasks.join_next().await.is_some() {}
@@ -160,51 +177,5 @@ async fn subscribe_until_stopped(
                 wait = (wait * 2).min(std::time::Duration::from_secs(30));
             }
         }
-    }
-}
-
-/// How long shutdown waits for open requests (an ingest waiting on the bus) to be answered.
-const REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Serves `app` over HTTP/1.1 keep-alive until `shutdown`, then stops accepting and lets open
-/// requests finish. Plain hyper rather than `axum::serve`: Herald speaks HTTP/1.1 only, and
-/// skipping the HTTP/2-detecting connection wrapper is measurably cheaper per request.
-async fn serve_http1(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let service = hyper_util::service::TowerToHyperService::new(app);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(REQUEST_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open requests not finished within {REQUEST_GRACE:?}; closing them");
     }
 }

@@ -24,6 +24,9 @@ pub struct HeraldOptions {
     pub port: Option<u16>,
     /// Extra environment variables, e.g. `KUBECONFIG`.
     pub env: Vec<(String, String)>,
+    /// A descriptor limit (soft and hard `RLIMIT_NOFILE`) set with `prlimit` before herald
+    /// starts (`prlimit` execs herald, so [`Herald::pid`] stays herald's).
+    pub nofile: Option<u64>,
 }
 
 /// A running `herald serve -f <manifests> --listen 127.0.0.1:PORT --bus BUS --data-dir <tmp>`.
@@ -117,7 +120,14 @@ impl Herald {
         self.runs += 1;
         let stderr = File::create(self.stderr_path(self.runs)).expect("stderr file");
         let log = std::env::var("HERALD_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
-        let mut command = Command::new(herald_bin());
+        let mut command = match self.options.nofile {
+            Some(n) => {
+                let mut command = Command::new("prlimit");
+                command.arg(format!("--nofile={n}:{n}")).arg(herald_bin());
+                command
+            }
+            None => Command::new(herald_bin()),
+        };
         command.arg("serve");
         // Empty manifests: no -f at all, so herald runs its built-in broker default/default.
         if std::fs::metadata(&self.manifest).is_ok_and(|m| m.len() > 0) {

@@ -83,6 +83,27 @@ struct ServeArgs {
     /// at least `64Ki`); segments are preallocated at this size and retention deletes whole ones.
     #[arg(long, env = "HERALD_SEGMENT_BYTES", value_parser = herald::bus::parse_segment_bytes)]
     segment_bytes: Option<u64>,
+    /// Most extensions one event may carry (more: 400).
+    #[arg(long, env = "HERALD_MAX_EXTENSIONS", default_value_t = herald::binding::limits::DEFAULT_MAX_EXTENSIONS)]
+    max_extensions: usize,
+    /// Most bytes of attribute names and values one event may carry (more: 400).
+    #[arg(long, env = "HERALD_MAX_ATTRIBUTES_BYTES", default_value_t = herald::binding::limits::DEFAULT_MAX_ATTRIBUTES_BYTES)]
+    max_attributes_bytes: usize,
+    /// Time a connection has to send a request's headers, counted from when it starts
+    /// waiting for them (so also the keep-alive idle timeout), e.g. `10s`, `500ms`.
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: std::time::Duration,
+    /// Time a request has to send its whole body (then 408 and the connection is closed).
+    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    body_read_timeout: std::time::Duration,
+    /// Most connections open at once; lowered to leave a quarter of the descriptor limit
+    /// (at least 64) free. Further connections wait in the listen backlog.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = herald::listener::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Most request-body bytes being received at once, all connections together (beyond:
+    /// 503 with Retry-After).
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = herald::listener::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT)]
+    max_body_bytes_in_flight: usize,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -121,8 +142,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         window: args.delivery_window.max(1),
         jitter: true,
         state_dir: herald::sources::state_dir(&args.data_dir),
+        limits: herald::binding::AttributeLimits {
+            max_extensions: args.max_extensions,
+            max_attributes_bytes: args.max_attributes_bytes,
+        },
+        listener: herald::listener::ListenerOptions {
+            header_read_timeout: args.header_read_timeout,
+            body_read_timeout: args.body_read_timeout,
+            max_connections: args.max_connections,
+            max_body_bytes_in_flight: args.max_body_bytes_in_flight,
+        },
     };
     run(listener, config, bus, options, shutdown_signal()).await
+}
+
+/// A positive whole number of `ms`, `s` or `m`: `10s`, `500ms`, `2m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 2m"))?;
+    let duration = match unit {
+        "ms" => std::time::Duration::from_millis(number),
+        "s" => std::time::Duration::from_secs(number),
+        "m" => std::time::Duration::from_secs(number.saturating_mul(60)),
+        _ => return Err(format!("{text:?} has no unit: use ms, s or m (e.g. 10s)")),
+    };
+    if duration.is_zero() {
+        return Err(format!("{text:?}: a timeout must be positive"));
+    }
+    Ok(duration)
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

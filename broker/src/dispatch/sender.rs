@@ -135,14 +135,16 @@ impl Sender {
             Err(e) => {
                 if parts.status.is_success() {
                     // Delivered, but the reply is unreadable: the event is done, the reply lost.
-                    tracing::warn!(%url, error = %e, "reply body unreadable; reply ignored");
+                    // `url` comes from configuration (and `Url` escapes controls); the error
+                    // may carry the subscriber's bytes, so it is Debug-escaped.
+                    tracing::warn!(%url, error = ?e.to_string(), "reply body unreadable; reply ignored");
                 }
                 Bytes::new()
             }
         };
         if parts.status.is_success() {
             let reply = reply_events(parts.status, &parts.headers, body).unwrap_or_else(|e| {
-                tracing::warn!(%url, error = %e, "subscriber replied with an invalid CloudEvent; reply ignored");
+                tracing::warn!(%url, error = ?e.to_string(), "subscriber replied with an invalid CloudEvent; reply ignored");
                 Vec::new()
             });
             return Attempt::Delivered { reply };

@@ -19,6 +19,13 @@ pub enum IngressError {
     PayloadTooLarge { limit: usize },
     #[error("reading the request body failed: {0}")]
     Body(String),
+    #[error("the request body did not arrive within {after:?} (--body-read-timeout)")]
+    BodyTimeout { after: std::time::Duration },
+    #[error(
+        "too many request body bytes in flight (limit {limit} bytes, \
+         --max-body-bytes-in-flight); retry later"
+    )]
+    Busy { limit: usize },
     #[error("knativebrokerttl is {0}: the event was dropped by the loop guard")]
     TtlExhausted(i64),
     #[error("event could not be made durable, retry later: {0}")]
@@ -28,14 +35,16 @@ pub enum IngressError {
 impl IngressError {
     pub fn status(&self) -> StatusCode {
         match self {
-            IngressError::Binding(BindingError::Invalid(_)) => StatusCode::BAD_REQUEST,
             IngressError::Binding(BindingError::UnsupportedFormat(_)) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            IngressError::Binding(_) => StatusCode::BAD_REQUEST,
             IngressError::UnknownBroker { .. } => StatusCode::NOT_FOUND,
             IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Body(_) | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
+            IngressError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            IngressError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::Bus(BusError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Bus(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::Bus(_) => StatusCode::BAD_REQUEST,
@@ -45,12 +54,13 @@ impl IngressError {
     /// The reason label of `herald_events_rejected_total`.
     pub fn reason(&self) -> &'static str {
         match self {
-            IngressError::Binding(BindingError::Invalid(_)) => "invalid",
-            IngressError::Binding(BindingError::UnsupportedFormat(_)) => "unsupported_format",
+            IngressError::Binding(e) => e.reason(),
             IngressError::UnknownBroker { .. } => "unknown_broker",
             IngressError::MethodNotAllowed(_) => "method",
             IngressError::PayloadTooLarge { .. } => "too_large",
             IngressError::Body(_) => "body",
+            IngressError::BodyTimeout { .. } => "body_timeout",
+            IngressError::Busy { .. } => "busy",
             IngressError::TtlExhausted(_) => "ttl",
             IngressError::Bus(BusError::Overloaded { .. }) => "bus_overloaded",
             IngressError::Bus(BusError::TooLarge { .. }) => "too_large",
@@ -70,7 +80,10 @@ impl IntoResponse for IngressError {
         let headers = response.headers_mut();
         match status {
             StatusCode::SERVICE_UNAVAILABLE => {
-                let after = if matches!(self, IngressError::Bus(BusError::Overloaded { .. })) {
+                let after = if matches!(
+                    self,
+                    IngressError::Bus(BusError::Overloaded { .. }) | IngressError::Busy { .. }
+                ) {
                     "1"
                 } else {
                     "5"
@@ -81,6 +94,13 @@ impl IntoResponse for IngressError {
                 headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
             }
             _ => {}
+        }
+        if matches!(
+            self,
+            IngressError::Busy { .. } | IngressError::BodyTimeout { .. }
+        ) {
+            // The body was not read to its end: the connection cannot carry another request.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

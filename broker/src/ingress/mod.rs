@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`Ingress`]: publishes events to a broker's topic (used by HTTP and, in-process, by
-//!   replies and broker destinations) after stamping `knativearrivaltime` and the TTL.
+//!   replies, broker destinations and sources) after checking them against the attribute
+//!   limits and stamping `knativearrivaltime` and the TTL: nothing invalid is ever stored.
 //! - [`router`]: the axum router of the one listener.
 //! - [`error`]: status codes.
 
@@ -22,6 +23,7 @@ pub use error::IngressError;
 pub(crate) use routes::read_limited;
 pub use routes::router;
 
+use crate::binding::AttributeLimits;
 use crate::config::{BrokerId, DEFAULT_TTL};
 use crate::metrics::{BrokerLabels, Metrics, RejectLabels};
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +33,13 @@ pub const TTL: &str = "knativebrokerttl";
 
 /// Default request body limit: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// The broker label of refusals whose path names no configured broker: metric labels come
+/// from configuration only, so any number of unknown paths is one series.
+pub const UNKNOWN_BROKER: &str = "_unknown";
+
+/// The highest `knativebrokerttl` a publisher can set (Knative's default); higher is clamped.
+pub const MAX_TTL: i64 = 255;
 
 /// A broker as ingress serves it, with its metric handles made once.
 pub struct BrokerEntry {
@@ -46,6 +55,7 @@ pub struct Ingress {
     bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
     pub max_body: usize,
+    limits: AttributeLimits,
     ready: AtomicBool,
 }
 
@@ -77,8 +87,16 @@ impl Ingress {
             bus,
             metrics,
             max_body,
+            limits: AttributeLimits::default(),
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// The attribute limits every published event is checked against (default: the
+    /// defaults of [`AttributeLimits`]).
+    pub fn with_limits(mut self, limits: AttributeLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -95,7 +113,8 @@ impl Ingress {
         self.brokers.get(key)
     }
 
-    /// Counts a refused request in `herald_events_rejected_total`.
+    /// Counts a refused request in `herald_events_rejected_total`; `broker` is a configured
+    /// broker's id or [`UNKNOWN_BROKER`], never text from a request.
     pub fn count_rejected(&self, broker: &str, error: &IngressError, events: usize) {
         self.metrics
             .events_rejected
@@ -115,7 +134,7 @@ impl Ingress {
                 namespace: broker.namespace.clone(),
                 name: broker.name.clone(),
             };
-            self.count_rejected(&key, &error, events.len());
+            self.count_rejected(UNKNOWN_BROKER, &error, events.len());
             return Err(error);
         };
         self.publish_to(entry, events).await
@@ -138,6 +157,12 @@ impl Ingress {
     }
 
     async fn store(&self, entry: &BrokerEntry, events: &mut [Event]) -> Result<(), IngressError> {
+        for (i, event) in events.iter().enumerate() {
+            self.limits.check(event).map_err(|e| match events.len() {
+                1 => IngressError::Binding(e),
+                _ => IngressError::Binding(batch_error(i, e)),
+            })?;
+        }
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::AutoSi, true);
         for event in events.iter_mut() {
             stamp(event, &now)?;
@@ -151,16 +176,42 @@ impl Ingress {
     }
 }
 
-/// Reads the loop-guard TTL of an event (absent: Knative's default).
+/// Which event of a batch broke a limit; the limit errors keep their kind (and reason label).
+fn batch_error(index: usize, error: crate::binding::BindingError) -> crate::binding::BindingError {
+    match error {
+        crate::binding::BindingError::Invalid(message) => {
+            crate::binding::invalid(format!("batch event {index}: {message}"))
+        }
+        crate::binding::BindingError::ControlCharacter {
+            attribute,
+            character,
+        } => crate::binding::BindingError::ControlCharacter {
+            attribute: format!("{attribute} of batch event {index}"),
+            character,
+        },
+        other => other,
+    }
+}
+
+/// Reads the loop-guard TTL of an event (absent: Knative's default). A decimal integer too
+/// large for `i64` reads as `i64::MAX` (and is clamped to [`MAX_TTL`] when stamped).
 pub fn ttl(event: &Event) -> Result<i64, IngressError> {
     match event.extension(TTL) {
         None => Ok(DEFAULT_TTL),
         Some(ExtensionValue::Integer(i)) => Ok(*i),
-        Some(ExtensionValue::String(s)) => s.trim().parse().map_err(|_| {
-            IngressError::Binding(crate::binding::invalid(format!(
-                "extension {TTL} {s:?} is not an integer"
-            )))
-        }),
+        Some(ExtensionValue::String(s)) => {
+            let text = s.trim();
+            text.parse().or_else(|_| {
+                let digits = text.strip_prefix('+').unwrap_or(text);
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(i64::MAX)
+                } else {
+                    Err(IngressError::Binding(crate::binding::invalid(format!(
+                        "extension {TTL} {s:?} is not an integer"
+                    ))))
+                }
+            })
+        }
         Some(ExtensionValue::Boolean(_)) => Err(IngressError::Binding(crate::binding::invalid(
             format!("extension {TTL} must be an integer"),
         ))),
@@ -172,7 +223,11 @@ fn stamp(event: &mut Event, now: &str) -> Result<(), IngressError> {
     if ttl <= 0 {
         return Err(IngressError::TtlExhausted(ttl));
     }
-    event.set_extension(TTL, ExtensionValue::Integer(ttl));
+    // A publisher cannot switch the loop guard off with a huge TTL.
+    event.set_extension(TTL, ExtensionValue::Integer(ttl.min(MAX_TTL)));
     event.set_extension(ARRIVAL_TIME, ExtensionValue::String(now.to_owned()));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

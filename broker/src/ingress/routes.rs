@@ -8,11 +8,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 
 use super::{Ingress, IngressError};
 use crate::binding::decode::decode;
+use crate::listener::BodyError;
 
 pub fn router(ingress: Arc<Ingress>) -> Router {
     Router::new()
@@ -51,6 +52,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
     let (parts, body) = request.into_parts();
     let key = parts.uri.path().strip_prefix('/').unwrap_or("");
     let key = key.strip_suffix('/').unwrap_or(key);
+    // From here on `key` is a configured broker's id (the lookup found it), safe as a label.
     let Some(entry) = ingress.broker(key) else {
         let mut segments = key.split('/');
         let error = match (segments.next(), segments.next(), segments.next()) {
@@ -62,7 +64,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
             }
             _ => return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no route for {}; brokers are at /{{namespace}}/{{name}}", parts.uri.path())}))).into_response(),
         };
-        ingress.count_rejected(key, &error, 1);
+        ingress.count_rejected(super::UNKNOWN_BROKER, &error, 1);
         return error.into_response();
     };
     match parts.method {
@@ -93,10 +95,13 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
 }
 
 /// Reads at most `limit` bytes; a declared or actual larger body is refused without
-/// buffering it whole.
+/// buffering it whole. The listener's body timeout and byte budget surface here as `408` and
+/// `503`. A body of several frames is copied into one buffer as it arrives (sized by
+/// `Content-Length`), so hyper's read buffers are reused instead of being held by slices: a
+/// half-received body costs its own size, not its size plus the buffers it was read into.
 pub(crate) async fn read_limited(
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
     limit: usize,
 ) -> Result<Bytes, IngressError> {
     let declared = headers
@@ -106,10 +111,44 @@ pub(crate) async fn read_limited(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(IngressError::PayloadTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(IngressError::PayloadTooLarge { limit }),
-        Err(e) => Err(IngressError::Body(e.to_string())),
+    let too_large = || IngressError::PayloadTooLarge { limit };
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(body_error)?.into_data() else {
+            continue; // trailers
+        };
+        let so_far =
+            first.as_ref().map_or(0, Bytes::len) + joined.as_ref().map_or(0, BytesMut::len);
+        if so_far + data.len() > limit {
+            return Err(too_large());
+        }
+        match (&mut first, &mut joined) {
+            (None, None) => first = Some(data),
+            (Some(_), None) => {
+                let capacity = declared
+                    .map_or(0, |len| len as usize)
+                    .max(so_far + data.len());
+                let mut buffer = BytesMut::with_capacity(capacity);
+                buffer.extend_from_slice(&first.take().unwrap_or_default());
+                buffer.extend_from_slice(&data);
+                joined = Some(buffer);
+            }
+            (_, Some(buffer)) => buffer.extend_from_slice(&data),
+        }
+    }
+    Ok(match joined {
+        Some(buffer) => buffer.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}
+
+/// The ingress error of a body that could not be read.
+fn body_error(error: axum::Error) -> IngressError {
+    match crate::listener::body_error(&error) {
+        Some(BodyError::Timeout { after }) => IngressError::BodyTimeout { after: *after },
+        Some(BodyError::Busy { limit }) => IngressError::Busy { limit: *limit },
+        _ => IngressError::Body(error.to_string()),
     }
 }
 
