@@ -2,8 +2,8 @@
 //! `header_read_timeout` (which is also the keep-alive idle timeout: hyper arms it whenever a
 //! connection waits for a request head), bodies within `body_read_timeout`, at most
 //! `max_connections` open (kept below the descriptor limit), and at most
-//! `max_body_bytes_in_flight` of request bodies being received at once, beyond which requests
-//! are answered `503` with `Retry-After` (see [`budget`]).
+//! `max_body_bytes_in_flight` of request bodies in flight (from the request head until the
+//! answer), beyond which requests are answered `503` with `Retry-After` (see [`budget`]).
 
 mod budget;
 

@@ -210,6 +210,14 @@ async fn idle_connections_beyond_the_descriptor_limit_do_not_stop_a_publish() {
     sub.wait_for(1, Duration::from_secs(10)).await;
     drop(idle);
     let log = herald.stderr();
+    let cap_line = log
+        .lines()
+        .find(|l| l.contains("connection cap lowered below the descriptor limit"))
+        .unwrap_or_else(|| panic!("herald did not lower its connection cap:\n{log}"));
+    assert!(
+        cap_line.contains("384"),
+        "512 descriptors leave 384 connections (a quarter kept free): {cap_line}"
+    );
     let accept_failures = log.matches("accept failed").count();
     assert!(
         accept_failures < 20,

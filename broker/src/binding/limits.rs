@@ -50,47 +50,65 @@ impl Default for AttributeLimits {
 impl AttributeLimits {
     /// Checks `event` against the limits and the control-character rule.
     pub fn check(&self, event: &Event) -> Result<(), BindingError> {
-        let extensions = event
-            .iter_extensions()
-            .filter(|(name, _)| !is_herald_extension(name))
-            .count();
-        if extensions > self.max_extensions {
-            return Err(BindingError::TooManyExtensions {
-                count: extensions,
-                limit: self.max_extensions,
-            });
-        }
         let mut size = 0usize;
-        for (name, value) in event.iter() {
-            let len = name.len() + value_len(&value);
-            if is_herald_extension(name) {
-                if len > HERALD_EXTENSION_MAX_BYTES {
-                    return Err(super::invalid(format!(
-                        "extension {name} is longer than {HERALD_EXTENSION_MAX_BYTES} bytes"
-                    )));
-                }
-            } else {
-                size += len;
-                if size > self.max_attributes_bytes {
-                    return Err(BindingError::AttributesTooLarge {
-                        limit: self.max_attributes_bytes,
+        for (name, value) in event.iter_attributes() {
+            self.check_one(name, &value, &mut size)?;
+        }
+        let mut extensions = 0usize;
+        for (name, value) in event.iter_extensions() {
+            if !is_herald_extension(name) {
+                extensions += 1;
+                if extensions > self.max_extensions {
+                    let count = event
+                        .iter_extensions()
+                        .filter(|(name, _)| !is_herald_extension(name))
+                        .count();
+                    return Err(BindingError::TooManyExtensions {
+                        count,
+                        limit: self.max_extensions,
                     });
                 }
             }
-            let text = match &value {
-                AttributeValue::String(s) => *s,
-                AttributeValue::URIRef(s) => s.as_str(),
-                AttributeValue::URI(u) => u.as_str(),
-                _ => continue,
-            };
-            if let Some(c) = first_control(text) {
-                return Err(BindingError::ControlCharacter {
-                    attribute: name.to_owned(),
-                    character: c,
+            self.check_one(name, &value.into(), &mut size)?;
+        }
+        Ok(())
+    }
+
+    /// One attribute: its share of the byte total (`size` so far) and its characters.
+    fn check_one(
+        &self,
+        name: &str,
+        value: &AttributeValue<'_>,
+        size: &mut usize,
+    ) -> Result<(), BindingError> {
+        let len = name.len() + value_len(value);
+        if is_herald_extension(name) {
+            if len > HERALD_EXTENSION_MAX_BYTES {
+                return Err(super::invalid(format!(
+                    "extension {name} is longer than {HERALD_EXTENSION_MAX_BYTES} bytes"
+                )));
+            }
+        } else {
+            *size += len;
+            if *size > self.max_attributes_bytes {
+                return Err(BindingError::AttributesTooLarge {
+                    limit: self.max_attributes_bytes,
                 });
             }
         }
-        Ok(())
+        let text = match value {
+            AttributeValue::String(s) => *s,
+            AttributeValue::URIRef(s) => s.as_str(),
+            AttributeValue::URI(u) => u.as_str(),
+            _ => return Ok(()),
+        };
+        match first_control(text) {
+            Some(character) => Err(BindingError::ControlCharacter {
+                attribute: name.to_owned(),
+                character,
+            }),
+            None => Ok(()),
+        }
     }
 }
 

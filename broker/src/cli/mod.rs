@@ -100,8 +100,8 @@ struct ServeArgs {
     /// (at least 64) free. Further connections wait in the listen backlog.
     #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = herald::listener::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
-    /// Most request-body bytes being received at once, all connections together (beyond:
-    /// 503 with Retry-After).
+    /// Most request-body bytes in flight (being received, or not yet answered), all
+    /// connections together, counted with hyper's read buffers (beyond: 503 with Retry-After).
     #[arg(long, env = "HERALD_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = herald::listener::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT)]
     max_body_bytes_in_flight: usize,
 }
