@@ -58,8 +58,17 @@ pub struct EmbeddedOptions {
 /// Smallest `--segment-bytes`: smaller segments only multiply files and rolls.
 pub const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
 
-/// Opens the bus; network buses connect (bounded by their connect timeout).
+/// Opens the bus with the embedded bus's defaults (see [`open_with`]).
 pub async fn open(
+    config: &BusConfig,
+    data_dir: &Path,
+    kafka_options: &[(String, String)],
+) -> Result<Arc<dyn Bus>, BusError> {
+    open_with(config, data_dir, kafka_options, EmbeddedOptions::default()).await
+}
+
+/// Opens the bus; network buses connect (bounded by their connect timeout).
+pub async fn open_with(
     config: &BusConfig,
     data_dir: &Path,
     kafka_options: &[(String, String)],

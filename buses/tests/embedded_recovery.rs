@@ -151,6 +151,11 @@ async fn no_acknowledged_event_is_lost_after_kill_9() {
                 }
             }
         }
+        assert!(
+            acked.len() >= 3000,
+            "round {round}: the child publisher acknowledged only {} events (did it run?)",
+            acked.len()
+        );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // Lines already in the pipe were printed after their publish returned: they count too.

@@ -131,7 +131,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         segment_bytes: args.segment_bytes,
     };
-    let bus = herald::bus::open(&args.bus, &args.data_dir, &args.kafka_options, embedded)
+    let bus = herald::bus::open_with(&args.bus, &args.data_dir, &args.kafka_options, embedded)
         .await
         .context("opening the bus")?;
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -23,6 +23,12 @@ const V1_HEADER: usize = 8;
 
 /// Converts every format-1 segment of the topic in `dir` to format 2.
 pub fn convert(dir: &Path, topic: &str) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "v2tmp") {
+            fs::remove_file(&path)?; // a conversion a crash interrupted before its rename
+        }
+    }
     for base in segment_bases(dir)? {
         let path = dir.join(segment::file_name(base));
         let data = fs::read(&path)?;
