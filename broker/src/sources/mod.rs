@@ -156,10 +156,10 @@ async fn remove_unconfigured_state(sources: &[SourceConfig], state_dir: &Path) {
         .collect();
     let (removed, failed) = cleanup::remove_unconfigured(state_dir, &kept).await;
     for path in removed {
-        tracing::info!(path = %path.display(), "removed the state of a source that is no longer configured");
+        tracing::info!(path = ?path, "removed the state of a source that is no longer configured");
     }
     for e in failed {
-        tracing::warn!(error = %e, "state of a source that is no longer configured not removed");
+        tracing::warn!(error = ?e.to_string(), "state of a source that is no longer configured not removed");
     }
 }
 
@@ -212,7 +212,7 @@ async fn run_api_server(
         match kube_client().await {
             Ok(found) => break found,
             Err(e) => {
-                tracing::warn!(%source, error = %e, retry_in = ?backoff, "no kubernetes client for the apiserver source; retrying");
+                tracing::warn!(%source, error = ?e.to_string(), retry_in = ?backoff, "no kubernetes client for the apiserver source; retrying");
                 if !crate::dispatch::deliver::pause(backoff, &mut shutdown).await {
                     return;
                 }

@@ -309,7 +309,7 @@ impl ResourceWatch {
     async fn persist_pending(&self, state: &SeenState) {
         let mut backoff = Duration::from_millis(200);
         while let Err(e) = state::store(&self.path, state).await {
-            tracing::warn!(error = %e, "apiserver source state not persisted, retrying before sending");
+            tracing::warn!(error = ?e.to_string(), "apiserver source state not persisted, retrying before sending");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
@@ -319,7 +319,7 @@ impl ResourceWatch {
     /// restart (duplicates, never losses).
     async fn persist(&self, state: &SeenState) {
         if let Err(e) = state::store(&self.path, state).await {
-            tracing::warn!(error = %e, "apiserver source state not persisted");
+            tracing::warn!(error = ?e.to_string(), "apiserver source state not persisted");
         }
     }
 
@@ -342,13 +342,13 @@ impl ResourceWatch {
                         kind = %self.resource.kind,
                         path = %self.path.display(),
                         moved_to = %moved_to.display(),
-                        error = %error,
+                        error = ?error.to_string(),
                         "apiserver source state corrupt: moved aside; starting as a first start (changes made while down and pending changes are not emitted)"
                     );
                     return None;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "apiserver source state unreadable, retrying");
+                    tracing::warn!(error = ?e.to_string(), retry_in = ?backoff, "apiserver source state unreadable, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
