@@ -23,6 +23,8 @@ pub struct ServeOptions {
     pub jitter: bool,
     /// Where sources keep their state (GitHub delivery ids, Ping progress, objects seen).
     pub state_dir: PathBuf,
+    /// The longest attribute value a source takes from a payload or a cluster object.
+    pub source_attribute_max_bytes: usize,
 }
 
 impl Default for ServeOptions {
@@ -32,6 +34,7 @@ impl Default for ServeOptions {
             window: dispatch::DEFAULT_WINDOW,
             jitter: true,
             state_dir: sources::state_dir(std::path::Path::new("herald-data")),
+            source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -113,6 +116,7 @@ pub async fn run(
         state_dir: options.state_dir.clone(),
         clock: herald_sources::ping::Clock::System,
         jitter: options.jitter,
+        attribute_max_bytes: options.source_attribute_max_bytes,
     };
     let mut started = sources::start(&config.sources, &env, stop_rx.clone()).await?;
     ingress.set_ready(true);

@@ -71,6 +71,11 @@ struct ServeArgs {
     /// Events each trigger has in flight at most.
     #[arg(long, env = "HERALD_DELIVERY_WINDOW", default_value_t = herald::dispatch::DEFAULT_WINDOW)]
     delivery_window: usize,
+    /// Longest attribute value a source takes from a GitHub payload or a Kubernetes object, in
+    /// bytes (at least 64): longer values are cut, control characters percent-encoded, so
+    /// ingress never refuses a source's event; the data keeps the original.
+    #[arg(long, env = "HERALD_SOURCE_ATTRIBUTE_MAX_BYTES", default_value_t = herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES, value_parser = parse_attribute_max)]
+    source_attribute_max_bytes: usize,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -102,8 +107,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         window: args.delivery_window.max(1),
         jitter: true,
         state_dir: herald::sources::state_dir(&args.data_dir),
+        source_attribute_max_bytes: args.source_attribute_max_bytes,
     };
     run(listener, config, bus, options, shutdown_signal()).await
+}
+
+/// At least 64 bytes, so a Kubernetes uid (36) and resourceVersion stay whole in an event id.
+fn parse_attribute_max(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 64 => Ok(n),
+        Ok(n) => Err(format!("{n} is below the minimum of 64 bytes")),
+        Err(e) => Err(format!("not a byte count: {e}")),
+    }
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use herald_sources::Sink;
 use herald_sources::cleanup::{self, API_SERVER_DIR, GITHUB_DIR, Kept, PING_DIR};
-use herald_sources::github::{DEFAULT_CAPACITY, DeliveryLog};
+use herald_sources::github::{DEFAULT_CAPACITY, DeliveryLog, GitHubConfig};
 use herald_sources::kubernetes::ApiServerConfig;
 use herald_sources::kubernetes::watcher::{self, EventFilter};
 use herald_sources::ping::{self, Clock, PingOutcome};
@@ -51,6 +51,9 @@ pub struct SourceEnv {
     /// `Clock::System` in production; tests under paused time start a fixed clock.
     pub clock: Clock,
     pub jitter: bool,
+    /// The longest attribute value a source takes from a payload or object
+    /// (`--source-attribute-max-bytes`).
+    pub attribute_max_bytes: usize,
 }
 
 /// The running sources: the webhook endpoints to route, and the background tasks to await.
@@ -94,7 +97,10 @@ pub async fn start(
                 github.endpoints.insert(
                     source.to_string(),
                     GitHubEndpoint {
-                        config: config.clone(),
+                        config: Arc::new(GitHubConfig {
+                            max_attribute_bytes: env.attribute_max_bytes,
+                            ..(**config).clone()
+                        }),
                         log,
                         sink: sink(Some(GITHUB_SINK_BUDGET), false),
                         metrics: metrics.clone(),
@@ -124,8 +130,12 @@ pub async fn start(
             SourceKind::ApiServer(config, filter) => {
                 let filter = counting_filter(filter.clone(), metrics.clone());
                 tracing::info!(source = %source, sink = %source.sink, "apiserver source starting");
+                let config = Arc::new(ApiServerConfig {
+                    max_attribute_bytes: env.attribute_max_bytes,
+                    ..(**config).clone()
+                });
                 tasks.spawn(run_api_server(
-                    config.clone(),
+                    config,
                     sink(None, true),
                     env.state_dir.join(API_SERVER_DIR),
                     filter,

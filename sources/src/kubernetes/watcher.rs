@@ -113,6 +113,7 @@ impl ResourceWatch {
             api_server: self.api_server.clone(),
             plural: ar.plural.clone(),
             mode: self.config.mode,
+            max_value_bytes: self.config.max_attribute_bytes,
         };
         let mut state = self.load().await;
         if let Some(s) = &mut state
