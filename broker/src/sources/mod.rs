@@ -244,7 +244,13 @@ async fn run_api_server(
 }
 
 async fn kube_client() -> Result<(kube::Client, String), String> {
-    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    // `infer` reads the service-account files or the kubeconfig with blocking file I/O: it runs
+    // on the blocking pool, driven by this runtime's handle.
+    let runtime = tokio::runtime::Handle::current();
+    let config = tokio::task::spawn_blocking(move || runtime.block_on(kube::Config::infer()))
+        .await
+        .map_err(|e| format!("kubernetes configuration task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     let api_server = config
         .cluster_url
         .to_string()
