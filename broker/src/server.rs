@@ -29,6 +29,8 @@ pub struct ServeOptions {
     pub limits: AttributeLimits,
     /// Connection limits (timeouts, connection cap, body bytes in flight).
     pub listener: ListenerOptions,
+    /// The longest attribute value a source takes from a payload or a cluster object.
+    pub source_attribute_max_bytes: usize,
 }
 
 impl Default for ServeOptions {
@@ -40,6 +42,7 @@ impl Default for ServeOptions {
             state_dir: sources::state_dir(std::path::Path::new("herald-data")),
             limits: AttributeLimits::default(),
             listener: ListenerOptions::default(),
+            source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -125,6 +128,7 @@ pub async fn run(
         state_dir: options.state_dir.clone(),
         clock: herald_sources::ping::Clock::System,
         jitter: options.jitter,
+        attribute_max_bytes: options.source_attribute_max_bytes,
     };
     let mut started = sources::start(&config.sources, &env, stop_rx.clone()).await?;
     ingress.set_ready(true);

@@ -6,15 +6,16 @@
 //! by default), on every entry point including the in-process publish the sources use. A
 //! source cannot answer its caller "fix your branch name", so it never lets such a value
 //! through: [`clean`] percent-encodes control characters (`\n` becomes `%0A`, as in a URL) and
-//! cuts a value to [`MAX_VALUE_BYTES`]. The event's data keeps the original document
+//! cuts a value to a maximum ([`DEFAULT_MAX_VALUE_BYTES`] unless configured). The event's data keeps the original document
 //! untouched, so nothing is lost, only the attribute copy is shortened.
 //!
 //! With that bound, the largest event a source builds stays well under the default cap:
 //! the GitHub mapping sets at most a subject and 9 extensions from the payload, the
 //! Kubernetes mapping an id, a subject and 4 extensions (at most 12 KiB with the fixed ones).
 
-/// The longest value taken from outside, in bytes after encoding.
-pub const MAX_VALUE_BYTES: usize = 1024;
+/// The longest value taken from outside, in bytes after encoding, unless configured
+/// (`herald serve --source-attribute-max-bytes`).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024;
 
 /// What CloudEvents forbids in a string attribute: C0 controls, DEL and C1 controls.
 pub fn is_control(c: char) -> bool {
@@ -22,9 +23,9 @@ pub fn is_control(c: char) -> bool {
 }
 
 /// `value` with control characters percent-encoded (their UTF-8 bytes as `%XX`), cut to at
-/// most [`MAX_VALUE_BYTES`] bytes on a character (never inside an escape).
-pub fn clean(value: &str) -> String {
-    let mut out = String::with_capacity(value.len().min(MAX_VALUE_BYTES));
+/// most `max` bytes on a character (never inside an escape).
+pub fn clean(value: &str, max: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max));
     let mut buf = [0u8; 4];
     for c in value.chars() {
         let piece: std::borrow::Cow<'_, str> = if is_control(c) {
@@ -36,7 +37,7 @@ pub fn clean(value: &str) -> String {
         } else {
             c.encode_utf8(&mut buf).to_owned().into()
         };
-        if out.len() + piece.len() > MAX_VALUE_BYTES {
+        if out.len() + piece.len() > max {
             break;
         }
         out.push_str(&piece);
@@ -46,11 +47,11 @@ pub fn clean(value: &str) -> String {
 
 /// `value` as a URI-reference (RFC 3986), for a `source` taken from a payload: every byte
 /// outside the URI alphabet (controls, spaces, `<>"{}|\^``, non-ASCII) and every `%` that does
-/// not start an escape is percent-encoded; then cut to [`MAX_VALUE_BYTES`] (never inside an
-/// escape). A valid URL comes out unchanged.
-pub fn uri_reference(value: &str) -> String {
+/// not start an escape is percent-encoded; then cut to `max` bytes (never inside an escape).
+/// A valid URL comes out unchanged.
+pub fn uri_reference(value: &str, max: usize) -> String {
     let bytes = value.as_bytes();
-    let mut out = String::with_capacity(bytes.len().min(MAX_VALUE_BYTES));
+    let mut out = String::with_capacity(bytes.len().min(max));
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -64,7 +65,7 @@ pub fn uri_reference(value: &str) -> String {
         } else {
             format!("%{b:02X}")
         };
-        if out.len() + piece.len() > MAX_VALUE_BYTES {
+        if out.len() + piece.len() > max {
             break;
         }
         i += if escape_start { 3 } else { 1 };
@@ -103,32 +104,32 @@ mod tests {
     #[test]
     fn control_characters_are_percent_encoded_and_the_rest_is_kept() {
         assert_eq!(
-            clean("feature/x\n\0y\u{7f}\u{85}é"),
+            clean("feature/x\n\0y\u{7f}\u{85}é", 1024),
             "feature/x%0A%00y%7F%C2%85é"
         );
-        assert_eq!(clean("refs/heads/main"), "refs/heads/main");
-        assert!(!has_control(&clean("\u{1b}[31mred\r\n")));
+        assert_eq!(clean("refs/heads/main", 1024), "refs/heads/main");
+        assert!(!has_control(&clean("\u{1b}[31mred\r\n", 1024)));
     }
 
     #[test]
     fn a_source_from_a_payload_becomes_a_uri_reference_and_valid_urls_are_unchanged() {
         let url = "https://api.github.com/repos/o/r?x=1#f%20g";
-        assert_eq!(uri_reference(url), url);
+        assert_eq!(uri_reference(url, 1024), url);
         assert_eq!(
-            uri_reference("https://x/a b\n<é>%zz%4"),
+            uri_reference("https://x/a b\n<é>%zz%4", 1024),
             "https://x/a%20b%0A%3C%C3%A9%3E%25zz%254"
         );
-        assert!(uri_reference(&"%".repeat(5000)).len() <= MAX_VALUE_BYTES);
+        assert!(uri_reference(&"%".repeat(5000), 1024).len() <= DEFAULT_MAX_VALUE_BYTES);
     }
 
     #[test]
     fn long_values_are_cut_on_a_character_and_never_inside_an_escape() {
-        let long = "é".repeat(MAX_VALUE_BYTES);
-        let cut = clean(&long);
-        assert!(cut.len() <= MAX_VALUE_BYTES && cut.len() >= MAX_VALUE_BYTES - 1);
-        let escapes = "\n".repeat(MAX_VALUE_BYTES);
-        let cut = clean(&escapes);
-        assert_eq!(cut.len(), MAX_VALUE_BYTES / 3 * 3);
+        let long = "é".repeat(DEFAULT_MAX_VALUE_BYTES);
+        let cut = clean(&long, DEFAULT_MAX_VALUE_BYTES);
+        assert!(cut.len() <= DEFAULT_MAX_VALUE_BYTES && cut.len() >= DEFAULT_MAX_VALUE_BYTES - 1);
+        let escapes = "\n".repeat(DEFAULT_MAX_VALUE_BYTES);
+        let cut = clean(&escapes, DEFAULT_MAX_VALUE_BYTES);
+        assert_eq!(cut.len(), DEFAULT_MAX_VALUE_BYTES / 3 * 3);
         assert!(cut.ends_with("%0A"));
     }
 }

@@ -129,7 +129,8 @@ pub fn quarantine_path(path: &Path) -> PathBuf {
 /// Writes `value` to `path` atomically, creating the parent directory if needed. Serializes on
 /// the caller's thread (memory only) and writes on the blocking pool; returns once durable.
 pub async fn store<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
-    let json = serde_json::to_vec(value).map_err(|e| StateError::corrupt(path, e))?;
+    let json =
+        serde_json::to_vec(value).map_err(|e| StateError::io(path, std::io::Error::other(e)))?;
     let owned = path.to_owned();
     blocking(path, move || {
         write_atomically(&owned, &encode(&json)).map_err(|e| StateError::io(&owned, e))

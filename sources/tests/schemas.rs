@@ -61,6 +61,7 @@ fn apiserver_event_data_validates_against_the_reference_and_resource_schemas() {
             api_server: "https://k8s".into(),
             plural: "configmaps".into(),
             mode,
+            max_value_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
         };
         for change in [Change::Added, Change::Updated, Change::Deleted] {
             let event = to_event(change, &object, &ctx);

@@ -104,6 +104,11 @@ struct ServeArgs {
     /// connections together, counted with hyper's read buffers (beyond: 503 with Retry-After).
     #[arg(long, env = "HERALD_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = herald::listener::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT)]
     max_body_bytes_in_flight: usize,
+    /// Longest attribute value a source takes from a GitHub payload or a Kubernetes object, in
+    /// bytes (at least 64): longer values are cut, control characters percent-encoded, so
+    /// ingress never refuses a source's event; the data keeps the original.
+    #[arg(long, env = "HERALD_SOURCE_ATTRIBUTE_MAX_BYTES", default_value_t = herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES, value_parser = parse_attribute_max)]
+    source_attribute_max_bytes: usize,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -152,6 +157,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections,
             max_body_bytes_in_flight: args.max_body_bytes_in_flight,
         },
+        source_attribute_max_bytes: args.source_attribute_max_bytes,
     };
     run(listener, config, bus, options, shutdown_signal()).await
 }
@@ -175,6 +181,13 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{text:?}: a timeout must be positive"));
     }
     Ok(duration)
+/// At least 64 bytes, so a Kubernetes uid (36) and resourceVersion stay whole in an event id.
+fn parse_attribute_max(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 64 => Ok(n),
+        Ok(n) => Err(format!("{n} is below the minimum of 64 bytes")),
+        Err(e) => Err(format!("not a byte count: {e}")),
+    }
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -122,6 +122,7 @@ async fn webhook(
             return answer(e.status(), &key, e.to_string());
         }
     };
+    // Both checked by `verify` (`[a-z0-9_]{1,100}`, `[A-Za-z0-9_-]{1,128}`): safe to log as is.
     let (event_name, delivery) = (verified.event_name(), verified.delivery_id());
     if !config.event_types.allows(event_name) {
         endpoint.metrics.rejected("filtered");
@@ -169,7 +170,7 @@ async fn webhook(
     let id = delivery.to_owned();
     if let Err(e) = claim.commit(Utc::now()).await {
         // Emitted but not recorded: a redelivery would emit it again (at-least-once).
-        tracing::warn!(source = %key, delivery = %id, error = %e, "delivery id not recorded");
+        tracing::warn!(source = %key, delivery = %id, error = ?e.to_string(), "delivery id not recorded");
     }
     answer(StatusCode::ACCEPTED, &key, format!("delivery {id} emitted"))
 }

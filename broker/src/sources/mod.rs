@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use herald_sources::Sink;
 use herald_sources::cleanup::{self, API_SERVER_DIR, GITHUB_DIR, Kept, PING_DIR};
-use herald_sources::github::{DEFAULT_CAPACITY, DeliveryLog};
+use herald_sources::github::{DEFAULT_CAPACITY, DeliveryLog, GitHubConfig};
 use herald_sources::kubernetes::ApiServerConfig;
 use herald_sources::kubernetes::watcher::{self, EventFilter};
 use herald_sources::ping::{self, Clock, PingOutcome};
@@ -51,6 +51,9 @@ pub struct SourceEnv {
     /// `Clock::System` in production; tests under paused time start a fixed clock.
     pub clock: Clock,
     pub jitter: bool,
+    /// The longest attribute value a source takes from a payload or object
+    /// (`--source-attribute-max-bytes`).
+    pub attribute_max_bytes: usize,
 }
 
 /// The running sources: the webhook endpoints to route, and the background tasks to await.
@@ -94,7 +97,10 @@ pub async fn start(
                 github.endpoints.insert(
                     source.to_string(),
                     GitHubEndpoint {
-                        config: config.clone(),
+                        config: Arc::new(GitHubConfig {
+                            max_attribute_bytes: env.attribute_max_bytes,
+                            ..(**config).clone()
+                        }),
                         log,
                         sink: sink(Some(GITHUB_SINK_BUDGET), false),
                         metrics: metrics.clone(),
@@ -124,8 +130,12 @@ pub async fn start(
             SourceKind::ApiServer(config, filter) => {
                 let filter = counting_filter(filter.clone(), metrics.clone());
                 tracing::info!(source = %source, sink = %source.sink, "apiserver source starting");
+                let config = Arc::new(ApiServerConfig {
+                    max_attribute_bytes: env.attribute_max_bytes,
+                    ..(**config).clone()
+                });
                 tasks.spawn(run_api_server(
-                    config.clone(),
+                    config,
                     sink(None, true),
                     env.state_dir.join(API_SERVER_DIR),
                     filter,
@@ -156,10 +166,10 @@ async fn remove_unconfigured_state(sources: &[SourceConfig], state_dir: &Path) {
         .collect();
     let (removed, failed) = cleanup::remove_unconfigured(state_dir, &kept).await;
     for path in removed {
-        tracing::info!(path = %path.display(), "removed the state of a source that is no longer configured");
+        tracing::info!(path = ?path, "removed the state of a source that is no longer configured");
     }
     for e in failed {
-        tracing::warn!(error = %e, "state of a source that is no longer configured not removed");
+        tracing::warn!(error = ?e.to_string(), "state of a source that is no longer configured not removed");
     }
 }
 
@@ -212,7 +222,7 @@ async fn run_api_server(
         match kube_client().await {
             Ok(found) => break found,
             Err(e) => {
-                tracing::warn!(%source, error = %e, retry_in = ?backoff, "no kubernetes client for the apiserver source; retrying");
+                tracing::warn!(%source, error = ?e.to_string(), retry_in = ?backoff, "no kubernetes client for the apiserver source; retrying");
                 if !crate::dispatch::deliver::pause(backoff, &mut shutdown).await {
                     return;
                 }
@@ -234,7 +244,13 @@ async fn run_api_server(
 }
 
 async fn kube_client() -> Result<(kube::Client, String), String> {
-    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    // `infer` reads the service-account files or the kubeconfig with blocking file I/O: it runs
+    // on the blocking pool, driven by this runtime's handle.
+    let runtime = tokio::runtime::Handle::current();
+    let config = tokio::task::spawn_blocking(move || runtime.block_on(kube::Config::infer()))
+        .await
+        .map_err(|e| format!("kubernetes configuration task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     let api_server = config
         .cluster_url
         .to_string()

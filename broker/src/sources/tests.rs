@@ -40,6 +40,7 @@ fn env(ingress: Arc<Ingress>, state_dir: &Path, clock: Clock) -> SourceEnv {
         state_dir: state_dir.to_owned(),
         clock,
         jitter: false,
+        attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
     }
 }
 

@@ -214,7 +214,13 @@ fn lookup(event: &str) -> Row {
     }
 }
 
-pub(super) fn to_event(d: &Verified, p: &Payload, fallback: &str, now: DateTime<Utc>) -> Event {
+pub(super) fn to_event(
+    d: &Verified,
+    p: &Payload,
+    fallback: &str,
+    now: DateTime<Utc>,
+    max: usize,
+) -> Event {
     let event = d.event_name();
     let row = lookup(event);
     let qualifier = match row.qualifier {
@@ -227,7 +233,7 @@ pub(super) fn to_event(d: &Verified, p: &Payload, fallback: &str, now: DateTime<
         Qualifier::None => None,
     };
     let ty = match qualifier {
-        Some(q) => format!("{TYPE_PREFIX}{event}.{}", clean(&q)),
+        Some(q) => format!("{TYPE_PREFIX}{event}.{}", clean(&q, max)),
         None => format!("{TYPE_PREFIX}{event}"),
     };
     let source = match row.source {
@@ -246,7 +252,7 @@ pub(super) fn to_event(d: &Verified, p: &Payload, fallback: &str, now: DateTime<
             .unwrap_or_else(|| fallback.to_owned()),
     };
     // Ingress takes a `source` only as a URI-reference.
-    let source = uri_reference(&source);
+    let source = uri_reference(&source, max);
     let time = row.time.iter().find_map(|path| p.time(path)).unwrap_or(now);
     let mut builder = EventBuilderV10::new()
         .id(d.delivery_id())
@@ -258,7 +264,7 @@ pub(super) fn to_event(d: &Verified, p: &Payload, fallback: &str, now: DateTime<
             cloudevents::Data::Binary(d.json_body().to_vec()),
         );
     if let Some(subject) = row.subject.and_then(|path| p.text(path)) {
-        builder = builder.subject(clean(&subject));
+        builder = builder.subject(clean(&subject, max));
     }
     builder.build().expect("id, type, source are set")
 }

@@ -1,6 +1,6 @@
 //! The Knative GitHubSource mapping (SOURCES.md): `dev.knative.source.github.{event}`, the
 //! source URL from `spec.ownerAndRepository`, and a subject and extensions per event name.
-//! Values from the payload go through [`clean`]: no control characters, at most 1 KiB each.
+//! Values from the payload go through [`clean`]: no control characters, bounded length.
 
 use chrono::{DateTime, Utc};
 use cloudevents::event::ExtensionValue;
@@ -154,7 +154,13 @@ fn rule(event: &str) -> (Subject, Vec<Ext>) {
     }
 }
 
-pub(super) fn to_event(d: &Verified, p: &Payload, source: &str, now: DateTime<Utc>) -> Event {
+pub(super) fn to_event(
+    d: &Verified,
+    p: &Payload,
+    source: &str,
+    now: DateTime<Utc>,
+    max: usize,
+) -> Event {
     let (subject, exts) = rule(d.event_name());
     let subject = match subject {
         Subject::Field(path) => p.text(path),
@@ -175,7 +181,7 @@ pub(super) fn to_event(d: &Verified, p: &Payload, source: &str, now: DateTime<Ut
         }
         Subject::None => None,
     }
-    .map(|s| clean(&s));
+    .map(|s| clean(&s, max));
     let mut builder = EventBuilderV10::new()
         .id(d.delivery_id())
         .ty(format!("{TYPE_PREFIX}{}", d.event_name()))
@@ -214,7 +220,7 @@ pub(super) fn to_event(d: &Verified, p: &Payload, source: &str, now: DateTime<Ut
             Int(name) => (name, p.integer(name).map(ExtensionValue::Integer)),
         };
         let value = match value {
-            Some(ExtensionValue::String(text)) => Some(ExtensionValue::String(clean(&text))),
+            Some(ExtensionValue::String(text)) => Some(ExtensionValue::String(clean(&text, max))),
             other => other,
         };
         if let Some(value) = value {

@@ -46,6 +46,8 @@ pub struct GitHubConfig {
     pub mapping: Mapping,
     pub redelivery_window: Duration,
     pub overrides: Overrides,
+    /// The longest attribute value taken from a payload (see [`crate::attribute`]).
+    pub max_attribute_bytes: usize,
 }
 
 /// Which attribute mapping a GitHubSource uses.
@@ -157,8 +159,20 @@ impl Verified {
     ) -> Result<Event, GithubError> {
         let payload = payload::Payload::parse(self.json_body())?;
         let mut event = match config.mapping {
-            Mapping::Knative => knative::to_event(self, &payload, &config.source, now),
-            Mapping::CloudEventsAdapter => adapter::to_event(self, &payload, &config.source, now),
+            Mapping::Knative => knative::to_event(
+                self,
+                &payload,
+                &config.source,
+                now,
+                config.max_attribute_bytes,
+            ),
+            Mapping::CloudEventsAdapter => adapter::to_event(
+                self,
+                &payload,
+                &config.source,
+                now,
+                config.max_attribute_bytes,
+            ),
         };
         config.overrides.apply(&mut event);
         Ok(event)

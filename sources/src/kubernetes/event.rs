@@ -38,6 +38,8 @@ pub struct EventContext {
     /// The resource's real plural, from discovery (`ingresses`, `endpoints`, `networkpolicies`).
     pub plural: String,
     pub mode: Mode,
+    /// The longest attribute value taken from the object (see [`crate::attribute`]).
+    pub max_value_bytes: usize,
 }
 
 /// The event for `change` of `object` (for deletes, its last known state).
@@ -53,7 +55,7 @@ pub fn to_event(change: Change, object: &Value, ctx: &EventContext) -> Event {
     };
     // Cluster-controlled text: clean for attributes (no control characters, bounded); the
     // data keeps the original.
-    let text = |ptr: &str| clean(raw(ptr));
+    let text = |ptr: &str| clean(raw(ptr), ctx.max_value_bytes);
     let api_version = text("/apiVersion");
     let kind = text("/kind");
     let name = text("/metadata/name");
@@ -61,7 +63,7 @@ pub fn to_event(change: Change, object: &Value, ctx: &EventContext) -> Event {
     let uid = text("/metadata/uid");
     let resource_version = text("/metadata/resourceVersion");
 
-    let plural = clean(&ctx.plural);
+    let plural = clean(&ctx.plural, ctx.max_value_bytes);
     let subject = if namespace.is_empty() {
         format!("/apis/{api_version}/{plural}/{name}")
     } else {

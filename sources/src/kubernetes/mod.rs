@@ -23,6 +23,8 @@ pub struct ApiServerConfig {
     pub mode: Mode,
     pub owner: Option<OwnerFilter>,
     pub overrides: Overrides,
+    /// The longest attribute value taken from an object (see [`crate::attribute`]).
+    pub max_attribute_bytes: usize,
 }
 
 /// One `spec.resources[]` entry.

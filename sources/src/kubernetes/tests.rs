@@ -8,6 +8,7 @@ fn ctx(mode: Mode, plural: &str) -> EventContext {
         api_server: "https://10.0.0.1:443".into(),
         plural: plural.into(),
         mode,
+        max_value_bytes: crate::attribute::DEFAULT_MAX_VALUE_BYTES,
     }
 }
 

@@ -181,6 +181,7 @@ impl ApiServerSourceSpec {
                 kind: o.kind.clone(),
             }),
             overrides: Overrides::compile(self.ce_overrides.as_ref())?,
+            max_attribute_bytes: crate::attribute::DEFAULT_MAX_VALUE_BYTES,
         })
     }
 }

@@ -123,6 +123,7 @@ impl GitHubSourceSpec {
             mapping,
             redelivery_window,
             overrides: Overrides::compile(self.ce_overrides.as_ref())?,
+            max_attribute_bytes: crate::attribute::DEFAULT_MAX_VALUE_BYTES,
         })
     }
 }

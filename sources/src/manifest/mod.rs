@@ -188,5 +188,8 @@ fn annotation_bool(meta: &SourceMeta, key: &str) -> Result<bool, ManifestError> 
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods, reason = "tests write secret files directly")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write secret files directly"
+)]
 mod tests;

@@ -137,7 +137,7 @@ pub async fn run(
             };
             // A failed write only risks re-sending this time after a restart (same id).
             if let Err(e) = state::store(&path, &progress).await {
-                tracing::warn!(source = %config.source(), error = %e, "ping progress not persisted");
+                tracing::warn!(source = %config.source(), error = ?e.to_string(), "ping progress not persisted");
             }
         }
         on_outcome(outcome);
@@ -161,13 +161,13 @@ async fn load_progress(path: &Path, config: &PingConfig) -> Option<DateTime<Utc>
                     source = %config.source(),
                     path = %path.display(),
                     moved_to = %moved_to.display(),
-                    error = %error,
+                    error = ?error.to_string(),
                     "ping progress corrupt: moved aside; starting as a first start (no past time is emitted, a missed tick is lost)"
                 );
                 return None;
             }
             Err(e) => {
-                tracing::warn!(source = %config.source(), error = %e, retry_in = ?backoff, "ping progress unreadable, retrying");
+                tracing::warn!(source = %config.source(), error = ?e.to_string(), retry_in = ?backoff, "ping progress unreadable, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }

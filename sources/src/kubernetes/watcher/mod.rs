@@ -29,10 +29,12 @@ use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Scope, pinned_kind};
 use serde_json::Value;
 
+mod persist;
+
 use super::seen::{self, SeenState};
 use super::{ApiServerConfig, Change, EventContext, NamespaceScope, ResourceSelector, to_event};
 use crate::sink::Sink;
-use crate::state::{self, Loaded};
+use crate::state;
 
 /// Keeps an event (`true`) or drops it: the compiled `spec.filters`, supplied by the broker.
 pub type EventFilter = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
@@ -113,6 +115,7 @@ impl ResourceWatch {
             api_server: self.api_server.clone(),
             plural: ar.plural.clone(),
             mode: self.config.mode,
+            max_value_bytes: self.config.max_attribute_bytes,
         };
         let mut state = self.load().await;
         if let Some(s) = &mut state
@@ -298,59 +301,6 @@ impl ResourceWatch {
                 Err(e) => {
                     tracing::error!(error = ?e.to_string(), reason = e.reason(), kind = %self.resource.kind, "apiserver event rejected");
                     return;
-                }
-            }
-        }
-    }
-
-    /// Writes the state with its journal, retrying until it is durable: sending a change that
-    /// is not on disk could lose its delete after a crash, so a failing disk stops the watcher
-    /// rather than that.
-    async fn persist_pending(&self, state: &SeenState) {
-        let mut backoff = Duration::from_millis(200);
-        while let Err(e) = state::store(&self.path, state).await {
-            tracing::warn!(error = %e, "apiserver source state not persisted, retrying before sending");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        }
-    }
-
-    /// Writes the state; a failure only leaves the last journal on disk, to be re-sent after a
-    /// restart (duplicates, never losses).
-    async fn persist(&self, state: &SeenState) {
-        if let Err(e) = state::store(&self.path, state).await {
-            tracing::warn!(error = %e, "apiserver source state not persisted");
-        }
-    }
-
-    /// The state as last written, read on the blocking pool; `None` is a first start.
-    ///
-    /// A corrupt file (a flipped bit, a copy cut short) is moved aside to `{name}.corrupt` and
-    /// the watcher starts as on a first start: it records the current list and emits nothing
-    /// for it. What cannot be known any more is lost, loudly: the changes made while Herald was
-    /// down and the changes journalled as pending. A file that cannot be read (I/O error,
-    /// permissions) may be intact: the read is retried with backoff rather than replaced.
-    async fn load(&self) -> Option<SeenState> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match state::load_or_quarantine::<SeenState>(&self.path).await {
-                Ok(Loaded::Found(s)) => return Some(s),
-                Ok(Loaded::Missing) => return None,
-                Ok(Loaded::Quarantined { error, moved_to }) => {
-                    tracing::error!(
-                        source = %format_args!("{}/{}", self.config.namespace, self.config.name),
-                        kind = %self.resource.kind,
-                        path = %self.path.display(),
-                        moved_to = %moved_to.display(),
-                        error = %error,
-                        "apiserver source state corrupt: moved aside; starting as a first start (changes made while down and pending changes are not emitted)"
-                    );
-                    return None;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "apiserver source state unreadable, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
