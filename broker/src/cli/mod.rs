@@ -181,6 +181,8 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{text:?}: a timeout must be positive"));
     }
     Ok(duration)
+}
+
 /// At least 64 bytes, so a Kubernetes uid (36) and resourceVersion stay whole in an event id.
 fn parse_attribute_max(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
