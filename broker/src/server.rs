@@ -9,6 +9,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::dispatch::parked::ParkingLot;
+use crate::dispatch::supervise::{self, DispatcherSpec};
 use crate::dispatch::{self, TriggerContext};
 use crate::ingress::{Ingress, router};
 use crate::metrics::Metrics;
@@ -69,42 +71,58 @@ pub async fn run(
     }
     let mut dispatchers = JoinSet::new();
     for trigger in config.triggers {
-        let topic = trigger.broker.topic();
-        let group = trigger.group();
-        // The first subscription is awaited (briefly) so that a new trigger on a local bus
-        // counts every event accepted once Herald is ready; a network bus that cannot assign
-        // the group yet (a crashed replica's session still open, more replicas than
-        // partitions, NATS restarting) must not keep Herald from starting: it keeps trying.
-        let first = tokio::time::timeout(FIRST_SUBSCRIBE, bus.subscribe(&topic, &group)).await;
+        let lot = ParkingLot::new(&trigger.namespace, &trigger.name);
         let ctx = Arc::new(TriggerContext::new(
             trigger,
             sender.clone(),
             ingress.clone(),
-            metrics.clone(),
+            bus.clone(),
             options.jitter,
         ));
-        let (stop, window, bus) = (stop_rx.clone(), options.window, bus.clone());
-        match first {
-            Ok(Ok(subscription)) => {
-                tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
-                dispatchers.spawn(dispatch::run_trigger(ctx, subscription, stop, window));
-            }
-            Ok(Err(e)) if !e.is_retryable() => return Err(e.into()),
-            outcome => {
-                let why = match outcome {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {FIRST_SUBSCRIBE:?}"),
-                };
-                tracing::warn!(trigger = %ctx.label, error = %why, "trigger not subscribed yet; retrying in the background");
-                dispatchers.spawn(async move {
-                    let mut stop_wait = stop.clone();
-                    let Some(subscription) = subscribe_until_stopped(&*bus, &topic, &group, &ctx.label, &mut stop_wait).await else {
-                        return;
+        let [main_task, redrive_task] = supervise::task_names(&ctx.label);
+        let specs = [
+            DispatcherSpec {
+                ctx: ctx.clone(),
+                bus: bus.clone(),
+                topic: ctx.trigger.broker.topic(),
+                group: ctx.trigger.group(),
+                task: main_task,
+                window: options.window,
+                lot: Some(lot.clone()),
+            },
+            // Redriven parked events come back to this trigger only, through its own topic.
+            DispatcherSpec {
+                ctx: ctx.clone(),
+                bus: bus.clone(),
+                topic: lot.redrive.clone(),
+                group: lot.redrive.clone(),
+                task: redrive_task,
+                window: options.window,
+                lot: None,
+            },
+        ];
+        for spec in specs {
+            // The first subscription is awaited (briefly) so that a new trigger on a local bus
+            // counts every event accepted once Herald is ready; a network bus that cannot
+            // assign the group yet (a crashed replica's session still open, more replicas than
+            // partitions, NATS restarting) must not keep Herald from starting: it keeps
+            // trying in the background, and /readyz answers 503 naming it meanwhile.
+            let first =
+                tokio::time::timeout(FIRST_SUBSCRIBE, bus.subscribe(&spec.topic, &spec.group))
+                    .await;
+            let first = match first {
+                Ok(Ok(subscription)) => Some(subscription),
+                Ok(Err(e)) if !e.is_retryable() => return Err(e.into()),
+                outcome => {
+                    let why = match outcome {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {FIRST_SUBSCRIBE:?}"),
                     };
-                    tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
-                    dispatch::run_trigger(ctx, subscription, stop, window).await;
-                });
-            }
+                    tracing::warn!(task = %spec.task, error = %why, "trigger not subscribed yet; retrying in the background");
+                    None
+                }
+            };
+            supervise::spawn(&mut dispatchers, spec, first, stop_rx.clone());
         }
     }
     let env = SourceEnv {
@@ -115,6 +133,11 @@ pub async fn run(
         jitter: options.jitter,
     };
     let mut started = sources::start(&config.sources, &env, stop_rx.clone()).await?;
+    let sources_watch = watch_sources(
+        std::mem::take(&mut started.tasks),
+        metrics.clone(),
+        stop_rx.clone(),
+    );
     ingress.set_ready(true);
     tracing::info!(addr = %listener.local_addr()?, "herald serving");
     let ready = ingress.clone();
@@ -127,7 +150,7 @@ pub async fn run(
     })
     .await;
     while dispatchers.join_next().await.is_some() {}
-    while started.tasks.join_next().await.is_some() {}
+    let _ = sources_watch.await;
     // Every other holder of the bus (the sources' ingress handle among them) must be gone for
     // a network bus to flush its last acknowledgements.
     drop((env, started));
@@ -136,31 +159,46 @@ pub async fn run(
     Ok(())
 }
 
+/// Awaits the sources' tasks; one that ends (or panics) before shutdown is shown in /readyz
+/// and `herald_task_running{task="sources"}` (the number still running).
+fn watch_sources(
+    mut tasks: JoinSet<()>,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let running = metrics
+        .task_running
+        .get_or_create(&crate::metrics::TaskLabels {
+            task: "sources".into(),
+        })
+        .clone();
+    running.set(tasks.len() as i64);
+    tokio::spawn(async move {
+        let mut ended = 0usize;
+        while let Some(result) = tasks.join_next().await {
+            running.dec();
+            if *stop.borrow() {
+                continue;
+            }
+            ended += 1;
+            let why = match result {
+                Err(e) if e.is_panic() => "panicked".to_owned(),
+                Err(e) => e.to_string(),
+                Ok(()) => "ended".to_owned(),
+            };
+            tracing::error!(error = %why, "a source's task stopped before shutdown");
+            metrics.set_unready(
+                "sources",
+                Some(format!(
+                    "{ended} source task(s) stopped before shutdown (last: {why})"
+                )),
+            );
+        }
+    })
+}
+
 /// How long start-up waits for a trigger's first subscription before going on without it.
 const FIRST_SUBSCRIBE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Subscribes with backoff (1 s doubling to 30 s) until it works or shutdown begins.
-async fn subscribe_until_stopped(
-    bus: &dyn herald_buses::Bus,
-    topic: &str,
-    group: &str,
-    label: &str,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<Box<dyn herald_buses::Subscription>> {
-    let mut wait = std::time::Duration::from_secs(1);
-    loop {
-        if !dispatch::deliver::pause(wait, stop).await {
-            return None;
-        }
-        match bus.subscribe(topic, group).await {
-            Ok(subscription) => return Some(subscription),
-            Err(e) => {
-                tracing::warn!(trigger = %label, error = %e, retry_in = ?wait, "subscribing failed");
-                wait = (wait * 2).min(std::time::Duration::from_secs(30));
-            }
-        }
-    }
-}
 
 /// How long shutdown waits for open requests (an ingest waiting on the bus) to be answered.
 const REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -3,18 +3,24 @@
 //! # Layout
 //! - [`run_trigger`]: the read loop of one trigger, with its in-flight window and, for
 //!   `ordered` triggers, one lane per `partitionkey`.
-//! - [`deliver`]: one event's attempts, dead letter and reply.
+//! - [`supervise`]: (re)subscribes a trigger's dispatcher and restarts it when it ends.
+//! - [`deliver`]: one event's attempts, dead letter or parking lot, and reply.
+//! - [`parked`]: the parking lot's names and operations (`herald parked`).
+//! - [`retry`]: the wait before each retry (triggers and source sinks).
 //! - [`sender`]: one HTTP attempt.
 
 pub mod deliver;
+pub mod parked;
+pub mod retry;
 pub mod sender;
+pub mod supervise;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudevents::event::ExtensionValue;
-use herald_buses::{Delivery, Subscription};
+use herald_buses::{BusError, Delivery, Subscription};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -30,31 +36,49 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 type Lanes = Arc<Mutex<HashMap<String, VecDeque<(Delivery, OwnedSemaphorePermit)>>>>;
 
-/// Reads `subscription` until shutdown, delivering through `ctx`.
+/// Why [`run_trigger`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Shutdown,
+    /// The subscription ended for good (`BusError::Closed`): subscribe again.
+    Closed(String),
+}
+
+/// Reads `subscription` (of `topic`) until shutdown or until it closes, delivering through
+/// `ctx`.
 pub async fn run_trigger(
     ctx: Arc<TriggerContext>,
     mut subscription: Box<dyn Subscription>,
+    topic: &str,
     mut shutdown: watch::Receiver<bool>,
     window: usize,
-) {
+) -> Ended {
     let permits = Arc::new(Semaphore::new(window));
     let lanes: Lanes = Arc::default();
     let mut tasks = JoinSet::new();
-    loop {
+    let ended = loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.wait_for(|s| *s) => break Ended::Shutdown,
         };
         let next = tokio::select! {
             d = subscription.next() => d,
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.wait_for(|s| *s) => break Ended::Shutdown,
         };
         let delivery = match next {
             Ok(d) => d,
+            Err(BusError::Closed { reason }) => break Ended::Closed(reason),
+            Err(BusError::Corrupt { position, reason }) => {
+                // The bus skipped and acknowledged it: count it and read on at once.
+                ctx.metrics.corrupt_record(topic);
+                tracing::error!(trigger = %ctx.label, %topic, position, %reason,
+                    "corrupt record skipped");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(trigger = %ctx.label, error = %e, "reading from the bus failed; retrying");
                 if !deliver::pause(Duration::from_secs(1), &mut shutdown).await {
-                    break;
+                    break Ended::Shutdown;
                 }
                 continue;
             }
@@ -69,7 +93,7 @@ pub async fn run_trigger(
             .matches_counting(&delivery.event, &mut filter_errors);
         if filter_errors > 0 {
             ctx.stats.filter_errors.inc_by(u64::from(filter_errors));
-            tracing::debug!(trigger = %ctx.label, event.id = %cloudevents::AttributesReader::id(&delivery.event), "cesql filter evaluation failed: no match");
+            tracing::debug!(trigger = %ctx.label, event.id = ?cloudevents::AttributesReader::id(&delivery.event), "cesql filter evaluation failed: no match");
         }
         if !matched {
             ctx.stats.filtered.inc();
@@ -101,8 +125,17 @@ pub async fn run_trigger(
             }
         }
         while tasks.try_join_next().is_some() {}
-    }
+    };
     drop(subscription);
+    if let Ended::Closed(_) = ended {
+        // Their events come back to the next subscription, unacknowledged: stop working on
+        // them rather than deliver them twice at once.
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        lanes.lock().unwrap().clear();
+        ctx.stats.in_flight.set(0);
+        return ended;
+    }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -111,6 +144,7 @@ pub async fn run_trigger(
         tracing::warn!(trigger = %ctx.label, "in-flight deliveries handed back at shutdown");
         tasks.abort_all();
     }
+    ended
 }
 
 async fn deliver_one(
@@ -163,5 +197,9 @@ async fn run_lane(
     }
 }
 
+#[cfg(test)]
+mod http_tests;
+#[cfg(test)]
+mod supervise_tests;
 #[cfg(test)]
 mod tests;

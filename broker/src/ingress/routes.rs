@@ -25,11 +25,19 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         .with_state(ingress)
 }
 
+/// `200 ready` once started, the bus able to take events and every trigger subscribed (and
+/// every source running); otherwise `503` with one line per reason.
 async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
-    if ingress.is_ready() {
+    let unready = ingress.metrics.unready();
+    if ingress.is_ready() && unready.is_empty() {
         "ready".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        let mut body = String::from("not ready\n");
+        for line in unready {
+            body.push_str(&line);
+            body.push('\n');
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 
