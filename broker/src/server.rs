@@ -25,6 +25,9 @@ pub struct ServeOptions {
     pub jitter: bool,
     /// Where sources keep their state (GitHub delivery ids, Ping progress, objects seen).
     pub state_dir: PathBuf,
+    /// The bearer token of the admin endpoints (`--admin-token-file`); without it they are
+    /// not mounted.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -34,6 +37,7 @@ impl Default for ServeOptions {
             window: dispatch::DEFAULT_WINDOW,
             jitter: true,
             state_dir: sources::state_dir(std::path::Path::new("herald-data")),
+            admin_token: None,
         }
     }
 }
@@ -70,6 +74,7 @@ pub async fn run(
         }
     }
     let mut dispatchers = JoinSet::new();
+    let trigger_names = config.triggers.iter().map(|t| t.to_string()).collect();
     for trigger in config.triggers {
         let lot = ParkingLot::new(&trigger.namespace, &trigger.name);
         let ctx = Arc::new(TriggerContext::new(
@@ -141,7 +146,10 @@ pub async fn run(
     ingress.set_ready(true);
     tracing::info!(addr = %listener.local_addr()?, "herald serving");
     let ready = ingress.clone();
-    let app = router(ingress).merge(sources::github::router(started.github.clone()));
+    let mut app = router(ingress).merge(sources::github::router(started.github.clone()));
+    if let Some(token) = options.admin_token.clone() {
+        app = app.merge(dispatch::admin::router(token, bus.clone(), trigger_names));
+    }
     serve_http1(listener, app, async move {
         shutdown.await;
         ready.set_ready(false);

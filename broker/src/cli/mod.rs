@@ -1,6 +1,7 @@
-//! Command-line interface: `serve`, `send`, `bench`.
+//! Command-line interface: `serve`, `send`, `bench`, `parked`.
 
 mod bench;
+mod parked;
 mod send;
 
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ enum Command {
     Serve(ServeArgs),
     /// Publish one CloudEvent to a broker URL and print the answer.
     Send(send::SendArgs),
+    /// A trigger's parking lot (events whose delivery failed for good): list, show, redrive,
+    /// purge.
+    Parked(parked::ParkedArgs),
     /// Load-test Herald and print throughput and latency as ratios of a no-op server.
     Bench(bench::BenchArgs),
     /// The no-op HTTP server `herald bench` measures against (answers 202, does nothing).
@@ -71,6 +75,10 @@ struct ServeArgs {
     /// Events each trigger has in flight at most.
     #[arg(long, env = "HERALD_DELIVERY_WINDOW", default_value_t = herald::dispatch::DEFAULT_WINDOW)]
     delivery_window: usize,
+    /// A file holding the bearer token of the admin endpoints (`herald parked --url`); without
+    /// it they are not served.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -78,6 +86,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Send(args) => send::send(args).await,
         Command::Bench(args) => bench::bench(args).await,
+        Command::Parked(args) => parked::parked(args).await,
         Command::BenchNoop { listen } => bench::noop_server(listen).await,
     }
 }
@@ -94,6 +103,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bus = herald::bus::open(&args.bus, &args.data_dir, &args.kafka_options)
         .await
         .context("opening the bus")?;
+    let admin_token = match &args.admin_token_file {
+        Some(file) => Some(read_admin_token(file).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -102,8 +115,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         window: args.delivery_window.max(1),
         jitter: true,
         state_dir: herald::sources::state_dir(&args.data_dir),
+        admin_token,
     };
     run(listener, config, bus, options, shutdown_signal()).await
+}
+
+/// The admin token: the file's content without surrounding white space, at least 16 bytes.
+async fn read_admin_token(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = tokio::fs::read_to_string(file)
+        .await
+        .with_context(|| format!("reading --admin-token-file {}", file.display()))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        anyhow::bail!(
+            "--admin-token-file {}: the token has {} bytes, at least 16 are needed",
+            file.display(),
+            token.len()
+        );
+    }
+    Ok(token.to_owned())
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

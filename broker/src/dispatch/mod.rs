@@ -5,10 +5,12 @@
 //!   `ordered` triggers, one lane per `partitionkey`.
 //! - [`supervise`]: (re)subscribes a trigger's dispatcher and restarts it when it ends.
 //! - [`deliver`]: one event's attempts, dead letter or parking lot, and reply.
-//! - [`parked`]: the parking lot's names and operations (`herald parked`).
+//! - [`parked`]: the parking lot's names and operations (`herald parked`); [`admin`]: the
+//!   same over HTTP for a running Herald.
 //! - [`retry`]: the wait before each retry (triggers and source sinks).
 //! - [`sender`]: one HTTP attempt.
 
+pub mod admin;
 pub mod deliver;
 pub mod parked;
 pub mod retry;
