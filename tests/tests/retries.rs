@@ -1,5 +1,5 @@
-//! Retries, backoff, `Retry-After`, timeouts and dead letters (DESIGN.md §3 "Delivery
-//! semantics"), against real subscribers.
+//! Retries, backoff, `Retry-After`, timeouts and dead letters (README "Delivery
+//! contract"), against real subscribers.
 
 use std::time::Duration;
 
@@ -64,7 +64,12 @@ async fn connection_refused_is_retried_until_the_subscriber_is_up() {
     )
     .await;
     publish(&herald, "late-1").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The subscriber comes up only after an attempt failed and was retried.
+    herald_tests::eventually(WAIT, "a retry", || async {
+        (herald_tests::replicas::metric(&herald, "herald_delivery_retries_total").await > 0)
+            .then_some(())
+    })
+    .await;
     let sub = Subscriber::start_on(port).await;
     let got = sub.wait_for(1, WAIT).await;
     assert_eq!(got[0].id(), "late-1");
@@ -419,7 +424,7 @@ async fn the_backoff_cap_annotation_limits_each_wait() {
     }
 }
 
-/// DESIGN.md §3: an event is acknowledged only after it was delivered, dead-lettered, parked
+/// README "Delivery contract": an event is acknowledged only after it was delivered, dead-lettered, parked
 /// or filtered out. Retries exhausted with no dead-letter sink: parked, so nothing is lost and
 /// nothing behind it waits.
 #[tokio::test(flavor = "multi_thread")]
