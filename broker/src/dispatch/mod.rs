@@ -36,7 +36,31 @@ pub const DEFAULT_WINDOW: usize = 256;
 /// How long shutdown waits for in-flight deliveries before handing them back.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-type Lanes = Arc<Mutex<HashMap<String, VecDeque<(Delivery, OwnedSemaphorePermit)>>>>;
+/// An event taken from the bus and not finished: its window place and its count in
+/// `herald_trigger_in_flight_events`, both given back when it is dropped (finished, handed
+/// back, or aborted with its task).
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl InFlight {
+    fn new(permit: OwnedSemaphorePermit, gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self {
+            _permit: permit,
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+type Lanes = Arc<Mutex<HashMap<String, VecDeque<(Delivery, InFlight)>>>>;
 
 /// Why [`run_trigger`] returned.
 #[derive(Debug, PartialEq, Eq)]
@@ -102,7 +126,7 @@ pub async fn run_trigger(
             delivery.ack();
             continue;
         }
-        ctx.stats.in_flight.inc();
+        let permit = InFlight::new(permit, &ctx.stats.in_flight);
         match ctx.trigger.ordering {
             Ordering::Unordered => {
                 let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
@@ -135,7 +159,6 @@ pub async fn run_trigger(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         lanes.lock().unwrap().clear();
-        ctx.stats.in_flight.set(0);
         return ended;
     }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -152,14 +175,13 @@ pub async fn run_trigger(
 async fn deliver_one(
     ctx: &TriggerContext,
     delivery: Delivery,
-    permit: OwnedSemaphorePermit,
+    permit: InFlight,
     mut shutdown: watch::Receiver<bool>,
 ) -> Outcome {
     let outcome = ctx.process(&delivery.event, &mut shutdown).await;
     if outcome == Outcome::Finished {
         delivery.ack();
     }
-    ctx.stats.in_flight.dec();
     drop(permit);
     outcome
 }
@@ -189,11 +211,8 @@ async fn run_lane(
         if deliver_one(&ctx, delivery, permit, shutdown.clone()).await == Outcome::HandBack {
             // Later events of this key must not overtake the handed-back one.
             let mut map = lanes.lock().unwrap();
-            if let Some(queue) = map.remove(&key) {
-                for _ in queue {
-                    ctx.stats.in_flight.dec();
-                }
-            }
+            // Dropping the queue gives back the window places and in-flight counts.
+            drop(map.remove(&key));
             return;
         }
     }
