@@ -33,6 +33,10 @@ use crate::config::Ordering;
 
 /// Events a trigger has in flight at most (the bounded window of `unordered` delivery).
 pub const DEFAULT_WINDOW: usize = 256;
+/// Consecutive failed reads (one a second) after which a subscription is replaced as if the
+/// bus had closed it: a subscription that only fails (a NATS consumer deleted under it, say)
+/// is no better than a closed one, and subscribing again re-creates what is missing.
+pub const REPLACE_AFTER_ERRORS: u32 = 10;
 /// How long shutdown waits for in-flight deliveries before handing them back.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -82,6 +86,7 @@ pub async fn run_trigger(
     let permits = Arc::new(Semaphore::new(window));
     let lanes: Lanes = Arc::default();
     let mut tasks = JoinSet::new();
+    let mut failed_reads = 0;
     let ended = loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
@@ -92,7 +97,10 @@ pub async fn run_trigger(
             _ = shutdown.wait_for(|s| *s) => break Ended::Shutdown,
         };
         let delivery = match next {
-            Ok(d) => d,
+            Ok(d) => {
+                failed_reads = 0;
+                d
+            }
             Err(BusError::Closed { reason }) => break Ended::Closed(reason),
             Err(BusError::Corrupt { position, reason }) => {
                 // The bus skipped and acknowledged it: count it and read on at once.
@@ -102,6 +110,12 @@ pub async fn run_trigger(
                 continue;
             }
             Err(e) => {
+                failed_reads += 1;
+                if failed_reads >= REPLACE_AFTER_ERRORS {
+                    break Ended::Closed(format!(
+                        "{failed_reads} reads in a row failed, last: {e}"
+                    ));
+                }
                 tracing::warn!(trigger = %ctx.label, error = %e, "reading from the bus failed; retrying");
                 if !deliver::pause(Duration::from_secs(1), &mut shutdown).await {
                     break Ended::Shutdown;

@@ -195,6 +195,32 @@ async fn a_closed_subscription_is_recreated_with_backoff_and_unready_meanwhile()
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_subscription_that_only_fails_is_replaced() {
+    let t0 = Instant::now();
+    let failing: Vec<Step> = (0..REPLACE_AFTER_ERRORS)
+        .map(|_| Step::Fail(BusError::unavailable("consumer not found")))
+        .collect();
+    let (bus, metrics, mut tasks, stop) = start(vec![failing, vec![Step::Event(3)]]);
+    until(|| !deliveries(&bus).is_empty()).await;
+    let times: Vec<f64> = bus
+        .subscribes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|at| (*at - t0).as_secs_f64())
+        .collect();
+    // Nine pauses of 1 s between the ten failed reads, then 1 s before subscribing again.
+    assert_eq!(times, [0.0, f64::from(REPLACE_AFTER_ERRORS)]);
+    assert!(
+        metrics
+            .encode()
+            .contains(r#"herald_task_restarts_total{task="trigger ns/t"} 1"#)
+    );
+    stop.send(true).unwrap();
+    while tasks.join_next().await.is_some() {}
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dispatcher_that_panics_is_restarted() {
     let (bus, metrics, mut tasks, stop) = start(vec![vec![Step::Panic], vec![Step::Event(2)]]);
     until(|| !deliveries(&bus).is_empty()).await;
