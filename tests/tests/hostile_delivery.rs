@@ -367,3 +367,75 @@ async fn readyz_names_no_trigger_once_all_are_subscribed() {
         "its topic and its redrive topic"
     );
 }
+
+/// Deletes JetStream consumer `consumer` of `stream` with the raw NATS protocol (`$JS.API`).
+async fn delete_nats_consumer(url: &str, stream: &str, consumer: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let addr = url.trim_start_matches("nats://");
+    let stream_io = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to nats");
+    let (read, mut write) = stream_io.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let info = lines.next_line().await.unwrap().unwrap_or_default();
+    assert!(info.starts_with("INFO"), "{info}");
+    let subject = format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}");
+    let commands = format!(
+        "CONNECT {{\"verbose\":false,\"headers\":false}}\r\nSUB _INBOX.del 1\r\nPUB {subject} _INBOX.del 0\r\n\r\n"
+    );
+    write.write_all(commands.as_bytes()).await.unwrap();
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("an answer from nats")
+            .unwrap()
+            .unwrap_or_default();
+        if line.starts_with("PING") {
+            write.write_all(b"PONG\r\n").await.unwrap();
+        } else if line.starts_with("MSG") {
+            return lines.next_line().await.unwrap().unwrap_or_default();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_consumer_deleted_under_a_trigger_is_recreated() {
+    let nats = tokio::task::spawn_blocking(herald_buses::nats::testing::NatsServer::start)
+        .await
+        .unwrap();
+    let sub = Subscriber::start().await;
+    let herald = Herald::start(
+        &nats.url(),
+        &yaml(&[broker("default"), no_retry_trigger("t", &sub.url("/"))]),
+    )
+    .await;
+    publish(&herald, "before", "t").await;
+    sub.wait_for(1, WAIT).await;
+    let answer = delete_nats_consumer(
+        &nats.url(),
+        "knative-broker-default-default",
+        "knative-trigger-default-t",
+    )
+    .await;
+    assert!(answer.contains("\"success\":true"), "{answer}");
+    // The dispatcher gives up on the dead subscription and subscribes again, which re-creates
+    // the consumer (at the end of the stream: what was published meanwhile is not its own).
+    wait_metric(
+        &herald,
+        "herald_task_restarts_total{task=\"trigger default/t\"}",
+        1,
+    )
+    .await;
+    eventually(Duration::from_secs(60), "ready again", || async {
+        let r = Client::new().get(&herald.url("/readyz")).await;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    publish(&herald, "after", "t").await;
+    eventually(
+        WAIT,
+        "the event published after the re-creation",
+        || async { (ids_of(&sub, "after") == 1).then_some(()) },
+    )
+    .await;
+}
