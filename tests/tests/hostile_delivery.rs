@@ -439,3 +439,64 @@ async fn a_nats_consumer_deleted_under_a_trigger_is_recreated() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_nats_parked_events_are_kept_listed_and_redriven_with_the_bus_opened_directly() {
+    let nats = tokio::task::spawn_blocking(herald_buses::nats::testing::NatsServer::start)
+        .await
+        .unwrap();
+    let (sub1, sub2) = (Subscriber::start().await, Subscriber::start().await);
+    refuse_poison(&sub1);
+    let manifests = yaml(&[
+        broker("default"),
+        no_retry_trigger("t1", &sub1.url("/")),
+        no_retry_trigger("t2", &sub2.url("/")),
+    ]);
+    let herald = Herald::start(&nats.url(), &manifests).await;
+    publish(&herald, "poison-n", "t").await;
+    wait_metric(
+        &herald,
+        "herald_parked_events_total{trigger=\"default/t1\"}",
+        1,
+    )
+    .await;
+    let bus = nats.url();
+    let cli = |args: &[&str]| {
+        let mut all: Vec<String> = vec!["parked".into()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(
+            ["--trigger", "default/t1", "--bus", &bus, "--wait-ms", "500"].map(String::from),
+        );
+        async move {
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            let out = run_cli(&refs, CLI).await;
+            assert!(out.status.success(), "herald {all:?}: {}", out.stderr);
+            out.stdout
+        }
+    };
+    let listed = cli(&["list"]).await;
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("poison-n") && listed.contains("knativeerrorcode"));
+    let parse = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        parse(&cli(&["list"]).await),
+        parse(&listed),
+        "listing acknowledges nothing"
+    );
+    sub1.set_script(|_| Reply::status(200));
+    assert_eq!(cli(&["redrive", "--all"]).await.trim(), "poison-n");
+    eventually(WAIT, "the redriven event", || async {
+        (ids_of(&sub1, "poison-n") == 2).then_some(())
+    })
+    .await;
+    assert_eq!(cli(&["list"]).await, "");
+    assert_eq!(
+        ids_of(&sub2, "poison-n"),
+        1,
+        "redrive reached trigger t1 only"
+    );
+}

@@ -87,6 +87,7 @@ pub async fn run_trigger(
     let lanes: Lanes = Arc::default();
     let mut tasks = JoinSet::new();
     let mut failed_reads = 0;
+    let own_topic = ctx.trigger.broker.topic();
     let ended = loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
@@ -123,7 +124,10 @@ pub async fn run_trigger(
                 continue;
             }
         };
-        if let Some(age) = deliver::arrival_age(&delivery.event) {
+        // Redriven events are old by nature: only the trigger's own topic tells its lag.
+        if topic == own_topic
+            && let Some(age) = deliver::arrival_age(&delivery.event)
+        {
             ctx.stats.lag_seconds.set(age.max(0.0));
         }
         let mut filter_errors = 0;

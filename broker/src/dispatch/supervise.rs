@@ -78,11 +78,20 @@ async fn supervise(
                 None => break,
             },
         };
+        // Parking needs the lot's reader group first: a bus may keep only what some group
+        // will read (NATS `interest` retention drops events no consumer is interested in).
         if let Some(lot) = &spec.lot
             && let Err(e) = lot.create_reader(&*spec.bus).await
         {
-            tracing::warn!(trigger = %spec.ctx.label, error = %e,
-                "creating the parking lot's reader failed; `herald parked list` may miss events parked before it exists");
+            drop(subscription);
+            let why = format!("creating the parking lot's reader failed: {e}");
+            tracing::warn!(task = %spec.task, error = %why, retry_in = ?wait);
+            metrics.set_unready(&spec.task, Some(why));
+            if !pause(wait, &mut stop).await {
+                break;
+            }
+            wait = next_backoff(wait);
+            continue;
         }
         subscribed.inc();
         running.set(1);
