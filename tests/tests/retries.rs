@@ -269,8 +269,8 @@ async fn a_slow_answer_past_the_timeout_is_a_failed_attempt() {
 async fn backoff_waits_follow_the_documented_formula() {
     let sub = Subscriber::start().await;
     sub.set_script(|_| Reply::status(500));
-    // A dead-letter sink ends each event after one round of attempts (without one, the event
-    // is kept and a second round would follow).
+    // A dead-letter sink ends each event after one round of attempts (without one, the
+    // parking lot would).
     let dls = Subscriber::start().await;
     let mut exp = trigger("exp", "default", &sub.url("/exp"));
     exp["spec"]["delivery"] = json!({"retry": 4, "backoffPolicy": "exponential",
