@@ -148,7 +148,15 @@ async fn a_single_reply_is_published_with_the_ttl_decremented() {
     let mut original = event();
     original.set_extension(crate::ingress::TTL, 7i64);
     assert_eq!(ctx.process(&original, &mut rx).await, Outcome::Finished);
-    assert_eq!(attempt_times(&bus, "-home").len(), 1, "one reply published");
+    let replies = bus.replies.lock().unwrap();
+    assert_eq!(replies.len(), 1, "one reply published");
+    assert_eq!(
+        replies[0]
+            .extension(crate::ingress::TTL)
+            .map(|v| v.to_string()),
+        Some("6".to_owned()),
+        "one hop from 7"
+    );
 }
 
 #[tokio::test]

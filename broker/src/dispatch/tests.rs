@@ -22,6 +22,8 @@ pub(super) struct FlakyBus {
     park_failures: Mutex<u32>,
     calls: Mutex<Vec<(String, Instant)>>,
     pub(super) parked: Mutex<Vec<Event>>,
+    /// Every event published to the trigger's broker (`-home`): replies.
+    pub(super) replies: Mutex<Vec<Event>>,
 }
 
 #[async_trait]
@@ -35,6 +37,9 @@ impl Bus for FlakyBus {
         if topic.ends_with("-sink") && *failures > 0 {
             *failures -= 1;
             return Err(BusError::unavailable("down on purpose"));
+        }
+        if topic.ends_with("-home") {
+            self.replies.lock().unwrap().extend_from_slice(events);
         }
         if topic.ends_with("-parked") {
             let mut failures = self.park_failures.lock().unwrap();
@@ -57,6 +62,7 @@ pub(super) fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, 
         park_failures: Mutex::new(0),
         calls: Mutex::default(),
         parked: Mutex::default(),
+        replies: Mutex::default(),
     });
     let (home, sink, dls) = (
         BrokerId::new("ns", "home"),
