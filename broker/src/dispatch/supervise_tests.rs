@@ -75,14 +75,15 @@ impl Bus for ScriptedBus {
     }
 }
 
-fn start(
-    scripts: Vec<Vec<Step>>,
-) -> (
+type Started = (
     Arc<ScriptedBus>,
     Arc<Metrics>,
     JoinSet<()>,
     watch::Sender<bool>,
-) {
+    Arc<Ingress>,
+);
+
+fn start(scripts: Vec<Vec<Step>>) -> Started {
     let bus = Arc::new(ScriptedBus {
         scripts: Mutex::new(scripts.into()),
         ..ScriptedBus::default()
@@ -107,7 +108,7 @@ fn start(
     let ctx = Arc::new(TriggerContext::new(
         trigger,
         sender::Sender::default(),
-        ingress,
+        ingress.clone(),
         bus.clone(),
         false,
     ));
@@ -123,7 +124,23 @@ fn start(
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     supervise::spawn(&mut tasks, spec, None, rx);
-    (bus, metrics, tasks, tx)
+    (bus, metrics, tasks, tx, ingress)
+}
+
+/// `GET /readyz` of the real router: status and body.
+async fn readyz(ingress: &Arc<Ingress>) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::get("/readyz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = crate::ingress::router(ingress.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn deliveries(bus: &ScriptedBus) -> Vec<Instant> {
@@ -152,19 +169,19 @@ async fn a_closed_subscription_is_recreated_with_backoff_and_unready_meanwhile()
             reason: "inbox closed".into(),
         })
     };
-    let (bus, metrics, mut tasks, stop) =
+    let (bus, metrics, mut tasks, stop, ingress) =
         start(vec![vec![closed()], vec![closed()], vec![Step::Event(1)]]);
+    ingress.set_ready(true);
     assert!(
         !metrics.unready().is_empty(),
         "unready before the first subscription"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let unready = metrics.unready();
+    let (status, body) = readyz(&ingress).await;
+    assert_eq!(status, 503);
     assert!(
-        unready
-            .iter()
-            .any(|l| l.contains("trigger ns/t: subscription closed: inbox closed")),
-        "{unready:?}"
+        body.contains("trigger ns/t: subscription closed: inbox closed"),
+        "{body}"
     );
     assert!(
         metrics
@@ -180,7 +197,7 @@ async fn a_closed_subscription_is_recreated_with_backoff_and_unready_meanwhile()
         .map(|at| (*at - t0).as_secs_f64())
         .collect();
     assert_eq!(times, [0.0, 1.0, 3.0], "1 s, then 2 s");
-    assert!(metrics.unready().is_empty());
+    assert_eq!(readyz(&ingress).await, (200, "ready".to_owned()));
     let text = metrics.encode();
     assert!(
         text.contains(r#"herald_trigger_subscribed{trigger="ns/t"} 1"#),
@@ -200,7 +217,7 @@ async fn a_subscription_that_only_fails_is_replaced() {
     let failing: Vec<Step> = (0..REPLACE_AFTER_ERRORS)
         .map(|_| Step::Fail(BusError::unavailable("consumer not found")))
         .collect();
-    let (bus, metrics, mut tasks, stop) = start(vec![failing, vec![Step::Event(3)]]);
+    let (bus, metrics, mut tasks, stop, _) = start(vec![failing, vec![Step::Event(3)]]);
     until(|| !deliveries(&bus).is_empty()).await;
     let times: Vec<f64> = bus
         .subscribes
@@ -222,7 +239,7 @@ async fn a_subscription_that_only_fails_is_replaced() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dispatcher_that_panics_is_restarted() {
-    let (bus, metrics, mut tasks, stop) = start(vec![vec![Step::Panic], vec![Step::Event(2)]]);
+    let (bus, metrics, mut tasks, stop, _) = start(vec![vec![Step::Panic], vec![Step::Event(2)]]);
     until(|| !deliveries(&bus).is_empty()).await;
     assert_eq!(bus.subscribes.lock().unwrap().len(), 2);
     assert!(
@@ -241,7 +258,7 @@ async fn a_corrupt_record_is_counted_and_reading_goes_on_at_once() {
         position: 5,
         reason: "bad crc".into(),
     });
-    let (bus, metrics, mut tasks, stop) = start(vec![vec![corrupt, Step::Event(6)]]);
+    let (bus, metrics, mut tasks, stop, _) = start(vec![vec![corrupt, Step::Event(6)]]);
     until(|| !deliveries(&bus).is_empty()).await;
     assert_eq!(deliveries(&bus)[0], t0, "no pause after the corrupt record");
     let text = metrics.encode();
