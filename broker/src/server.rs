@@ -253,3 +253,34 @@ async fn serve_http1(
         tracing::warn!("open requests not finished within {REQUEST_GRACE:?}; closing them");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_task_that_panics_before_shutdown_shows_in_readiness_and_metrics() {
+        let metrics = Arc::new(Metrics::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async { panic!("source bug") });
+        tasks.spawn(std::future::pending::<()>());
+        let watcher = watch_sources(tasks, metrics.clone(), stop_rx);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while metrics.unready().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never marked unready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(metrics.unready()[0].starts_with("sources: 1 source task(s) stopped"));
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"herald_task_running{task="sources"} 1"#)
+        );
+        let _ = stop_tx.send(true);
+        watcher.abort();
+    }
+}
