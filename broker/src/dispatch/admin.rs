@@ -174,3 +174,90 @@ async fn take(
 fn idle() -> Duration {
     DEFAULT_IDLE
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const TOKEN: &str = "0123456789abcdef-token";
+
+    fn app() -> (Router, Arc<dyn Bus>) {
+        let bus: Arc<dyn Bus> = Arc::new(herald_buses::memory::MemoryBus::default());
+        let triggers = HashSet::from(["ns/t".to_owned()]);
+        (router(TOKEN.into(), bus.clone(), triggers), bus)
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn every_request_needs_the_token() {
+        let (app, _) = app();
+        let path = "/admin/triggers/ns/t/parked";
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Basic 0123456789abcdef-token"),
+            Some("Bearer 0123456789abcdef-toke"),
+        ] {
+            assert_eq!(call(&app, "GET", path, auth, "").await.0, 401, "{auth:?}");
+            let purge = call(
+                &app,
+                "POST",
+                &format!("{path}/purge"),
+                auth,
+                r#"{"all":true}"#,
+            )
+            .await;
+            assert_eq!(purge.0, 401, "{auth:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_triggers_vague_selections_and_big_limits_are_refused() {
+        let (app, _) = app();
+        let auth = Some("bearer 0123456789abcdef-token");
+        let unknown = call(&app, "GET", "/admin/triggers/ns/other/parked", auth, "").await;
+        assert_eq!(unknown.0, 404, "{}", unknown.1);
+        let path = "/admin/triggers/ns/t/parked";
+        for body in ["{}", r#"{"ids":["a"],"all":true}"#] {
+            let answer = call(&app, "POST", &format!("{path}/purge"), auth, body).await;
+            assert_eq!(answer.0, 400, "{body}: {}", answer.1);
+        }
+        let big = call(&app, "GET", &format!("{path}?limit=10001"), auth, "").await;
+        assert_eq!(big.0, 400);
+        let verb = call(
+            &app,
+            "POST",
+            &format!("{path}/delete"),
+            auth,
+            r#"{"all":true}"#,
+        )
+        .await;
+        assert_eq!(verb.0, 404);
+    }
+}
