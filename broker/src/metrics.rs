@@ -91,6 +91,18 @@ impl prometheus_client::collector::Collector for BusCounters {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplyRejectLabels {
+    pub trigger: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    /// `trigger ns/name`, `redrive ns/name` or `source ns/name`: from configuration.
+    pub task: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -114,6 +126,15 @@ pub struct Metrics {
     pub source_rejected: Family<SourceReasonLabels, Counter>,
     pub source_sink_failures: Family<SourceReasonLabels, Counter>,
     bus_counters: std::sync::Arc<BusCounters>,
+    pub parked: Family<TriggerLabels, Counter>,
+    pub replies_rejected: Family<ReplyRejectLabels, Counter>,
+    pub bus_corrupt_records: Family<TopicLabels, Counter>,
+    pub trigger_subscribed: Family<TriggerLabels, Gauge>,
+    pub task_running: Family<TaskLabels, Gauge>,
+    pub task_restarts: Family<TaskLabels, Counter>,
+    /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
+    /// `/readyz` answers 503 naming them.
+    pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -142,6 +163,13 @@ impl Default for Metrics {
             source_rejected: Family::default(),
             source_sink_failures: Family::default(),
             bus_counters: Default::default(),
+            parked: Family::default(),
+            replies_rejected: Family::default(),
+            bus_corrupt_records: Family::default(),
+            trigger_subscribed: Family::default(),
+            task_running: Family::default(),
+            task_restarts: Family::default(),
+            unready_tasks: Default::default(),
             registry: Registry::default(),
         };
         registry.register_collector(Box::new(m.bus_counters.clone()));
@@ -155,7 +183,7 @@ impl Default for Metrics {
             "Events refused by ingress, by reason",
             m.events_rejected.clone(),
         );
-        registry.register("deliveries", "Events finished by a trigger, by outcome (delivered, dead_lettered, filtered; exhausted counts rounds of attempts that failed with no working dead-letter sink, after which the event is kept and retried)", m.deliveries.clone());
+        registry.register("deliveries", "Events finished by a trigger, by outcome (delivered, dead_lettered, parked, filtered; exhausted counts events whose attempts all failed, which then go to the dead-letter sink or the parking lot)", m.deliveries.clone());
         registry.register(
             "delivery_retries",
             "Delivery attempts after the first",
@@ -208,6 +236,37 @@ impl Default for Metrics {
             "Sends to a source's sink that failed, by reason (each attempt of a source counts)",
             m.source_sink_failures.clone(),
         );
+        registry.register(
+            "parked_events",
+            "Events written to a trigger's parking lot (attempts and dead-letter sink exhausted)",
+            m.parked.clone(),
+        );
+        registry.register(
+            "replies_rejected",
+            "Subscriber replies not published, by reason (batch, invalid, unreadable, \
+             refused_by_broker); the delivery itself counts as delivered",
+            m.replies_rejected.clone(),
+        );
+        registry.register(
+            "bus_corrupt_records",
+            "Stored records that could not be decoded, skipped and acknowledged",
+            m.bus_corrupt_records.clone(),
+        );
+        registry.register(
+            "trigger_subscribed",
+            "1 while a trigger's bus subscription is open (its own topic and its redrive topic)",
+            m.trigger_subscribed.clone(),
+        );
+        registry.register(
+            "task_running",
+            "1 while a background task (trigger dispatcher, redrive reader, source) runs",
+            m.task_running.clone(),
+        );
+        registry.register(
+            "task_restarts",
+            "Background tasks restarted after they ended or panicked before shutdown",
+            m.task_restarts.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -223,6 +282,38 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    pub fn reply_rejected(&self, trigger: &str, reason: &'static str) {
+        self.replies_rejected
+            .get_or_create(&ReplyRejectLabels {
+                trigger: trigger.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn corrupt_record(&self, topic: &str) {
+        self.bus_corrupt_records
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Marks `task` as not doing its job (`Some(why)`) or doing it (`None`).
+    pub fn set_unready(&self, task: &str, why: Option<String>) {
+        let mut tasks = self.unready_tasks.lock().unwrap();
+        match why {
+            Some(why) => tasks.insert(task.to_owned(), why),
+            None => tasks.remove(task),
+        };
+    }
+
+    /// `task: why` for every task not doing its job, in name order.
+    pub fn unready(&self) -> Vec<String> {
+        let tasks = self.unready_tasks.lock().unwrap();
+        tasks.iter().map(|(t, why)| format!("{t}: {why}")).collect()
     }
 
     pub fn trigger(&self, trigger: &str) -> TriggerLabels {
@@ -246,6 +337,8 @@ pub struct TriggerMetrics {
     pub lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub ttl_dropped: Counter,
     pub filter_errors: Counter,
+    pub parked: Counter,
+    pub parked_outcome: Counter,
 }
 
 impl TriggerMetrics {
@@ -272,6 +365,8 @@ impl TriggerMetrics {
             lag_seconds: metrics.lag_seconds.get_or_create(&labels).clone(),
             ttl_dropped: metrics.ttl_dropped.get_or_create(&labels).clone(),
             filter_errors: metrics.filter_errors.get_or_create(&labels).clone(),
+            parked: metrics.parked.get_or_create(&labels).clone(),
+            parked_outcome: outcome("parked"),
         }
     }
 }

@@ -10,6 +10,8 @@ use tokio::task::JoinSet;
 
 use crate::binding::AttributeLimits;
 use crate::config::Config;
+use crate::dispatch::parked::ParkingLot;
+use crate::dispatch::supervise::{self, DispatcherSpec};
 use crate::dispatch::{self, TriggerContext};
 use crate::ingress::{Ingress, router};
 use crate::listener::{ListenerOptions, serve_http1};
@@ -31,6 +33,9 @@ pub struct ServeOptions {
     pub listener: ListenerOptions,
     /// The longest attribute value a source takes from a payload or a cluster object.
     pub source_attribute_max_bytes: usize,
+    /// The bearer token of the admin endpoints (`--admin-token-file`); without it they are
+    /// not mounted.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -43,6 +48,7 @@ impl Default for ServeOptions {
             limits: AttributeLimits::default(),
             listener: ListenerOptions::default(),
             source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
+            admin_token: None,
         }
     }
 }
@@ -83,43 +89,60 @@ pub async fn run(
         }
     }
     let mut dispatchers = JoinSet::new();
+    let trigger_names = config.triggers.iter().map(|t| t.to_string()).collect();
     for trigger in config.triggers {
-        let topic = trigger.broker.topic();
-        let group = trigger.group();
-        // The first subscription is awaited (briefly) so that a new trigger on a local bus
-        // counts every event accepted once Herald is ready; a network bus that cannot assign
-        // the group yet (a crashed replica's session still open, more replicas than
-        // partitions, NATS restarting) must not keep Herald from starting: it keeps trying.
-        let first = tokio::time::timeout(FIRST_SUBSCRIBE, bus.subscribe(&topic, &group)).await;
+        let lot = ParkingLot::new(&trigger.namespace, &trigger.name);
         let ctx = Arc::new(TriggerContext::new(
             trigger,
             sender.clone(),
             ingress.clone(),
-            metrics.clone(),
+            bus.clone(),
             options.jitter,
         ));
-        let (stop, window, bus) = (stop_rx.clone(), options.window, bus.clone());
-        match first {
-            Ok(Ok(subscription)) => {
-                tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
-                dispatchers.spawn(dispatch::run_trigger(ctx, subscription, stop, window));
-            }
-            Ok(Err(e)) if !e.is_retryable() => return Err(e.into()),
-            outcome => {
-                let why = match outcome {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {FIRST_SUBSCRIBE:?}"),
-                };
-                tracing::warn!(trigger = %ctx.label, error = %why, "trigger not subscribed yet; retrying in the background");
-                dispatchers.spawn(async move {
-                    let mut stop_wait = stop.clone();
-                    let Some(subscription) = subscribe_until_stopped(&*bus, &topic, &group, &ctx.label, &mut stop_wait).await else {
-                        return;
+        let [main_task, redrive_task] = supervise::task_names(&ctx.label);
+        let specs = [
+            DispatcherSpec {
+                ctx: ctx.clone(),
+                bus: bus.clone(),
+                topic: ctx.trigger.broker.topic(),
+                group: ctx.trigger.group(),
+                task: main_task,
+                window: options.window,
+                lot: Some(lot.clone()),
+            },
+            // Redriven parked events come back to this trigger only, through its own topic.
+            DispatcherSpec {
+                ctx: ctx.clone(),
+                bus: bus.clone(),
+                topic: lot.redrive.clone(),
+                group: lot.redrive.clone(),
+                task: redrive_task,
+                window: options.window,
+                lot: None,
+            },
+        ];
+        for spec in specs {
+            // The first subscription is awaited (briefly) so that a new trigger on a local bus
+            // counts every event accepted once Herald is ready; a network bus that cannot
+            // assign the group yet (a crashed replica's session still open, more replicas than
+            // partitions, NATS restarting) must not keep Herald from starting: it keeps
+            // trying in the background, and /readyz answers 503 naming it meanwhile.
+            let first =
+                tokio::time::timeout(FIRST_SUBSCRIBE, bus.subscribe(&spec.topic, &spec.group))
+                    .await;
+            let first = match first {
+                Ok(Ok(subscription)) => Some(subscription),
+                Ok(Err(e)) if !e.is_retryable() => return Err(e.into()),
+                outcome => {
+                    let why = match outcome {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {FIRST_SUBSCRIBE:?}"),
                     };
-                    tracing::info!(trigger = %ctx.label, subscriber = %ctx.trigger.subscriber, "trigger started");
-                    dispatch::run_trigger(ctx, subscription, stop, window).await;
-                });
-            }
+                    tracing::warn!(task = %spec.task, error = %why, "trigger not subscribed yet; retrying in the background");
+                    None
+                }
+            };
+            supervise::spawn(&mut dispatchers, spec, first, stop_rx.clone());
         }
     }
     let env = SourceEnv {
@@ -131,10 +154,18 @@ pub async fn run(
         attribute_max_bytes: options.source_attribute_max_bytes,
     };
     let mut started = sources::start(&config.sources, &env, stop_rx.clone()).await?;
+    let sources_watch = watch_sources(
+        std::mem::take(&mut started.tasks),
+        metrics.clone(),
+        stop_rx.clone(),
+    );
     ingress.set_ready(true);
     tracing::info!(addr = %listener.local_addr()?, "herald serving");
     let ready = ingress.clone();
-    let app = router(ingress).merge(sources::github::router(started.github.clone()));
+    let mut app = router(ingress).merge(sources::github::router(started.github.clone()));
+    if let Some(token) = options.admin_token.clone() {
+        app = app.merge(dispatch::admin::router(token, bus.clone(), trigger_names));
+    }
     serve_http1(
         listener,
         app,
@@ -149,7 +180,7 @@ pub async fn run(
     )
     .await;
     while dispatchers.join_next().await.is_some() {}
-    while started.tasks.join_next().await.is_some() {}
+    let _ = sources_watch.await;
     // Every other holder of the bus (the sources' ingress handle among them) must be gone for
     // a network bus to flush its last acknowledgements.
     drop((env, started));
@@ -158,28 +189,74 @@ pub async fn run(
     Ok(())
 }
 
+/// Awaits the sources' tasks; one that ends (or panics) before shutdown is shown in /readyz
+/// and `herald_task_running{task="sources"}` (the number still running).
+fn watch_sources(
+    mut tasks: JoinSet<()>,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let running = metrics
+        .task_running
+        .get_or_create(&crate::metrics::TaskLabels {
+            task: "sources".into(),
+        })
+        .clone();
+    running.set(tasks.len() as i64);
+    tokio::spawn(async move {
+        let mut ended = 0usize;
+        while let Some(result) = tasks.join_next().await {
+            running.dec();
+            if *stop.borrow() {
+                continue;
+            }
+            ended += 1;
+            let why = match result {
+                Err(e) if e.is_panic() => "panicked".to_owned(),
+                Err(e) => e.to_string(),
+                Ok(()) => "ended".to_owned(),
+            };
+            tracing::error!(error = %why, "a source's task stopped before shutdown");
+            metrics.set_unready(
+                "sources",
+                Some(format!(
+                    "{ended} source task(s) stopped before shutdown (last: {why})"
+                )),
+            );
+        }
+    })
+}
+
 /// How long start-up waits for a trigger's first subscription before going on without it.
 const FIRST_SUBSCRIBE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Subscribes with backoff (1 s doubling to 30 s) until it works or shutdown begins.
-async fn subscribe_until_stopped(
-    bus: &dyn herald_buses::Bus,
-    topic: &str,
-    group: &str,
-    label: &str,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<Box<dyn herald_buses::Subscription>> {
-    let mut wait = std::time::Duration::from_secs(1);
-    loop {
-        if !dispatch::deliver::pause(wait, stop).await {
-            return None;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_task_that_panics_before_shutdown_shows_in_readiness_and_metrics() {
+        let metrics = Arc::new(Metrics::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async { panic!("source bug") });
+        tasks.spawn(std::future::pending::<()>());
+        let watcher = watch_sources(tasks, metrics.clone(), stop_rx);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while metrics.unready().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never marked unready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        match bus.subscribe(topic, group).await {
-            Ok(subscription) => return Some(subscription),
-            Err(e) => {
-                tracing::warn!(trigger = %label, error = %e, retry_in = ?wait, "subscribing failed");
-                wait = (wait * 2).min(std::time::Duration::from_secs(30));
-            }
-        }
+        assert!(metrics.unready()[0].starts_with("sources: 1 source task(s) stopped"));
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"herald_task_running{task="sources"} 1"#)
+        );
+        let _ = stop_tx.send(true);
+        watcher.abort();
     }
 }

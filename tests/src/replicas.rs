@@ -52,10 +52,14 @@ pub async fn two_replicas_share_a_trigger_and_lose_nothing(
 ) {
     let sub = Subscriber::start().await;
     sub.set_script(|_| Reply::status(200).delay(Duration::from_millis(20)));
-    let manifests = yaml(&[
-        broker("default"),
-        trigger("shared", "default", &sub.url("/")),
-    ]);
+    // Enough retries that no event exhausts them while the subscriber fails below (an
+    // exhausted event would be parked, and this scenario is about events held in flight).
+    let mut shared = trigger("shared", "default", &sub.url("/"));
+    shared["spec"]["delivery"] = serde_json::json!({"retry": 10000, "backoffPolicy": "linear",
+        "backoffDelay": "PT0.05S", "timeout": "PT5S"});
+    shared["metadata"]["annotations"] =
+        serde_json::json!({"herald.dev/delivery.backoffCap": "PT1S"});
+    let manifests = yaml(&[broker("default"), shared]);
     let mut a = Herald::start_with(bus, &manifests, options()).await;
     let b = Herald::start_with(bus, &manifests, options()).await;
 

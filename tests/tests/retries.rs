@@ -64,22 +64,12 @@ async fn connection_refused_is_retried_until_the_subscriber_is_up() {
     )
     .await;
     publish(&herald, "late-1").await;
-    // The subscriber comes up only once a refused attempt was retried.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let metrics = Client::new().get(&herald.url("/metrics")).await.text();
-        let retried = metrics
-            .lines()
-            .any(|l| l.starts_with("herald_delivery_retries_total") && !l.ends_with(" 0"));
-        if retried {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no retries counted:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The subscriber comes up only after an attempt failed and was retried.
+    herald_tests::eventually(WAIT, "a retry", || async {
+        (herald_tests::replicas::metric(&herald, "herald_delivery_retries_total").await > 0)
+            .then_some(())
+    })
+    .await;
     let sub = Subscriber::start_on(port).await;
     let got = sub.wait_for(1, WAIT).await;
     assert_eq!(got[0].id(), "late-1");
@@ -272,8 +262,8 @@ async fn a_slow_answer_past_the_timeout_is_a_failed_attempt() {
 async fn backoff_waits_follow_the_documented_formula() {
     let sub = Subscriber::start().await;
     sub.set_script(|_| Reply::status(500));
-    // A dead-letter sink ends each event after one round of attempts (without one, the event
-    // is kept and a second round would follow).
+    // A dead-letter sink ends each event after one round of attempts (without one, the
+    // parking lot would).
     let dls = Subscriber::start().await;
     let mut exp = trigger("exp", "default", &sub.url("/exp"));
     exp["spec"]["delivery"] = json!({"retry": 4, "backoffPolicy": "exponential",
@@ -300,8 +290,32 @@ async fn backoff_waits_follow_the_documented_formula() {
     check("/lin", [200, 400, 600, 800]);
 }
 
+/// The parked events of trigger `default/t` of a stopped `herald`, as JSON.
+async fn parked(herald: &Herald) -> Vec<serde_json::Value> {
+    let data_dir = herald.data_dir().to_string_lossy().into_owned();
+    let out = herald_tests::process::run_cli(
+        &[
+            "parked",
+            "list",
+            "--trigger",
+            "default/t",
+            "--data-dir",
+            &data_dir,
+            "--wait-ms",
+            "300",
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(out.status.success(), "{}", out.stderr);
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON event"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn an_event_the_dead_letter_sink_refuses_is_kept_and_retried() {
+async fn an_event_the_dead_letter_sink_refuses_is_parked_not_dropped() {
     let sub = Subscriber::start().await;
     let dls = Subscriber::start().await;
     sub.set_script(|_| Reply::status(500));
@@ -315,20 +329,24 @@ async fn an_event_the_dead_letter_sink_refuses_is_kept_and_retried() {
     )
     .await;
     publish(&herald, "kept-1").await;
-    // One round is 2 subscriber attempts + 2 dead-letter attempts; rounds repeat >= 1 s apart.
-    dls.wait_for(4, Duration::from_secs(15)).await;
-    assert!(
-        sub.count() >= 4,
-        "the subscriber is tried again in the next round"
-    );
+    // 2 subscriber attempts, 2 dead-letter attempts, then the parking lot: no second round.
+    dls.wait_for(2, WAIT).await;
+    dls.settle(Duration::from_millis(1500), Duration::from_secs(10))
+        .await;
+    assert_eq!((sub.count(), dls.count()), (2, 2));
+    let (status, _) = herald.terminate().await;
+    assert!(status.success());
+    let lot = parked(&herald).await;
+    assert_eq!(lot.len(), 1);
+    assert_eq!(lot[0]["id"], "kept-1");
+    assert_eq!(lot[0]["knativeerrorcode"], "500");
 
-    // The event was never acknowledged: after kill -9 and restart it comes back.
-    herald.kill9();
+    // It was acknowledged on the trigger's topic once parked: a restart does not resend it.
     sub.set_script(|_| Reply::status(200));
-    let before = sub.count();
     herald.restart().await;
-    let got = sub.wait_for(before + 1, WAIT).await;
-    assert_eq!(got[before].id(), "kept-1");
+    sub.settle(Duration::from_millis(500), Duration::from_secs(10))
+        .await;
+    assert_eq!(sub.count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -399,10 +417,11 @@ async fn the_backoff_cap_annotation_limits_each_wait() {
     }
 }
 
-/// The delivery contract: an event is acknowledged only after it was delivered, dead-lettered or
-/// filtered out. Retries exhausted with no dead-letter sink is none of these.
+/// README "Delivery contract": an event is acknowledged only after it was delivered, dead-lettered, parked
+/// or filtered out. Retries exhausted with no dead-letter sink: parked, so nothing is lost and
+/// nothing behind it waits.
 #[tokio::test(flavor = "multi_thread")]
-async fn without_a_dead_letter_sink_an_undeliverable_event_is_not_acknowledged() {
+async fn without_a_dead_letter_sink_an_undeliverable_event_is_parked() {
     let sub = Subscriber::start().await;
     sub.set_script(|_| Reply::status(500));
     let mut herald = Herald::start(
@@ -411,14 +430,15 @@ async fn without_a_dead_letter_sink_an_undeliverable_event_is_not_acknowledged()
     )
     .await;
     publish(&herald, "nodls-1").await;
-    sub.wait_for(2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // A graceful stop flushes every acknowledgement, so what comes back was never acked.
+    publish(&herald, "nodls-2").await;
+    sub.wait_for(4, WAIT).await;
     let (status, _) = herald.terminate().await;
     assert!(status.success());
-    sub.set_script(|_| Reply::status(200));
-    let before = sub.count();
-    herald.restart().await;
-    let got = sub.wait_for(before + 1, Duration::from_secs(5)).await;
-    assert_eq!(got[before].id(), "nodls-1");
+    let ids: Vec<_> = parked(&herald)
+        .await
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&json!("nodls-1")) && ids.contains(&json!("nodls-2")));
 }

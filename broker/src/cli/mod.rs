@@ -1,6 +1,7 @@
-//! Command-line interface: `serve`, `send`, `bench`.
+//! Command-line interface: `serve`, `send`, `bench`, `parked`.
 
 mod bench;
+mod parked;
 mod send;
 
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ enum Command {
     Serve(ServeArgs),
     /// Publish one CloudEvent to a broker URL and print the answer.
     Send(send::SendArgs),
+    /// A trigger's parking lot (events whose delivery failed for good): list, show, redrive,
+    /// purge.
+    Parked(parked::ParkedArgs),
     /// Load-test Herald and print throughput and latency as ratios of a no-op server.
     Bench(bench::BenchArgs),
     /// The no-op HTTP server `herald bench` measures against (answers 202, does nothing).
@@ -109,6 +113,10 @@ struct ServeArgs {
     /// ingress never refuses a source's event; the data keeps the original.
     #[arg(long, env = "HERALD_SOURCE_ATTRIBUTE_MAX_BYTES", default_value_t = herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES, value_parser = parse_attribute_max)]
     source_attribute_max_bytes: usize,
+    /// A file holding the bearer token of the admin endpoints (`herald parked --url`); without
+    /// it they are not served.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -116,6 +124,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Send(args) => send::send(args).await,
         Command::Bench(args) => bench::bench(args).await,
+        Command::Parked(args) => parked::parked(args).await,
         Command::BenchNoop { listen } => bench::noop_server(listen).await,
     }
 }
@@ -139,6 +148,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bus = herald::bus::open_with(&args.bus, &args.data_dir, &args.kafka_options, embedded)
         .await
         .context("opening the bus")?;
+    let admin_token = match &args.admin_token_file {
+        Some(file) => Some(read_admin_token(file).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -158,6 +171,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes_in_flight: args.max_body_bytes_in_flight,
         },
         source_attribute_max_bytes: args.source_attribute_max_bytes,
+        admin_token,
     };
     run(listener, config, bus, options, shutdown_signal()).await
 }
@@ -192,6 +206,23 @@ fn parse_attribute_max(text: &str) -> Result<usize, String> {
     }
 }
 
+/// The admin token: the file's content without surrounding white space, at least 16 bytes.
+async fn read_admin_token(file: &std::path::Path) -> anyhow::Result<String> {
+    let path = file.to_owned();
+    let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+        .await?
+        .with_context(|| format!("reading --admin-token-file {}", file.display()))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        anyhow::bail!(
+            "--admin-token-file {}: the token has {} bytes, at least 16 are needed",
+            file.display(),
+            token.len()
+        );
+    }
+    Ok(token.to_owned())
+}
+
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -199,20 +230,33 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed now, not when the future is
+/// first polled: a SIGTERM that comes right after `/readyz` answered 200 must stop Herald
+/// gracefully, not kill it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let int = async {
+            match int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {},
+            _ = int => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }

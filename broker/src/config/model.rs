@@ -214,6 +214,8 @@ impl DeliveryOverrides {
     }
 }
 
+/// A resolved `spec.delivery`; the waits between attempts are
+/// [`RetryPolicy`](crate::dispatch::retry::RetryPolicy)'s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryPolicy {
     pub retry: u32,
@@ -224,24 +226,6 @@ pub struct DeliveryPolicy {
     pub retry_after_max: Option<Duration>,
     pub dead_letter: Option<Target>,
     pub format: Format,
-}
-
-impl DeliveryPolicy {
-    /// The wait before retry `n` (1-based), before jitter and `Retry-After`:
-    /// exponential `delay * 2^(n-1)`, linear `delay * n`, then capped.
-    pub fn backoff(&self, n: u32) -> Duration {
-        let n = n.max(1);
-        let raw = match self.backoff_policy {
-            BackoffPolicy::Exponential => self
-                .backoff_delay
-                .saturating_mul(2u32.saturating_pow(n - 1)),
-            BackoffPolicy::Linear => self.backoff_delay.saturating_mul(n),
-        };
-        match self.backoff_cap {
-            Some(cap) => raw.min(cap),
-            None => raw,
-        }
-    }
 }
 
 impl Default for DeliveryPolicy {

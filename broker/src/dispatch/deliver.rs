@@ -1,5 +1,5 @@
 //! One event's way through a trigger: attempts with backoff, `Retry-After`, the dead-letter
-//! sink, and reply events back into the broker.
+//! sink or the trigger's parking lot, and the reply event back into the broker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +9,11 @@ use cloudevents::Event;
 use cloudevents::event::ExtensionValue;
 use tokio::sync::watch;
 
-use super::sender::{Attempt, Failure, Sender};
-use crate::config::{DeliveryPolicy, Target, TriggerConfig};
+use herald_buses::Bus;
+
+use super::retry::RetryPolicy;
+use super::sender::{Attempt, Failure, Reply, Sender};
+use crate::config::{Target, TriggerConfig};
 use crate::ingress::{self, Ingress};
 use crate::metrics::{Metrics, TriggerMetrics};
 
@@ -24,6 +27,10 @@ pub struct TriggerContext {
     pub label: String,
     pub sender: Sender,
     pub ingress: Arc<Ingress>,
+    /// The bus the trigger's parking lot is on.
+    pub bus: Arc<dyn Bus>,
+    /// `knative-trigger-{ns}-{name}-parked`: where poison events go.
+    pub parked_topic: String,
     pub metrics: Arc<Metrics>,
     pub stats: TriggerMetrics,
     /// Adds up to 10% random jitter to backoff waits (off in tests that pin the formula).
@@ -33,7 +40,7 @@ pub struct TriggerContext {
 /// How processing an event ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Delivered, dead-lettered or dropped by policy: acknowledge it.
+    /// Delivered, dead-lettered, parked or dropped by policy: acknowledge it.
     Finished,
     /// Shutting down before it finished: leave it unacknowledged for the next run.
     HandBack,
@@ -57,79 +64,53 @@ impl TriggerContext {
         trigger: TriggerConfig,
         sender: Sender,
         ingress: Arc<Ingress>,
-        metrics: Arc<Metrics>,
+        bus: Arc<dyn Bus>,
         jitter: bool,
     ) -> Self {
         let label = trigger.to_string();
+        let metrics = ingress.metrics.clone();
         Self {
             stats: TriggerMetrics::new(&metrics, &label),
+            parked_topic: super::parked::ParkingLot::new(&trigger.namespace, &trigger.name).parked,
             label,
             trigger,
             sender,
             ingress,
+            bus,
             metrics,
             jitter,
         }
     }
 
-    /// The wait before retry `n`: the policy's backoff (plus jitter), or `Retry-After` when
-    /// that is longer, capped by `retryAfterMax`.
-    pub fn retry_wait(
-        &self,
-        policy: &DeliveryPolicy,
-        n: u32,
-        retry_after: Option<Duration>,
-    ) -> Duration {
-        let mut wait = policy.backoff(n);
-        if self.jitter {
-            wait += wait.mul_f64(fastrand::f64() * 0.1);
-        }
-        if let Some(after) = retry_after {
-            let after = policy.retry_after_max.map_or(after, |max| after.min(max));
-            wait = wait.max(after);
-        }
-        wait
+    fn retry_policy(&self) -> RetryPolicy<'_> {
+        RetryPolicy::new(&self.trigger.delivery, self.jitter)
     }
 
     pub async fn process(&self, event: &Event, shutdown: &mut watch::Receiver<bool>) -> Outcome {
-        let policy = &self.trigger.delivery;
-        loop {
-            let failure = match self
-                .attempt_all(&self.trigger.subscriber, event, shutdown)
-                .await
-            {
-                Ok(reply) => {
-                    if let Some(arrival) = arrival_age(event) {
-                        self.stats.latency.observe(arrival);
-                    }
-                    if !reply.is_empty()
-                        && self.publish_reply(event, reply, shutdown).await == Outcome::HandBack
-                    {
-                        return Outcome::HandBack;
-                    }
-                    self.stats.delivered.inc();
-                    return Outcome::Finished;
+        let failure = match self
+            .attempt_all(&self.trigger.subscriber, event, shutdown)
+            .await
+        {
+            Ok(reply) => {
+                if let Some(arrival) = arrival_age(event) {
+                    self.stats.latency.observe(arrival);
                 }
-                Err(Stop::HandBack) => return Outcome::HandBack,
-                Err(Stop::Exhausted(failure)) => failure,
-            };
-            let Some(dead_letter) = &policy.dead_letter else {
-                // At least once: with nowhere to dead-letter it, the event stays unacknowledged
-                // and its delivery starts over after a pause.
-                let wait = self.round_pause(policy);
-                tracing::error!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
-                    error = %failure.message, retry_in = ?wait,
-                    "delivery failed and no dead-letter sink is configured; event kept");
-                self.stats.exhausted.inc();
-                if !pause(wait, shutdown).await {
+                if self.take_reply(event, reply, shutdown).await == Outcome::HandBack {
                     return Outcome::HandBack;
                 }
-                continue;
-            };
-            let dead = self.dead_letter_event(event, &failure);
-            match self.attempt_all(dead_letter, &dead, shutdown).await {
+                self.stats.delivered.inc();
+                return Outcome::Finished;
+            }
+            Err(Stop::HandBack) => return Outcome::HandBack,
+            Err(Stop::Exhausted(failure)) => failure,
+        };
+        self.stats.exhausted.inc();
+        let dead = self.dead_letter_event(event, &failure);
+        let why = match &self.trigger.delivery.dead_letter {
+            None => failure.message,
+            Some(dead_letter) => match self.attempt_all(dead_letter, &dead, shutdown).await {
                 Ok(_) => {
-                    tracing::info!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
+                    tracing::info!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(event),
                         error = %failure.message, "event dead-lettered");
                     self.stats.dead_lettered_total.inc();
                     self.stats.dead_lettered.inc();
@@ -137,14 +118,41 @@ impl TriggerContext {
                 }
                 Err(Stop::HandBack) => return Outcome::HandBack,
                 Err(Stop::Exhausted(dls_failure)) => {
-                    // Nothing is dropped silently: keep the event and start over later.
-                    let wait = self.round_pause(policy);
-                    self.stats.exhausted.inc();
-                    tracing::error!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
-                        error = %dls_failure.message, retry_in = ?wait, "dead-letter sink failed; event kept");
+                    format!(
+                        "{}; dead-letter sink: {}",
+                        failure.message, dls_failure.message
+                    )
+                }
+            },
+        };
+        self.park(&dead, &why, shutdown).await
+    }
+
+    /// Writes `dead` to the trigger's parking lot, so that it no longer blocks its key or the
+    /// window. Nothing is dropped: while the bus refuses it, the event stays unacknowledged and
+    /// parking is retried with backoff (1 s doubling to 30 s) until it works or shutdown.
+    async fn park(&self, dead: &Event, why: &str, shutdown: &mut watch::Receiver<bool>) -> Outcome {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self
+                .bus
+                .publish(&self.parked_topic, std::slice::from_ref(dead))
+                .await
+            {
+                Ok(()) => {
+                    tracing::warn!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(dead),
+                        error = %why, topic = %self.parked_topic, "event parked");
+                    self.stats.parked.inc();
+                    self.stats.parked_outcome.inc();
+                    return Outcome::Finished;
+                }
+                Err(e) => {
+                    tracing::error!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(dead),
+                        error = %e, retry_in = ?wait, "parking the event failed; event kept");
                     if !pause(wait, shutdown).await {
                         return Outcome::HandBack;
                     }
+                    wait = wait.saturating_mul(2).min(Duration::from_secs(30));
                 }
             }
         }
@@ -156,12 +164,14 @@ impl TriggerContext {
         target: &Target,
         event: &Event,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Vec<Event>, Stop> {
+    ) -> Result<Reply, Stop> {
         let policy = &self.trigger.delivery;
         let mut last: Option<Failure> = None;
         for n in 0..=policy.retry {
             if n > 0 {
-                let wait = self.retry_wait(policy, n, last.as_ref().and_then(|f| f.retry_after));
+                let wait = self
+                    .retry_policy()
+                    .wait(n, last.as_ref().and_then(|f| f.retry_after));
                 self.stats.retries.inc();
                 if !pause(wait, shutdown).await {
                     return Err(Stop::HandBack);
@@ -177,10 +187,10 @@ impl TriggerContext {
                     // Forwarding to a broker is a hop: the loop guard applies as to replies.
                     let ttl = ingress::ttl(event).unwrap_or(crate::config::DEFAULT_TTL) - 1;
                     if ttl <= 0 {
-                        tracing::warn!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(event),
+                        tracing::warn!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(event),
                             broker = %id, "event not forwarded: knativebrokerttl exhausted (broker loop?)");
                         self.stats.ttl_dropped.inc();
-                        return Ok(Vec::new());
+                        return Ok(Reply::None);
                     }
                     let mut forwarded = event.clone();
                     forwarded.set_extension(ingress::TTL, ExtensionValue::Integer(ttl));
@@ -204,7 +214,7 @@ impl TriggerContext {
 
     async fn forward(&self, id: &crate::config::BrokerId, event: Event) -> Attempt {
         match self.ingress.publish(id, vec![event]).await {
-            Ok(()) => Attempt::Delivered { reply: Vec::new() },
+            Ok(()) => Attempt::Delivered { reply: Reply::None },
             Err(e) => Attempt::Failed(Failure {
                 status: Some(e.status()),
                 retryable: e.status().is_server_error(),
@@ -213,13 +223,6 @@ impl TriggerContext {
                 message: e.to_string(),
             }),
         }
-    }
-
-    /// The pause before a kept event's delivery starts over: the policy's last backoff,
-    /// between 1 s and 5 min.
-    fn round_pause(&self, policy: &DeliveryPolicy) -> Duration {
-        self.retry_wait(policy, policy.retry + 1, None)
-            .clamp(Duration::from_secs(1), Duration::from_secs(300))
     }
 
     fn dead_letter_event(&self, event: &Event, failure: &Failure) -> Event {
@@ -242,36 +245,56 @@ impl TriggerContext {
         dead
     }
 
-    /// Publishes reply events to the trigger's broker with the TTL decremented; a reply whose
+    /// Publishes the subscriber's reply, if it is one event; a refused reply (a batch, an
+    /// invalid event, a body that could not be read) is counted and the delivery still
+    /// counts as delivered.
+    async fn take_reply(
+        &self,
+        original: &Event,
+        reply: Reply,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        match reply {
+            Reply::None => Outcome::Finished,
+            Reply::One(reply) => self.publish_reply(original, *reply, shutdown).await,
+            Reply::Refused { reason, message } => {
+                tracing::warn!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(original),
+                    reason, error = %message, "reply refused");
+                self.metrics.reply_rejected(&self.label, reason);
+                Outcome::Finished
+            }
+        }
+    }
+
+    /// Publishes a reply event to the trigger's broker with the TTL decremented; a reply whose
     /// TTL reaches 0 is dropped (loop guard).
     async fn publish_reply(
         &self,
         original: &Event,
-        mut reply: Vec<Event>,
+        mut reply: Event,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Outcome {
         let ttl = ingress::ttl(original).unwrap_or(crate::config::DEFAULT_TTL) - 1;
         if ttl <= 0 {
-            tracing::warn!(trigger = %self.label, event.id = %cloudevents::AttributesReader::id(original),
+            tracing::warn!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(original),
                 "reply dropped: knativebrokerttl exhausted (event loop?)");
             self.stats.ttl_dropped.inc();
             return Outcome::Finished;
         }
-        for event in &mut reply {
-            event.set_extension(ingress::TTL, ExtensionValue::Integer(ttl));
-        }
-        let mut n = 0;
+        reply.set_extension(ingress::TTL, ExtensionValue::Integer(ttl));
+        let mut n: u32 = 0;
         loop {
             match self
                 .ingress
-                .publish(&self.trigger.broker, reply.clone())
+                .publish(&self.trigger.broker, vec![reply.clone()])
                 .await
             {
                 Ok(()) => return Outcome::Finished,
                 Err(e) if e.status().is_server_error() => {
-                    n += 1;
+                    n = n.saturating_add(1);
                     let wait = self
-                        .retry_wait(&self.trigger.delivery, n.min(16), None)
+                        .retry_policy()
+                        .wait(n.min(16), None)
                         .min(Duration::from_secs(30));
                     tracing::warn!(trigger = %self.label, error = %e, "reply not stored yet; retrying");
                     if !pause(wait, shutdown).await {
@@ -280,6 +303,8 @@ impl TriggerContext {
                 }
                 Err(e) => {
                     tracing::warn!(trigger = %self.label, error = %e, "reply rejected; dropped");
+                    self.metrics
+                        .reply_rejected(&self.label, "refused_by_broker");
                     return Outcome::Finished;
                 }
             }

@@ -21,11 +21,25 @@ const MAX_RESPONSE: usize = 1 << 20;
 /// What one attempt came to.
 #[derive(Debug)]
 pub enum Attempt {
-    /// 2xx; `reply` holds the events of a 200/201 response that carried CloudEvents.
+    /// 2xx: the event is delivered once the status line is in, whatever the body does.
     Delivered {
-        reply: Vec<Event>,
+        reply: Reply,
     },
     Failed(Failure),
+}
+
+/// What a successful delivery's response body came to.
+#[derive(Debug)]
+pub enum Reply {
+    /// No CloudEvent in the response.
+    None,
+    /// One reply event (a 200/201 carrying a CloudEvent), to publish to the broker.
+    One(Box<Event>),
+    /// A reply Herald does not publish; `reason` is a metric label from a closed set.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -97,13 +111,24 @@ impl Sender {
         format: Format,
         timeout: Duration,
     ) -> Attempt {
-        match tokio::time::timeout(timeout, self.attempt(url, event, format)).await {
-            Ok(attempt) => attempt,
-            Err(_) => Attempt::Failed(Failure::transport(format!("timed out after {timeout:?}"))),
-        }
+        let now = tokio::time::Instant::now();
+        // A timeout too large to add is "no deadline" in practice: 30 years, as tokio does.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        self.attempt(url, event, format, deadline, timeout).await
     }
 
-    async fn attempt(&self, url: &Url, event: &Event, format: Format) -> Attempt {
+    /// `timeout` bounds the whole exchange; once a 2xx status line is in, the event is
+    /// delivered: a body that does not arrive by then only loses the reply.
+    async fn attempt(
+        &self,
+        url: &Url,
+        event: &Event,
+        format: Format,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Attempt {
         let (headers, body) = match format {
             Format::Binary => binding::encode::binary(event),
             Format::Structured => binding::encode::structured(event),
@@ -121,34 +146,37 @@ impl Sender {
                 });
             }
         };
-        let response = match self.client.request(request).await {
-            Ok(r) => r,
-            Err(e) => {
+        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 return Attempt::Failed(Failure::transport(format!(
                     "request to {url} failed: {e}"
                 )));
             }
-        };
-        let (parts, body) = response.into_parts();
-        let body = match Limited::new(body, MAX_RESPONSE).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                if parts.status.is_success() {
-                    // Delivered, but the reply is unreadable: the event is done, the reply lost.
-                    // `url` comes from configuration (and `Url` escapes controls); the error
-                    // may carry the subscriber's bytes, so it is Debug-escaped.
-                    tracing::warn!(%url, error = ?e.to_string(), "reply body unreadable; reply ignored");
-                }
-                Bytes::new()
+            Err(_) => {
+                return Attempt::Failed(Failure::transport(format!("timed out after {timeout:?}")));
             }
         };
+        let (parts, body) = response.into_parts();
+        let body =
+            tokio::time::timeout_at(deadline, Limited::new(body, MAX_RESPONSE).collect()).await;
+        let body = match body {
+            Ok(Ok(b)) => Ok(b.to_bytes()),
+            Ok(Err(e)) => Err(format!("reply body unreadable: {e}")),
+            Err(_) => Err(format!("reply body not complete after {timeout:?}")),
+        };
         if parts.status.is_success() {
-            let reply = reply_events(parts.status, &parts.headers, body).unwrap_or_else(|e| {
-                tracing::warn!(%url, error = ?e.to_string(), "subscriber replied with an invalid CloudEvent; reply ignored");
-                Vec::new()
-            });
+            let reply = match body {
+                // Delivered, but the reply is unreadable: the event is done, the reply lost.
+                Err(message) => Reply::Refused {
+                    reason: "unreadable",
+                    message,
+                },
+                Ok(body) => reply_event(parts.status, &parts.headers, body),
+            };
             return Attempt::Delivered { reply };
         }
+        let body = body.unwrap_or_default();
         let retry_after = match parts.status.as_u16() {
             429 | 503 => parts
                 .headers
@@ -174,26 +202,47 @@ fn rustls_config_without_roots() -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-/// A 200/201 answer carrying a CloudEvent (binary or structured) is a reply.
-fn reply_events(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<Vec<Event>, BindingError> {
+/// A 200/201 answer carrying one CloudEvent (binary or structured) is a reply. A batch is
+/// refused unread: one delivery fanning out into several events would let a subscriber
+/// multiply the broker's traffic at every hop.
+fn reply_event(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Reply {
     if !matches!(status.as_u16(), 200 | 201) {
-        return Ok(Vec::new());
+        return Reply::None;
     }
-    let structured = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/cloudevents")
-        });
-    if !structured && !headers.contains_key("ce-specversion") {
-        return Ok(Vec::new());
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if content_type.starts_with("application/cloudevents-batch") {
+        return Reply::Refused {
+            reason: "batch",
+            message: "a reply is one event; a batch reply is not published".into(),
+        };
     }
-    binding::decode::decode(headers, body)
+    if !content_type.starts_with("application/cloudevents")
+        && !headers.contains_key("ce-specversion")
+    {
+        return Reply::None;
+    }
+    match binding::decode::decode(headers, body).map(Vec::into_iter) {
+        Ok(mut events) => match (events.next(), events.next()) {
+            (Some(event), None) => Reply::One(Box::new(event)),
+            (None, _) => Reply::None,
+            (Some(_), Some(_)) => Reply::Refused {
+                reason: "batch",
+                message: "a reply is one event; a batch reply is not published".into(),
+            },
+        },
+        Err(e) => Reply::Refused {
+            reason: "invalid",
+            message: invalid_reply(e),
+        },
+    }
+}
+
+fn invalid_reply(e: BindingError) -> String {
+    format!("subscriber replied with an invalid CloudEvent: {e}")
 }
 
 /// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).

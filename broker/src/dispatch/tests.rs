@@ -15,15 +15,20 @@ use crate::filter::Filter;
 use crate::ingress::Ingress;
 use crate::metrics::Metrics;
 
-/// Fails the first `failures` publishes to topic "sink", recording when each call came.
-struct FlakyBus {
+/// Fails the first `failures` publishes to topic "sink" and the first `park_failures` to the
+/// parking lot, recording when each call came.
+pub(super) struct FlakyBus {
     failures: Mutex<u32>,
+    park_failures: Mutex<u32>,
     calls: Mutex<Vec<(String, Instant)>>,
+    pub(super) parked: Mutex<Vec<Event>>,
+    /// Every event published to the trigger's broker (`-home`): replies.
+    pub(super) replies: Mutex<Vec<Event>>,
 }
 
 #[async_trait]
 impl Bus for FlakyBus {
-    async fn publish(&self, topic: &str, _events: &[Event]) -> Result<(), BusError> {
+    async fn publish(&self, topic: &str, events: &[Event]) -> Result<(), BusError> {
         self.calls
             .lock()
             .unwrap()
@@ -33,6 +38,17 @@ impl Bus for FlakyBus {
             *failures -= 1;
             return Err(BusError::unavailable("down on purpose"));
         }
+        if topic.ends_with("-home") {
+            self.replies.lock().unwrap().extend_from_slice(events);
+        }
+        if topic.ends_with("-parked") {
+            let mut failures = self.park_failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(BusError::unavailable("parking lot down on purpose"));
+            }
+            self.parked.lock().unwrap().extend_from_slice(events);
+        }
         Ok(())
     }
     async fn subscribe(&self, _: &str, _: &str) -> Result<Box<dyn Subscription>, BusError> {
@@ -40,10 +56,13 @@ impl Bus for FlakyBus {
     }
 }
 
-fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, TriggerContext) {
+pub(super) fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, TriggerContext) {
     let bus = Arc::new(FlakyBus {
         failures: Mutex::new(failures),
+        park_failures: Mutex::new(0),
         calls: Mutex::default(),
+        parked: Mutex::default(),
+        replies: Mutex::default(),
     });
     let (home, sink, dls) = (
         BrokerId::new("ns", "home"),
@@ -66,11 +85,17 @@ fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, TriggerCont
         delivery: policy,
         ordering: crate::config::Ordering::Unordered,
     };
-    let ctx = TriggerContext::new(trigger, sender::Sender::default(), ingress, metrics, false);
+    let ctx = TriggerContext::new(
+        trigger,
+        sender::Sender::default(),
+        ingress,
+        bus.clone(),
+        false,
+    );
     (bus, ctx)
 }
 
-fn policy(backoff_policy: BackoffPolicy, retry: u32) -> DeliveryPolicy {
+pub(super) fn policy(backoff_policy: BackoffPolicy, retry: u32) -> DeliveryPolicy {
     DeliveryPolicy {
         retry,
         backoff_policy,
@@ -79,12 +104,12 @@ fn policy(backoff_policy: BackoffPolicy, retry: u32) -> DeliveryPolicy {
     }
 }
 
-fn event() -> Event {
+pub(super) fn event() -> Event {
     herald_buses::contract::fixtures::event(1)
 }
 
 /// Seconds from the first attempt to each attempt on `topic_suffix`.
-fn attempt_times(bus: &FlakyBus, topic_suffix: &str) -> Vec<f64> {
+pub(super) fn attempt_times(bus: &FlakyBus, topic_suffix: &str) -> Vec<f64> {
     let calls = bus.calls.lock().unwrap();
     let mine: Vec<_> = calls
         .iter()
@@ -122,28 +147,67 @@ async fn backoff_cap_limits_each_wait() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_dead_letter_sink_an_exhausted_event_is_kept_not_dropped() {
+async fn without_dead_letter_sink_an_exhausted_event_is_parked_and_acknowledged() {
     let (bus, ctx) = context(policy(BackoffPolicy::Linear, 2), u32::MAX);
-    let (tx, mut rx) = watch::channel(false);
-    let stopper = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(4_500)).await;
-        tx.send(true).unwrap();
-    });
-    // Attempts at 0, 1 and 3 s (retry + 1 = 3), then a pause of the last backoff (3 s):
-    // shutdown at 4.5 s hands the event back, unacknowledged.
-    assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::HandBack);
-    stopper.await.unwrap();
+    let (_tx, mut rx) = watch::channel(false);
+    // Attempts at 0, 1 and 3 s (retry + 1 = 3), then the parking lot, at once.
+    assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::Finished);
     assert_eq!(attempt_times(&bus, "-sink"), [0.0, 1.0, 3.0]);
-    assert!(ctx.metrics.encode().contains(r#"outcome="exhausted"} 1"#));
+    assert_eq!(attempt_times(&bus, "-parked"), [0.0]);
+    let parked = bus.parked.lock().unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(cloudevents::AttributesReader::id(&parked[0]), "1");
+    assert!(parked[0].extension("knativeerrordest").is_some());
+    let text = ctx.metrics.encode();
+    assert!(
+        text.contains(r#"herald_parked_events_total{trigger="ns/t"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"outcome="parked"} 1"#));
+    assert!(text.contains(r#"outcome="exhausted"} 1"#));
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_dead_letter_sink_the_next_round_starts_after_the_pause() {
-    let (bus, ctx) = context(policy(BackoffPolicy::Linear, 1), 3);
+async fn the_parking_lot_topic_is_the_triggers_own() {
+    let (bus, ctx) = context(policy(BackoffPolicy::Linear, 0), u32::MAX);
     let (_tx, mut rx) = watch::channel(false);
-    // Round one: 0 and 1 s fail; pause of 2 s; round two: 3 s fails, 4 s succeeds.
+    ctx.process(&event(), &mut rx).await;
+    let calls = bus.calls.lock().unwrap();
+    assert!(
+        calls
+            .iter()
+            .any(|(t, _)| t == "knative-trigger-ns-t-parked"),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parking_lot_that_fails_keeps_the_event_and_retries_with_backoff() {
+    let (bus, ctx) = context(policy(BackoffPolicy::Linear, 0), u32::MAX);
+    *bus.park_failures.lock().unwrap() = 4;
+    let (_tx, mut rx) = watch::channel(false);
     assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::Finished);
-    assert_eq!(attempt_times(&bus, "-sink"), [0.0, 1.0, 3.0, 4.0]);
+    // Parking tried at 0 s, then 1, 2, 4 and 8 s later; the subscriber is not tried again.
+    assert_eq!(attempt_times(&bus, "-parked"), [0.0, 1.0, 3.0, 7.0, 15.0]);
+    assert_eq!(attempt_times(&bus, "-sink"), [0.0]);
+    assert_eq!(bus.parked.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parking_lot_that_stays_down_hands_the_event_back_at_shutdown() {
+    let (bus, ctx) = context(policy(BackoffPolicy::Linear, 0), u32::MAX);
+    *bus.park_failures.lock().unwrap() = u32::MAX;
+    let (tx, mut rx) = watch::channel(false);
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        tx.send(true).unwrap();
+    });
+    assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::HandBack);
+    stopper.await.unwrap();
+    let times = attempt_times(&bus, "-parked");
+    // 1 s doubling, saturating at 30 s: 0, 1, 3, 7, 15, 31, 61, 91, ...
+    assert_eq!(&times[..7], [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 61.0]);
+    assert_eq!(times[7] - times[6], 30.0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -173,52 +237,16 @@ async fn exhausted_event_goes_to_the_dead_letter_sink() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn failing_dead_letter_sink_keeps_the_event_until_shutdown_hands_it_back() {
+async fn a_failing_dead_letter_sink_sends_the_event_to_the_parking_lot() {
     let mut p = policy(BackoffPolicy::Linear, 0);
     p.dead_letter = Some(Target::Broker(BrokerId::new("ns", "sink")));
     let (bus, ctx) = context(p, u32::MAX);
-    let (tx, mut rx) = watch::channel(false);
-    let stopper = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        tx.send(true).unwrap();
-    });
-    assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::HandBack);
-    stopper.await.unwrap();
-    assert!(
-        attempt_times(&bus, "-sink").len() > 4,
-        "kept retrying the dead-letter round"
-    );
-}
-
-#[test]
-fn retry_after_wins_over_shorter_backoff_up_to_retry_after_max() {
-    let (_, ctx) = context(policy(BackoffPolicy::Exponential, 3), 0);
-    let mut p = ctx.trigger.delivery.clone();
+    let (_tx, mut rx) = watch::channel(false);
+    assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::Finished);
     assert_eq!(
-        ctx.retry_wait(&p, 1, Some(Duration::from_secs(5))),
-        Duration::from_secs(5)
+        attempt_times(&bus, "-sink").len(),
+        2,
+        "subscriber, then dead-letter sink"
     );
-    assert_eq!(
-        ctx.retry_wait(&p, 3, Some(Duration::from_secs(1))),
-        Duration::from_secs(4)
-    );
-    p.retry_after_max = Some(Duration::from_secs(2));
-    assert_eq!(
-        ctx.retry_wait(&p, 1, Some(Duration::from_secs(5))),
-        Duration::from_secs(2)
-    );
-}
-
-#[test]
-fn jitter_adds_at_most_ten_percent() {
-    let (_, mut ctx) = context(policy(BackoffPolicy::Exponential, 3), 0);
-    ctx.jitter = true;
-    let p = ctx.trigger.delivery.clone();
-    for _ in 0..100 {
-        let wait = ctx.retry_wait(&p, 2, None);
-        assert!(
-            wait >= Duration::from_secs(2) && wait <= Duration::from_millis(2200),
-            "{wait:?}"
-        );
-    }
+    assert_eq!(bus.parked.lock().unwrap().len(), 1);
 }

@@ -26,13 +26,22 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         .with_state(ingress)
 }
 
+/// `200 ready` once started, the bus able to take events and every trigger subscribed (and
+/// every source running); otherwise `503` with one line per reason.
 async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
-    if ingress.is_ready() {
+    let unready = ingress.metrics.unready();
+    if ingress.is_ready() && unready.is_empty() {
         "ready".into_response()
     } else {
+        let mut body = String::from("not ready\n");
         // Say why when the bus knows (a writer on a full disk, cursors not persisted).
-        let reason = ingress.bus.unready_reason();
-        let body = reason.map_or_else(|| "not ready".into(), |r| format!("not ready: {r}"));
+        if let Some(reason) = ingress.bus.unready_reason() {
+            body.push_str(&format!("bus: {reason}\n"));
+        }
+        for line in unready {
+            body.push_str(&line);
+            body.push('\n');
+        }
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }

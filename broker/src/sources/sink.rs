@@ -10,6 +10,7 @@ use herald_sources::{Sink, SinkError};
 use url::Url;
 
 use crate::config::{BrokerId, DeliveryPolicy, Format};
+use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::sender::{Attempt, Failure, Sender};
 use crate::ingress::Ingress;
 use crate::metrics::SourceMetrics;
@@ -71,7 +72,8 @@ impl UrlSink {
         let mut last: Option<Failure> = None;
         for n in 0..=self.policy.retry {
             if n > 0 {
-                let wait = self.wait(n, last.as_ref().and_then(|f| f.retry_after));
+                let wait = RetryPolicy::new(&self.policy, self.jitter)
+                    .wait(n, last.as_ref().and_then(|f| f.retry_after));
                 if self.budget.is_some_and(|b| wait >= left(b)) {
                     break;
                 }
@@ -107,22 +109,6 @@ impl UrlSink {
                 message: format!("no time left to deliver to {}", self.url),
             },
         })
-    }
-
-    /// The wait before retry `n`: the policy's backoff plus jitter, or a longer `Retry-After`.
-    fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration {
-        let mut wait = self.policy.backoff(n);
-        if self.jitter {
-            wait += wait.mul_f64(fastrand::f64() * 0.1);
-        }
-        if let Some(after) = retry_after {
-            let after = self
-                .policy
-                .retry_after_max
-                .map_or(after, |max| after.min(max));
-            wait = wait.max(after);
-        }
-        wait
     }
 }
 

@@ -1,0 +1,263 @@
+//! The parking-lot endpoints of a running Herald, mounted only with `--admin-token-file`
+//! (they change data): `herald parked --url` talks to them.
+//!
+//! - `GET  /admin/triggers/{ns}/{name}/parked?limit=N` → `{"events": [...]}`
+//! - `POST /admin/triggers/{ns}/{name}/parked/redrive` `{"ids": [...]}` or `{"all": true}`
+//! - `POST /admin/triggers/{ns}/{name}/parked/purge` (same body) → `{"taken": [ids], "missing": [ids]}`
+//!
+//! Every request needs `Authorization: Bearer {token}`, compared in constant time.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cloudevents::AttributesReader;
+use herald_buses::Bus;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::parked::{DEFAULT_IDLE, ParkingLot, Selection};
+
+/// Largest `limit` a list request may ask for.
+pub const MAX_LIST: usize = 10_000;
+/// `limit` of a list request that names none.
+pub const DEFAULT_LIST: usize = 100;
+
+struct Admin {
+    token: String,
+    bus: Arc<dyn Bus>,
+    /// `namespace/name` of every configured trigger.
+    triggers: HashSet<String>,
+    /// One parking-lot operation at a time: two readers of one lot would split it.
+    busy: tokio::sync::Mutex<()>,
+}
+
+/// The admin router; `token` is the content of `--admin-token-file`.
+pub fn router(token: String, bus: Arc<dyn Bus>, triggers: HashSet<String>) -> Router {
+    let admin = Arc::new(Admin {
+        token,
+        bus,
+        triggers,
+        busy: tokio::sync::Mutex::new(()),
+    });
+    Router::new()
+        .route("/admin/triggers/{namespace}/{name}/parked", get(list))
+        .route(
+            "/admin/triggers/{namespace}/{name}/parked/{action}",
+            post(take),
+        )
+        .with_state(admin)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// Which events `redrive` and `purge` take: `ids` or `all`, never both, never neither.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TakeRequest {
+    #[serde(default)]
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TakeAnswer {
+    pub taken: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+impl Admin {
+    /// The trigger's parking lot, once the caller is authorised and the trigger exists.
+    fn lot(
+        &self,
+        headers: &HeaderMap,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ParkingLot, Box<Response>> {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim());
+        if !bool::from(given.as_bytes().ct_eq(self.token.as_bytes())) {
+            return Err(Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (see --admin-token-file)",
+            )));
+        }
+        let trigger = format!("{namespace}/{name}");
+        if !self.triggers.contains(&trigger) {
+            return Err(Box::new(error(
+                StatusCode::NOT_FOUND,
+                format!("no trigger {trigger:?} is configured"),
+            )));
+        }
+        Ok(ParkingLot::new(namespace, name))
+    }
+}
+
+async fn list(
+    State(admin): State<Arc<Admin>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lot = match admin.lot(&headers, &namespace, &name) {
+        Ok(lot) => lot,
+        Err(response) => return *response,
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIST);
+    if limit > MAX_LIST {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit {limit} is above {MAX_LIST}"),
+        );
+    }
+    let _busy = admin.busy.lock().await;
+    match lot.list(&*admin.bus, limit, idle()).await {
+        Ok(events) => Json(serde_json::json!({ "events": events })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn take(
+    State(admin): State<Arc<Admin>>,
+    Path((namespace, name, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Json(request): Json<TakeRequest>,
+) -> Response {
+    let lot = match admin.lot(&headers, &namespace, &name) {
+        Ok(lot) => lot,
+        Err(response) => return *response,
+    };
+    let redrive = match action.as_str() {
+        "redrive" => true,
+        "purge" => false,
+        _ => {
+            return error(StatusCode::NOT_FOUND, "the actions are redrive and purge");
+        }
+    };
+    let selection = match (request.all, request.ids.is_empty()) {
+        (true, true) => Selection::All,
+        (false, false) => Selection::Ids(request.ids.into_iter().collect::<BTreeSet<_>>()),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "name the events: either \"ids\": [...] or \"all\": true",
+            );
+        }
+    };
+    let _busy = admin.busy.lock().await;
+    match lot.take(&*admin.bus, &selection, redrive, idle()).await {
+        Ok(taken) => Json(TakeAnswer {
+            taken: taken.taken.iter().map(|e| e.id().to_owned()).collect(),
+            missing: taken.missing,
+        })
+        .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+fn idle() -> Duration {
+    DEFAULT_IDLE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const TOKEN: &str = "0123456789abcdef-token";
+
+    fn app() -> (Router, Arc<dyn Bus>) {
+        let bus: Arc<dyn Bus> = Arc::new(herald_buses::memory::MemoryBus::default());
+        let triggers = HashSet::from(["ns/t".to_owned()]);
+        (router(TOKEN.into(), bus.clone(), triggers), bus)
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn every_request_needs_the_token() {
+        let (app, _) = app();
+        let path = "/admin/triggers/ns/t/parked";
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Basic 0123456789abcdef-token"),
+            Some("Bearer 0123456789abcdef-toke"),
+        ] {
+            assert_eq!(call(&app, "GET", path, auth, "").await.0, 401, "{auth:?}");
+            let purge = call(
+                &app,
+                "POST",
+                &format!("{path}/purge"),
+                auth,
+                r#"{"all":true}"#,
+            )
+            .await;
+            assert_eq!(purge.0, 401, "{auth:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_triggers_vague_selections_and_big_limits_are_refused() {
+        let (app, _) = app();
+        let auth = Some("bearer 0123456789abcdef-token");
+        let unknown = call(&app, "GET", "/admin/triggers/ns/other/parked", auth, "").await;
+        assert_eq!(unknown.0, 404, "{}", unknown.1);
+        let path = "/admin/triggers/ns/t/parked";
+        for body in ["{}", r#"{"ids":["a"],"all":true}"#] {
+            let answer = call(&app, "POST", &format!("{path}/purge"), auth, body).await;
+            assert_eq!(answer.0, 400, "{body}: {}", answer.1);
+        }
+        let big = call(&app, "GET", &format!("{path}?limit=10001"), auth, "").await;
+        assert_eq!(big.0, 400);
+        let verb = call(
+            &app,
+            "POST",
+            &format!("{path}/delete"),
+            auth,
+            r#"{"all":true}"#,
+        )
+        .await;
+        assert_eq!(verb.0, 404);
+    }
+}
