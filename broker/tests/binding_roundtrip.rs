@@ -155,11 +155,9 @@ proptest! {
 }
 
 /// A 0.3 event's binary data in structured mode: the JSON format 0.3 has no `data_base64`
-/// (it writes `"datacontentencoding": "base64"` and the text as `data`), so the SDK's 0.3 reader
-/// takes the `data_base64` that `encode::json_value` writes for an extension, and the data is
-/// lost. Fails today: the fix belongs in `broker/src/binding/encode.rs`.
+/// (it writes `"datacontentencoding": "base64"` and the text as `data`); a `data_base64` would
+/// be read back as an extension and the data lost.
 #[test]
-#[ignore = "binding bug: structured 0.3 events lose binary data (data_base64 is a 1.0 member)"]
 fn structured_0_3_binary_data_survives() {
     let event = EventBuilderV03::new()
         .id("1")
@@ -175,11 +173,9 @@ fn structured_0_3_binary_data_survives() {
 }
 
 /// JSON data under a non-JSON content type (an event from a foreign Kafka record, a source):
-/// `encode::json_value` writes it as a JSON value, but the JSON format wants a string for a
-/// non-JSON type, so the decoder (the SDK's) refuses the body: "invalid type: map, expected a
-/// string". The subscriber would get a body no CloudEvents reader accepts.
+/// the JSON format wants a string for a non-JSON type, so the encoder writes the JSON text as
+/// a string; a JSON value there would be a body no CloudEvents reader accepts.
 #[test]
-#[ignore = "binding bug: structured mode writes non-string JSON data under a non-JSON type"]
 fn structured_json_data_under_a_text_type_decodes() {
     let mut event = EventBuilderV03::new()
         .id("1")
@@ -194,11 +190,10 @@ fn structured_json_data_under_a_text_type_decodes() {
     assert!(decode(&map, body).is_ok());
 }
 
-/// A valid structured event whose JSON content type has parameters: the binding checks the
-/// media type's essence, the SDK's reader checks `ends_with("+json")` on the whole value, so
-/// ingress answers `400` "invalid type: sequence, expected a string".
+/// A valid structured event whose JSON content type has parameters: JSON by its essence, so
+/// its JSON data is kept (the SDK's reader alone checks `ends_with("+json")` on the whole value
+/// and would refuse it).
 #[test]
-#[ignore = "binding bug: +json content types with parameters are not JSON to the decoder"]
 fn structured_json_data_under_a_json_type_with_parameters_decodes() {
     let body = serde_json::json!({
         "specversion": "1.0", "id": "1", "source": "/s", "type": "t",

@@ -257,7 +257,22 @@ pub fn from_json_object(mut map: Map<String, Value>) -> Result<Event, BindingErr
             return Err(invalid("data_base64 is not a base64 string"));
         }
     }
-    Event::deserialize(Value::Object(map)).map_err(|e| invalid(format!("invalid event: {e}")))
+    // JSON data of a JSON type is kept here: the SDK's reader tells JSON types by the whole
+    // value (`application/vnd.x+json; charset=utf-8` is not JSON to it) and would refuse it.
+    let json_type = match map.get("datacontenttype") {
+        Some(Value::String(ct)) => super::encode::is_json(ct),
+        _ => true,
+    };
+    let json_data = match map.get("data") {
+        Some(data) if json_type && !data.is_string() => map.remove("data"),
+        _ => None,
+    };
+    let mut event = Event::deserialize(Value::Object(map))
+        .map_err(|e| invalid(format!("invalid event: {e}")))?;
+    if let Some(data) = json_data {
+        event.set_data_unchecked(cloudevents::event::Data::Json(data));
+    }
+    Ok(event)
 }
 
 fn json_kind(value: &Value) -> &'static str {

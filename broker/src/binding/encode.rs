@@ -96,8 +96,12 @@ pub fn json_value(event: &Event) -> Value {
     let json_content = event.datacontenttype().is_none_or(is_json);
     match event.data() {
         None => {}
-        Some(Data::Json(v)) => {
+        // The JSON format carries data of a non-JSON type as a string.
+        Some(Data::Json(v)) if json_content => {
             map.insert("data".into(), v.clone());
+        }
+        Some(Data::Json(v)) => {
+            map.insert("data".into(), Value::String(v.to_string()));
         }
         Some(Data::String(s)) => {
             let parsed = json_content
@@ -116,15 +120,22 @@ pub fn json_value(event: &Event) -> Value {
                 map.insert("data".into(), v);
             }
             None => {
-                let text = base64::engine::general_purpose::STANDARD.encode(b);
-                map.insert("data_base64".into(), Value::String(text));
+                let text = Value::String(base64::engine::general_purpose::STANDARD.encode(b));
+                if event.specversion() == cloudevents::event::SpecVersion::V03 {
+                    // 0.3's JSON format has no data_base64: it marks base64 text in `data`.
+                    map.insert("datacontentencoding".into(), Value::String("base64".into()));
+                    map.insert("data".into(), text);
+                } else {
+                    map.insert("data_base64".into(), text);
+                }
             }
         },
     }
     Value::Object(map)
 }
 
-fn is_json(ct: &str) -> bool {
+/// Whether a media type is JSON (`application/json`, `text/json`, `*+json`), parameters aside.
+pub(crate) fn is_json(ct: &str) -> bool {
     let essence = ct.split(';').next().unwrap_or("").trim();
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }

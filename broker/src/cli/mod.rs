@@ -136,7 +136,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let options = config::LoadOptions {
             secrets_dir: args.secrets_dir.clone(),
         };
-        config::load_paths_with(&args.files, &options)?
+        // Reading manifests and secrets is file I/O: off the async workers.
+        let files = args.files.clone();
+        tokio::task::spawn_blocking(move || config::load_paths_with(&files, &options)).await??
     };
     let embedded = herald::bus::EmbeddedOptions {
         retention: herald_buses::embedded::Retention {
@@ -208,9 +210,8 @@ fn parse_attribute_max(text: &str) -> Result<usize, String> {
 
 /// The admin token: the file's content without surrounding white space, at least 16 bytes.
 async fn read_admin_token(file: &std::path::Path) -> anyhow::Result<String> {
-    let path = file.to_owned();
-    let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
-        .await?
+    let text = tokio::fs::read_to_string(file)
+        .await
         .with_context(|| format!("reading --admin-token-file {}", file.display()))?;
     let token = text.trim();
     if token.len() < 16 {

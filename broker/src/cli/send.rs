@@ -50,9 +50,9 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     }
     if let Some(data) = args.data {
         let text = match data.strip_prefix('@') {
-            Some(path) => {
-                std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
-            }
+            Some(path) => tokio::fs::read_to_string(path)
+                .await
+                .with_context(|| format!("reading {path}"))?,
             None => data,
         };
         let json: serde_json::Value = serde_json::from_str(&text).context("--data is not JSON")?;

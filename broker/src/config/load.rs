@@ -78,7 +78,12 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Config, ConfigError> {
     load_paths_with(paths, &LoadOptions::default())
 }
 
-/// [`load_paths`] with explicit [`LoadOptions`].
+/// [`load_paths`] with explicit [`LoadOptions`]. Reads files: call it from a blocking context
+/// (`herald serve` runs it on the blocking pool).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "blocking by contract: callers run it off the async workers"
+)]
 pub fn load_paths_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Config, ConfigError> {
     let mut resolver = Resolver::new(options.clone());
     for path in paths {
@@ -107,6 +112,10 @@ pub fn load_str_with(name: &str, text: &str, options: &LoadOptions) -> Result<Co
     resolver.finish()
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "part of load_paths_with, which runs off the async workers"
+)]
 fn expand(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let error = |message: String| ConfigError {
         file: path.display().to_string(),

@@ -1,4 +1,8 @@
 //! Loading Knative manifests: what resolves to what, and errors that say where.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests set up and inspect files directly"
+)]
 
 use std::time::Duration;
 

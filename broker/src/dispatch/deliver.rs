@@ -200,7 +200,7 @@ impl TriggerContext {
             match attempt {
                 Attempt::Delivered { reply } => return Ok(reply),
                 Attempt::Failed(failure) => {
-                    tracing::debug!(trigger = %self.label, attempt = n + 1, error = %failure.message, "delivery attempt failed");
+                    tracing::debug!(trigger = %self.label, attempt = n + 1, error = ?failure.message, "delivery attempt failed");
                     let retryable = failure.retryable;
                     last = Some(failure);
                     if !retryable {
@@ -296,13 +296,13 @@ impl TriggerContext {
                         .retry_policy()
                         .wait(n.min(16), None)
                         .min(Duration::from_secs(30));
-                    tracing::warn!(trigger = %self.label, error = %e, "reply not stored yet; retrying");
+                    tracing::warn!(trigger = %self.label, error = ?e.to_string(), "reply not stored yet; retrying");
                     if !pause(wait, shutdown).await {
                         return Outcome::HandBack;
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(trigger = %self.label, error = %e, "reply rejected; dropped");
+                    tracing::warn!(trigger = %self.label, error = ?e.to_string(), "reply rejected; dropped");
                     self.metrics
                         .reply_rejected(&self.label, "refused_by_broker");
                     return Outcome::Finished;

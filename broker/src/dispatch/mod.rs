@@ -106,7 +106,7 @@ pub async fn run_trigger(
             Err(BusError::Corrupt { position, reason }) => {
                 // The bus skipped and acknowledged it: count it and read on at once.
                 ctx.metrics.corrupt_record(topic);
-                tracing::error!(trigger = %ctx.label, %topic, position, %reason,
+                tracing::error!(trigger = %ctx.label, %topic, position, reason = ?reason,
                     "corrupt record skipped");
                 continue;
             }
@@ -117,7 +117,7 @@ pub async fn run_trigger(
                         "{failed_reads} reads in a row failed, last: {e}"
                     ));
                 }
-                tracing::warn!(trigger = %ctx.label, error = %e, "reading from the bus failed; retrying");
+                tracing::warn!(trigger = %ctx.label, error = ?e.to_string(), "reading from the bus failed; retrying");
                 if !deliver::pause(Duration::from_secs(1), &mut shutdown).await {
                     break Ended::Shutdown;
                 }

@@ -170,7 +170,7 @@ async fn webhook(
     let id = delivery.to_owned();
     if let Err(e) = claim.commit(Utc::now()).await {
         // Emitted but not recorded: a redelivery would emit it again (at-least-once).
-        tracing::warn!(source = %key, delivery = %id, error = ?e.to_string(), "delivery id not recorded");
+        tracing::warn!(source = %key, delivery = ?id, error = ?e.to_string(), "delivery id not recorded");
     }
     answer(StatusCode::ACCEPTED, &key, format!("delivery {id} emitted"))
 }

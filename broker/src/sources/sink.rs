@@ -93,7 +93,7 @@ impl UrlSink {
             {
                 Attempt::Delivered { .. } => return Ok(()),
                 Attempt::Failed(failure) => {
-                    tracing::debug!(url = %self.url, attempt = n + 1, error = %failure.message, "source sink attempt failed");
+                    tracing::debug!(url = %self.url, attempt = n + 1, error = ?failure.message, "source sink attempt failed");
                     let retryable = failure.retryable;
                     last = Some(failure);
                     if !retryable {

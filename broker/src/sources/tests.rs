@@ -1,5 +1,9 @@
 //! Sources wired into the broker: a PingSource under paused time, the GitHub endpoint through
 //! the router (no socket), and the URL sink's retries against a real loopback server.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests set up and inspect files directly"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

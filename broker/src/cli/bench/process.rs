@@ -49,7 +49,7 @@ impl Child {
             ));
         }
         let config = dir.path().join("bench.yaml");
-        std::fs::write(&config, manifest)?;
+        tokio::fs::write(&config, manifest).await?;
         let port = free_port()?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let process = tokio::process::Command::new(std::env::current_exe()?)
@@ -88,6 +88,10 @@ impl Child {
         bail!("herald did not become ready on {}", self.addr)
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "procfs is served from memory: no disk wait on the worker"
+    )]
     fn status_kib(&self, field: &str) -> u64 {
         let Some(pid) = self.process.id() else {
             return 0;
