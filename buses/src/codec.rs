@@ -339,4 +339,14 @@ mod tests {
         bytes.push(0);
         assert!(decode(&bytes).is_err());
     }
+
+    /// Found by the fuzzer: without serde_json's correctly rounded parsing this number came
+    /// back one unit in the last place off.
+    #[test]
+    fn json_numbers_come_back_exactly() {
+        let mut event = Event::default();
+        let number: serde_json::Value = serde_json::from_str("6.666666666666667e85").unwrap();
+        event.set_data("application/json", number);
+        assert_eq!(decode(&encode_to_bytes(&event).unwrap()).unwrap(), event);
+    }
 }

@@ -72,6 +72,8 @@ pub fn json_value() -> BoxedStrategy<Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+            .map(Value::Number)),
         text(0, 32).prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 64, 8, |inner| {
