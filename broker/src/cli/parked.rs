@@ -84,6 +84,10 @@ struct Target {
         default_value = "./herald-data"
     )]
     data_dir: PathBuf,
+    /// Extra librdkafka option for the Kafka bus, as for `herald serve` (repeatable; the
+    /// environment variable takes a comma-separated list).
+    #[arg(long = "kafka-option", global = true, env = "HERALD_KAFKA_OPTIONS", value_delimiter = ',', value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
+    kafka_options: Vec<(String, String)>,
     /// How long reading the parking lot waits for one more event before it ends, in ms.
     #[arg(long, global = true, default_value_t = 1000)]
     wait_ms: u64,
@@ -114,11 +118,13 @@ pub async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
 }
 
 async fn on_bus(args: &ParkedArgs, namespace: &str, name: &str) -> anyhow::Result<()> {
-    let bus = herald::bus::open(&args.target.bus, &args.target.data_dir, &[])
-        .await
-        .context(
-            "opening the bus (for a running embedded Herald, use --url and --admin-token-file)",
-        )?;
+    let bus = herald::bus::open(
+        &args.target.bus,
+        &args.target.data_dir,
+        &args.target.kafka_options,
+    )
+    .await
+    .context("opening the bus (for a running embedded Herald, use --url and --admin-token-file)")?;
     let lot = ParkingLot::new(namespace, name);
     let idle = Duration::from_millis(args.target.wait_ms);
     let result = match &args.action {
