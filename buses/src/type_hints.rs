@@ -36,6 +36,15 @@ pub struct BadExtensionName {
     pub name: String,
 }
 
+/// Why an event cannot become a binary-mode Kafka record or NATS message.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error(transparent)]
+    ExtensionName(#[from] BadExtensionName),
+    #[error("JSON data does not serialize: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// Refuses an event whose extension names a binary-mode binding cannot represent.
 pub fn check_extension_names(event: &Event) -> Result<(), BadExtensionName> {
     for (name, _) in event.iter_extensions() {

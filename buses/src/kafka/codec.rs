@@ -17,7 +17,8 @@
 //!   a value is binary data);
 //! - `herald-ext-types`: `name=integer,name=boolean` for extensions that are not strings.
 
-use crate::type_hints::{self, BadExtensionName, BinaryMessage, ContentTypeSource, HintError};
+pub use crate::type_hints::EncodeError;
+use crate::type_hints::{self, BinaryMessage, ContentTypeSource, HintError};
 use cloudevents::Event;
 use cloudevents::event::Data;
 use cloudevents::message::{BinaryDeserializer, Error as MessageError};
@@ -50,15 +51,6 @@ pub enum DecodeError {
     BadHeaderName { name: String },
     #[error(transparent)]
     Hint(#[from] HintError),
-}
-
-/// Why an event cannot become a Kafka record.
-#[derive(Debug, thiserror::Error)]
-pub enum EncodeError {
-    #[error(transparent)]
-    ExtensionName(#[from] BadExtensionName),
-    #[error("JSON data does not serialize: {0}")]
-    Json(#[from] serde_json::Error),
 }
 
 /// One header of a consumed record as the broker stored it: the key may be any bytes (librdkafka

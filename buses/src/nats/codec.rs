@@ -15,7 +15,8 @@
 //!
 //! The message id used for JetStream de-duplication (`Nats-Msg-Id`) is [`message_id`].
 
-use crate::type_hints::{self, BadExtensionName, BinaryMessage, ContentTypeSource, HintError};
+pub use crate::type_hints::EncodeError;
+use crate::type_hints::{self, BinaryMessage, ContentTypeSource, HintError};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use cloudevents::event::Data;
@@ -41,15 +42,6 @@ pub enum DecodeError {
     BadHeaderValue { name: String },
     #[error(transparent)]
     Hint(#[from] HintError),
-}
-
-/// Why an event cannot become a NATS message.
-#[derive(Debug, thiserror::Error)]
-pub enum EncodeError {
-    #[error(transparent)]
-    ExtensionName(#[from] BadExtensionName),
-    #[error("JSON data does not serialize: {0}")]
-    Json(#[from] serde_json::Error),
 }
 
 /// Encodes `event` in binary mode: `ce-` headers and the data as payload. Refuses extension
