@@ -154,10 +154,11 @@ impl Herald {
         self.child = Some(child);
     }
 
-    /// Spawns and waits for `/readyz`; retries the spawn while the port is still taken.
+    /// Spawns and waits for `/readyz`; retries the spawn when the port is taken.
     async fn spawn_and_wait(&mut self) {
         let client = Client::new();
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        let first_start = self.runs == 0;
         self.spawn();
         loop {
             if let Some(status) = self
@@ -169,7 +170,14 @@ impl Herald {
                 let stderr = self.stderr();
                 let port_taken = stderr.contains("binding") || stderr.contains("in use");
                 if port_taken && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Another process won the race for the released port: a first start (no
+                    // URL handed out yet, no port asked for) moves to a new one; a restart
+                    // keeps its port, which its clients know, and waits for it.
+                    if first_start && self.options.port.is_none() {
+                        self.port = free_port();
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                     self.spawn();
                     continue;
                 }
