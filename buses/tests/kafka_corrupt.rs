@@ -10,12 +10,10 @@ use std::time::Duration;
 
 use cloudevents::AttributesReader;
 use herald_buses::contract::fixtures;
+use herald_buses::kafka::testing::produce_raw;
 use herald_buses::kafka::{KafkaBus, KafkaConfig};
 use herald_buses::{Bus, BusError, Delivery, Subscription};
-use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::time::timeout;
 
 const TOPIC: &str = "knative-broker-default-hostile";
@@ -36,26 +34,6 @@ fn mock_cluster() -> (String, std::sync::mpsc::Sender<()>) {
     (rx.recv().expect("mock cluster started"), keep)
 }
 
-async fn produce_raw(brokers: &str, headers: &[(&str, &str)], value: &[u8]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("a producer");
-    let headers = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
-        h.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        })
-    });
-    let record = FutureRecord::<(), [u8]>::to(TOPIC)
-        .headers(headers)
-        .payload(value);
-    producer
-        .send(record, Duration::from_secs(30))
-        .await
-        .expect("produced");
-}
-
 async fn next(sub: &mut Box<dyn Subscription>) -> Result<Delivery, BusError> {
     timeout(WAIT, sub.next()).await.expect("next returns")
 }
@@ -71,10 +49,11 @@ async fn records_that_are_no_cloudevents_are_reported_once_and_passed() {
     let mut sub = bus.subscribe(TOPIC, "g").await.unwrap();
 
     bus.publish(TOPIC, &[fixtures::event(1)]).await.unwrap();
-    produce_raw(&brokers, &[("ceé", "x")], b"not an event").await;
-    produce_raw(&brokers, &[("ce_specversion", "9.9")], b"x").await;
+    produce_raw(&brokers, TOPIC, &[("ceé", "x")], b"not an event").await;
+    produce_raw(&brokers, TOPIC, &[("ce_specversion", "9.9")], b"x").await;
     produce_raw(
         &brokers,
+        TOPIC,
         &[
             ("ce_specversion", "1.0"),
             ("ce_id", "foreign"),

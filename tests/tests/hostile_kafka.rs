@@ -7,13 +7,10 @@
 
 use std::time::Duration;
 
-use herald_buses::kafka::testing::Tansu;
+use herald_buses::kafka::testing::{Tansu, produce_raw};
 use herald_tests::fixtures::structured;
 use herald_tests::replicas::metric;
 use herald_tests::{Client, Herald, HeraldOptions, Subscriber, eventually, manifests};
-use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Deadline for what must happen: detects a hang, does not measure speed.
 const WAIT: Duration = Duration::from_secs(60);
@@ -21,30 +18,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "knative-broker-default-default";
 /// `c`, `e`, then `é` (two bytes) starting at byte 2.
 const BAD_KEY: &str = "ceé";
-
-/// Produces one record to the broker's topic, keyless (the partition Herald's keyless events
-/// use, so order with them holds).
-async fn produce_raw(tansu: &Tansu, headers: &[(&str, &str)], value: &[u8]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", tansu.brokers())
-        .set("partitioner", "murmur2")
-        .set("batch.num.messages", "1")
-        .create()
-        .expect("a producer");
-    let headers = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
-        h.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        })
-    });
-    let record = FutureRecord::<(), [u8]>::to(TOPIC)
-        .headers(headers)
-        .payload(value);
-    producer
-        .send(record, Duration::from_secs(30))
-        .await
-        .expect("produced");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_header_name_neither_panics_nor_stalls_the_trigger() {
@@ -70,10 +43,11 @@ async fn a_bad_header_name_neither_panics_nor_stalls_the_trigger() {
     let r = client.post_structured(&url, &structured("before")).await;
     assert_eq!(r.status, 202, "{}", r.text());
     // No CloudEvent: only the bad header and a value.
-    produce_raw(&tansu, &[(BAD_KEY, "x")], b"not an event").await;
+    produce_raw(&tansu.brokers(), TOPIC, &[(BAD_KEY, "x")], b"not an event").await;
     // A valid binary-mode event that also carries the bad header (a foreign header: ignored).
     produce_raw(
-        &tansu,
+        &tansu.brokers(),
+        TOPIC,
         &[
             ("ce_specversion", "1.0"),
             ("ce_id", "foreign"),

@@ -191,3 +191,33 @@ pub fn binary() -> PathBuf {
             )
         })
 }
+
+/// Produces one keyless record with raw `headers` and `value` to `topic`, bypassing Herald's
+/// codec: for tests of what Herald does with records it did not write. One record per
+/// producer batch (tansu 0.6 cannot fetch from inside a batch) and librdkafka's default keyless
+/// partitioner, the partition Herald's keyless events use, so order with them holds.
+pub async fn produce_raw(brokers: &str, topic: &str, headers: &[(&str, &str)], value: &[u8]) {
+    use rdkafka::ClientConfig;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("partitioner", "murmur2")
+        .set("batch.num.messages", "1")
+        .create()
+        .expect("a producer");
+    let headers = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+        h.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        })
+    });
+    let record = FutureRecord::<(), [u8]>::to(topic)
+        .headers(headers)
+        .payload(value);
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .expect("produced");
+}
