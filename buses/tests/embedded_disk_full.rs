@@ -1,58 +1,16 @@
 //! The embedded bus on a full disk: a real small tmpfs (needs root to mount; skipped with a
 //! printed reason otherwise).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use cloudevents::AttributesReader;
 use herald_buses::contract::fixtures::event;
+use herald_buses::embedded::testing::Tmpfs;
 use herald_buses::embedded::{EmbeddedBus, EmbeddedConfig};
 use herald_buses::{Bus, Subscription};
 
 const TOPIC: &str = "t";
-
-/// A tmpfs mounted for the test, lazily unmounted on drop.
-struct Tmpfs {
-    dir: PathBuf,
-    _parent: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// `None` (with the reason printed) where a tmpfs cannot be mounted.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let parent = tempfile::tempdir().unwrap();
-        let dir = parent.path().join("mnt");
-        std::fs::create_dir(&dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .output();
-        match out {
-            Ok(out) if out.status.success() => Some(Tmpfs {
-                dir,
-                _parent: parent,
-            }),
-            Ok(out) => {
-                println!(
-                    "SKIPPED: cannot mount a tmpfs (needs root): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                println!("SKIPPED: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
 
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir.join("topics").join(TOPIC))
@@ -74,10 +32,11 @@ async fn next_id(sub: &mut Box<dyn Subscription>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_publishes_cleans_up_and_recovers_by_itself() {
-    let Some(disk) = Tmpfs::mount("1m") else {
+    let parent = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&parent.path().join("mnt"), "1m") else {
         return;
     };
-    let mut config = EmbeddedConfig::new(&disk.dir);
+    let mut config = EmbeddedConfig::new(disk.path());
     config.segment_bytes = 128 * 1024;
     config.flush_interval = Duration::from_millis(20);
     let bus = EmbeddedBus::open(config).unwrap();
@@ -95,7 +54,7 @@ async fn a_full_disk_refuses_publishes_cleans_up_and_recovers_by_itself() {
     };
     assert!(refused.is_retryable(), "{refused}");
     assert_eq!(
-        leftovers(&disk.dir),
+        leftovers(disk.path()),
         Vec::<String>::new(),
         "no half-prepared segment left"
     );

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use herald_buses::embedded::testing::Tmpfs;
 use herald_tests::fixtures::structured;
 use herald_tests::manifests::{broker, trigger, yaml};
 use herald_tests::process::{free_port, run_cli};
@@ -220,40 +220,6 @@ async fn a_cursor_beyond_the_end_of_the_log_refuses_to_start() {
     assert!(!out.status.success(), "refused to start");
     for fact in [TOPIC, GROUP, "cursor 5", "(4)"] {
         assert!(out.stderr.contains(fact), "{fact:?} in:\n{}", out.stderr);
-    }
-}
-
-/// A tmpfs mounted over a directory for the test, lazily unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// `None`, with the reason printed, where a tmpfs cannot be mounted (not root).
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output();
-        match out {
-            Ok(out) if out.status.success() => Some(Tmpfs(dir.to_owned())),
-            Ok(out) => {
-                println!(
-                    "SKIPPED: cannot mount a tmpfs (needs root): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                println!("SKIPPED: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 

@@ -27,6 +27,8 @@ mod preallocate;
 mod reader;
 mod retention;
 mod segment;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod topic;
 mod writer;
 
