@@ -109,11 +109,13 @@ async fn metric(client: &Client, herald: &Herald, name: &str) -> Option<f64> {
 }
 
 /// Kills herald, damages one frame chosen by `pick` among the segment files, starts the
-/// subscriber and herald again; the other events all arrive, the damaged one is counted.
+/// subscriber and herald again; the other events all arrive, the damaged one is counted, and
+/// `logged_at_open` (if any) appears in herald's log.
 async fn damaged_frame_is_skipped(
     args: &[&str],
     events: usize,
     pick: fn(&[PathBuf]) -> (PathBuf, usize),
+    logged_at_open: Option<&str>,
 ) {
     let port = free_port();
     let mut herald = Herald::start_with("embedded", &manifests(port), options(args)).await;
@@ -165,26 +167,44 @@ async fn damaged_frame_is_skipped(
     )
     .await;
     assert_eq!(counted, 1.0);
+    if let Some(line) = logged_at_open {
+        eventually(Duration::from_secs(10), line, || {
+            let herald = &herald;
+            async move { herald.stderr().contains(line).then_some(()) }
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flipped_bit_in_the_active_segment_loses_only_that_event() {
     // Ten events, one frame each, in the one (active) segment: the fourth is damaged.
-    damaged_frame_is_skipped(&[], 10, |files| {
-        assert_eq!(files.len(), 1, "one active segment");
-        (files[0].clone(), 3)
-    })
+    damaged_frame_is_skipped(
+        &[],
+        10,
+        |files| {
+            assert_eq!(files.len(), 1, "one active segment");
+            (files[0].clone(), 3)
+        },
+        None,
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flipped_bit_in_a_sealed_segment_does_not_stop_the_trigger() {
-    // 64 KiB segments of ~1 KiB events: the middle frame of the second (sealed) segment.
-    damaged_frame_is_skipped(&["--segment-bytes", "64Ki"], 200, |files| {
-        assert!(files.len() > 2, "sealed segments: {}", files.len());
-        let middle = frames(&files[1]).len() / 2;
-        (files[1].clone(), middle)
-    })
+    // 64 KiB segments of ~1 KiB events: the middle frame of the second (sealed) segment,
+    // found by the CRC scan of sealed segments at open as well as by the trigger.
+    damaged_frame_is_skipped(
+        &["--segment-bytes", "64Ki"],
+        200,
+        |files| {
+            assert!(files.len() > 2, "sealed segments: {}", files.len());
+            let middle = frames(&files[1]).len() / 2;
+            (files[1].clone(), middle)
+        },
+        Some("damaged frame in a sealed segment"),
+    )
     .await;
 }
 

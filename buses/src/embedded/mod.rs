@@ -26,6 +26,7 @@ mod format1;
 mod preallocate;
 mod reader;
 mod retention;
+mod scrub;
 mod segment;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -108,12 +109,15 @@ impl EmbeddedBus {
             flusher: Mutex::new(None),
             config,
         });
+        let mut recovered = vec![];
         for (topic, active) in topic::open_all(&topics_dir, inner.config.segment_bytes)? {
             info!(topic = %topic.name, end = active.end, "embedded topic recovered");
+            recovered.push(topic.clone());
             let handle = inner.start_topic(topic, active)?;
             let name = handle.topic.name.clone();
             inner.topics.lock().unwrap().insert(name, handle);
         }
+        scrub::spawn(recovered);
         let (wake, sleep) = mpsc::channel();
         let flusher = {
             let inner = inner.clone();
