@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use herald_buses::embedded::{EmbeddedBus, EmbeddedConfig, Retention};
 use herald_buses::memory::MemoryBus;
@@ -127,55 +126,9 @@ pub async fn open_with(
     }
 }
 
-/// Parses `--retention-max-age`: a positive whole number with a unit, `s`, `m`, `h` or `d`
-/// (`168h`, `7d`).
-pub fn parse_age(text: &str) -> Result<Duration, String> {
-    let err =
-        || format!("invalid age {text:?}: expected a positive number and s, m, h or d (e.g. 7d)");
-    let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-    let number: u64 = text[..unit_at].parse().map_err(|_| err())?;
-    let scale = match &text[unit_at..] {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(err()),
-    };
-    match number.checked_mul(scale) {
-        Some(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
-        _ => Err(err()),
-    }
-}
-
-/// Parses `--retention-max-bytes`: a positive whole number of bytes, optionally with a binary
-/// unit `Ki`, `Mi`, `Gi` or `Ti` (`10Gi`).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let err = || {
-        format!(
-            "invalid size {text:?}: expected a positive number of bytes, optionally with Ki, Mi, Gi or Ti"
-        )
-    };
-    let unit_at = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let number: u64 = text[..unit_at].parse().map_err(|_| err())?;
-    let scale: u64 = match &text[unit_at..] {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        _ => return Err(err()),
-    };
-    match number.checked_mul(scale) {
-        Some(bytes) if bytes > 0 => Ok(bytes),
-        _ => Err(err()),
-    }
-}
-
-/// Parses `--segment-bytes`: like [`parse_bytes`], at least [`MIN_SEGMENT_BYTES`].
+/// Parses `--segment-bytes`: like [`crate::units::parse_bytes`], at least [`MIN_SEGMENT_BYTES`].
 pub fn parse_segment_bytes(text: &str) -> Result<u64, String> {
-    let bytes = parse_bytes(text)?;
+    let bytes = crate::units::parse_bytes(text)?;
     if bytes < MIN_SEGMENT_BYTES {
         return Err(format!(
             "segment size {bytes} is below the minimum of {MIN_SEGMENT_BYTES} bytes"
@@ -189,26 +142,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retention_limits_parse_with_units_and_refuse_the_rest() {
-        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
-        for bad in [
-            "",
-            "7",
-            "0h",
-            "1.5h",
-            "7w",
-            "-1d",
-            "99999999999999999999d",
-            "18446744073709551615d",
-        ] {
-            assert!(parse_age(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse_bytes("10Gi"), Ok(10 << 30));
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        for bad in ["", "0", "1GB", "-5", "16777216Ti"] {
-            assert!(parse_bytes(bad).is_err(), "{bad}");
-        }
+    fn segment_sizes_have_a_minimum() {
         assert_eq!(parse_segment_bytes("64Ki"), Ok(65536));
         assert!(parse_segment_bytes("4Ki").unwrap_err().contains("minimum"));
     }

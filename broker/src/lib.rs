@@ -10,6 +10,7 @@
 //! - [`sources`]: GitHub, Ping and ApiServerSource running against their sinks.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`listener`]: the HTTP/1.1 serve loop with its connection limits.
+//! - [`units`]: flag values with units (durations, byte sizes).
 //! - [`server`]: [`run`], which ties them together on one listener.
 
 pub mod binding;
@@ -22,5 +23,6 @@ pub mod listener;
 pub mod metrics;
 mod server;
 pub mod sources;
+pub mod units;
 
 pub use server::{ServeOptions, run};

@@ -77,11 +77,11 @@ struct ServeArgs {
     delivery_window: usize,
     /// Embedded bus: delete sealed segments older than this even if a trigger has not consumed
     /// them (`7d`, `168h`; counted in herald_events_expired_total). Default: keep until consumed.
-    #[arg(long, env = "HERALD_RETENTION_MAX_AGE", value_parser = herald::bus::parse_age)]
+    #[arg(long, env = "HERALD_RETENTION_MAX_AGE", value_parser = herald::units::parse_duration)]
     retention_max_age: Option<std::time::Duration>,
     /// Embedded bus: delete the oldest sealed segments while a broker's log holds more than
     /// this (`10Gi`), consumed or not. Default: no limit.
-    #[arg(long, env = "HERALD_RETENTION_MAX_BYTES", value_parser = herald::bus::parse_bytes)]
+    #[arg(long, env = "HERALD_RETENTION_MAX_BYTES", value_parser = herald::units::parse_bytes)]
     retention_max_bytes: Option<u64>,
     /// Embedded bus: size at which a segment file is sealed and the next begins (`32Mi`,
     /// at least `64Ki`); segments are preallocated at this size and retention deletes whole ones.
@@ -95,10 +95,10 @@ struct ServeArgs {
     max_attributes_bytes: usize,
     /// Time a connection has to send a request's headers, counted from when it starts
     /// waiting for them (so also the keep-alive idle timeout), e.g. `10s`, `500ms`.
-    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = herald::units::parse_duration)]
     header_read_timeout: std::time::Duration,
     /// Time a request has to send its whole body (then 408 and the connection is closed).
-    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = herald::units::parse_duration)]
     body_read_timeout: std::time::Duration,
     /// Most connections open at once; lowered to leave a quarter of the descriptor limit
     /// (at least 64) free. Further connections wait in the listen backlog.
@@ -176,27 +176,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token,
     };
     run(listener, config, bus, options, shutdown_signal()).await
-}
-
-/// A positive whole number of `ms`, `s` or `m`: `10s`, `500ms`, `2m`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 2m"))?;
-    let duration = match unit {
-        "ms" => std::time::Duration::from_millis(number),
-        "s" => std::time::Duration::from_secs(number),
-        "m" => std::time::Duration::from_secs(number.saturating_mul(60)),
-        _ => return Err(format!("{text:?} has no unit: use ms, s or m (e.g. 10s)")),
-    };
-    if duration.is_zero() {
-        return Err(format!("{text:?}: a timeout must be positive"));
-    }
-    Ok(duration)
 }
 
 /// At least 64 bytes, so a Kubernetes uid (36) and resourceVersion stay whole in an event id.
