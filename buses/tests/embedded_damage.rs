@@ -2,8 +2,9 @@
 //! (active or sealed segment), an event that does not decode, a cursor beyond the end of the
 //! log, and data directories written in frame format 1.
 //!
-//! The tests read the frame format (`magic [4] | len u32 | first u64 | crc u32 | header crc u32
-//! | payload`, little-endian) to find the frames they damage.
+//! The tests find the frames they damage with `embedded::testing::frame_ranges` (the log's own
+//! header parser) and flip bytes at offsets of the frame format (`magic [4] | len u32 |
+//! first u64 | crc u32 | header crc u32 | payload`, little-endian).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,12 +12,11 @@ use std::time::Duration;
 
 use cloudevents::AttributesReader;
 use herald_buses::contract::fixtures::event;
+use herald_buses::embedded::testing::{FRAME_HEADER, frame_ranges, segment_files};
 use herald_buses::embedded::{EmbeddedBus, EmbeddedConfig};
 use herald_buses::{Bus, BusError, Subscription};
 
 const TOPIC: &str = "t";
-const MAGIC: [u8; 4] = [0xF7, b'H', b'L', b'F'];
-const HEADER: usize = 24;
 
 fn config(dir: &Path, segment_bytes: u64) -> EmbeddedConfig {
     let mut config = EmbeddedConfig::new(dir);
@@ -31,26 +31,7 @@ fn topic_dir(dir: &Path) -> PathBuf {
 
 /// The segment files of the test topic, oldest first.
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = fs::read_dir(topic_dir(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    files.sort();
-    files
-}
-
-/// The byte ranges of the frames of a segment file.
-fn frames(path: &Path) -> Vec<(usize, usize)> {
-    let data = fs::read(path).unwrap();
-    let mut frames = vec![];
-    let mut at = 0usize;
-    while at + HEADER <= data.len() && data[at..at + 4] == MAGIC {
-        let len = u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap()) as usize;
-        frames.push((at, at + HEADER + len));
-        at += HEADER + len;
-    }
-    frames
+    segment_files(&topic_dir(dir))
 }
 
 fn flip_bit(path: &Path, offset: usize) {
@@ -95,7 +76,11 @@ async fn publish_one_by_one(bus: &EmbeddedBus, range: std::ops::Range<u32>) {
 #[tokio::test]
 async fn a_flipped_bit_in_the_active_segment_loses_only_its_frame() {
     // The length, the position and the payload of the damaged frame.
-    for (what, at) in [("length", 5), ("position", 9), ("payload", HEADER + 6)] {
+    for (what, at) in [
+        ("length", 5),
+        ("position", 9),
+        ("payload", FRAME_HEADER + 6),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         {
             let bus = EmbeddedBus::open(config(dir.path(), 64 * 1024)).unwrap();
@@ -103,7 +88,7 @@ async fn a_flipped_bit_in_the_active_segment_loses_only_its_frame() {
             publish_one_by_one(&bus, 0..10).await;
         }
         let segment = segments(dir.path()).pop().unwrap();
-        let written = frames(&segment);
+        let written = frame_ranges(&segment);
         flip_bit(&segment, written[3].0 + at);
         let after_damage = fs::read(&segment).unwrap()[written[3].0..written[9].1].to_vec();
 
@@ -141,11 +126,11 @@ async fn a_flipped_bit_in_a_sealed_segment_is_skipped_and_reading_goes_on() {
     // segment, and the last frame of the third (no valid frame follows it in its segment).
     let base =
         |path: &Path| -> u32 { path.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
-    let second = frames(&files[1]);
+    let second = frame_ranges(&files[1]);
     let middle = second.len() / 2;
-    flip_bit(&files[1], second[middle].0 + HEADER + 2);
-    let third = frames(&files[2]);
-    flip_bit(&files[2], third.last().unwrap().0 + HEADER + 2);
+    flip_bit(&files[1], second[middle].0 + FRAME_HEADER + 2);
+    let third = frame_ranges(&files[2]);
+    flip_bit(&files[2], third.last().unwrap().0 + FRAME_HEADER + 2);
     let damaged = [base(&files[1]) + middle as u32, base(&files[3]) - 1];
 
     let mut sub = bus.subscribe(TOPIC, "g").await.unwrap();
@@ -182,8 +167,8 @@ async fn an_event_that_does_not_decode_is_skipped_and_its_neighbours_delivered()
     // Checksums that match over an event that does not decode: what an encoder bug stores.
     let segment = segments(dir.path()).pop().unwrap();
     let mut data = fs::read(&segment).unwrap();
-    let (start, end) = frames(&segment)[0];
-    let payload = start + HEADER;
+    let (start, end) = frame_ranges(&segment)[0];
+    let payload = start + FRAME_HEADER;
     let first_size = u32::from_le_bytes(data[payload + 4..payload + 8].try_into().unwrap());
     let second = payload + 8 + first_size as usize;
     data[second + 4..second + 12].fill(0xFF); // the second event's leading bytes
@@ -210,8 +195,8 @@ async fn a_cursor_beyond_the_end_of_the_log_refuses_to_open() {
     // The last frame, acknowledged by the group, damaged: nothing valid follows it, so it reads
     // as a torn tail and the log ends at 4 while the group's cursor is 5.
     let segment = segments(dir.path()).pop().unwrap();
-    let last = *frames(&segment).last().unwrap();
-    flip_bit(&segment, last.0 + HEADER + 2);
+    let last = *frame_ranges(&segment).last().unwrap();
+    flip_bit(&segment, last.0 + FRAME_HEADER + 2);
     for _ in 0..2 {
         let err = EmbeddedBus::open(config(dir.path(), 64 * 1024)).unwrap_err();
         let message = err.to_string();
@@ -235,8 +220,8 @@ async fn a_topic_written_in_frame_format_1_is_converted_and_read() {
     for path in segments(dir.path()) {
         let data = fs::read(&path).unwrap();
         let mut old = vec![];
-        for (start, end) in frames(&path) {
-            let payload = &data[start + HEADER..end];
+        for (start, end) in frame_ranges(&path) {
+            let payload = &data[start + FRAME_HEADER..end];
             old.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             old.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
             old.extend_from_slice(payload);

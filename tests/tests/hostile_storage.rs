@@ -2,14 +2,15 @@
 //! bit in the active or a sealed segment, a cursor beyond the end of the log, a full disk (a
 //! real tmpfs; needs root, skipped with a printed reason otherwise).
 //!
-//! The tests read the frame format (`magic [4] | len u32 | first u64 | crc u32 | header crc u32
-//! | payload`, little-endian) to find the frames they damage.
+//! The tests find the frames they damage with `embedded::testing::frame_ranges` (the log's own
+//! header parser) and flip bytes at offsets of the frame format (`magic [4] | len u32 |
+//! first u64 | crc u32 | header crc u32 | payload`, little-endian).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_buses::embedded::testing::Tmpfs;
+use herald_buses::embedded::testing::{FRAME_HEADER, Tmpfs, frame_ranges, segment_files};
 use herald_tests::fixtures::structured;
 use herald_tests::manifests::{broker, trigger, yaml};
 use herald_tests::process::{free_port, run_cli};
@@ -18,8 +19,6 @@ use serde_json::{Value, json};
 
 const TOPIC: &str = "knative-broker-default-default";
 const GROUP: &str = "knative-trigger-default-t";
-const MAGIC: [u8; 4] = [0xF7, b'H', b'L', b'F'];
-const HEADER: usize = 24;
 
 /// Broker `default` and trigger `t` to `127.0.0.1:port`, retrying for long enough that a
 /// subscriber started later gets everything.
@@ -53,32 +52,13 @@ async fn publish(client: &Client, herald: &Herald, ids: impl Iterator<Item = Str
 }
 
 fn segments(data_dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(data_dir.join("topics").join(TOPIC))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    files.sort();
-    files
-}
-
-/// The byte ranges of the frames of a segment file.
-fn frames(path: &Path) -> Vec<(usize, usize)> {
-    let data = std::fs::read(path).unwrap();
-    let mut frames = vec![];
-    let mut at = 0usize;
-    while at + HEADER <= data.len() && data[at..at + 4] == MAGIC {
-        let len = u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap()) as usize;
-        frames.push((at, at + HEADER + len));
-        at += HEADER + len;
-    }
-    frames
+    segment_files(&data_dir.join("topics").join(TOPIC))
 }
 
 /// Flips one bit in the payload of `frame` of `path`.
 fn damage(path: &Path, frame: (usize, usize)) {
     let mut data = std::fs::read(path).unwrap();
-    data[frame.0 + HEADER + 40] ^= 0x08;
+    data[frame.0 + FRAME_HEADER + 40] ^= 0x08;
     std::fs::write(path, data).unwrap();
 }
 
@@ -126,7 +106,7 @@ async fn damaged_frame_is_skipped(
 
     let files = segments(herald.data_dir());
     let (path, index) = pick(&files);
-    let frame = frames(&path)[index];
+    let frame = frame_ranges(&path)[index];
     let data = std::fs::read(&path).unwrap();
     let damaged_id = ids
         .iter()
@@ -200,7 +180,7 @@ async fn a_flipped_bit_in_a_sealed_segment_does_not_stop_the_trigger() {
         200,
         |files| {
             assert!(files.len() > 2, "sealed segments: {}", files.len());
-            let middle = frames(&files[1]).len() / 2;
+            let middle = frame_ranges(&files[1]).len() / 2;
             (files[1].clone(), middle)
         },
         Some("damaged frame in a sealed segment"),
@@ -221,7 +201,7 @@ async fn a_cursor_beyond_the_end_of_the_log_refuses_to_start() {
     // The last frame, delivered and acknowledged, damaged: nothing valid follows it, so it is
     // indistinguishable from a torn write and the log ends at 4.
     let path = segments(herald.data_dir()).pop().unwrap();
-    damage(&path, *frames(&path).last().unwrap());
+    damage(&path, *frame_ranges(&path).last().unwrap());
 
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("m.yaml");
