@@ -8,6 +8,8 @@
 //! - [`dispatch`]: consumer group per trigger, retries, dead letters, replies.
 //! - [`bus`]: choosing and opening the bus.
 //! - [`sources`]: GitHub, Ping and ApiServerSource running against their sinks.
+//! - [`identity`]: who sent a request (mTLS subject, OIDC token, Herald's own resources).
+//! - [`live`]: configuration changed while running (watched files, the management API).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`listener`]: the HTTP/1.1 serve loop with its connection limits.
 //! - [`units`]: flag values with units (durations, byte sizes).
@@ -18,8 +20,10 @@ pub mod bus;
 pub mod config;
 pub mod dispatch;
 pub mod filter;
+pub mod identity;
 pub mod ingress;
 pub mod listener;
+pub mod live;
 pub mod metrics;
 mod server;
 pub mod sources;
