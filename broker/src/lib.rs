@@ -11,7 +11,7 @@
 //! - [`identity`]: who sent a request (mTLS subject, OIDC token, Herald's own resources).
 //! - [`live`]: configuration changed while running (watched files, the management API).
 //! - [`metrics`]: Prometheus metrics.
-//! - [`listener`]: the HTTP/1.1 serve loop with its connection limits.
+//! - [`listener`]: the serve loop (HTTP/1.1, or HTTPS with h2) with its connection limits.
 //! - [`units`]: flag values with units (durations, byte sizes).
 //! - [`server`]: [`run`], which ties them together on one listener.
 
@@ -29,4 +29,4 @@ mod server;
 pub mod sources;
 pub mod units;
 
-pub use server::{ServeOptions, run};
+pub use server::{Listeners, ServeOptions, run};

@@ -1,4 +1,6 @@
-//! The HTTP/1.1 serve loop, with every connection bounded: headers within
+//! The serve loop: HTTP/1.1 in plain text, or HTTPS with HTTP/2 or HTTP/1.1 as ALPN chose
+//! ([`tls`], [`connection`]: the handshake within `--tls-handshake-timeout`, h2 streams and
+//! header lists bounded), with every connection bounded: headers within
 //! `header_read_timeout` (which is also the keep-alive idle timeout: hyper arms it whenever a
 //! connection waits for a request head), bodies within `body_read_timeout`, at most
 //! `max_connections` open (kept below the descriptor limit), and at most
@@ -6,6 +8,9 @@
 //! answer), beyond which requests are answered `503` with `Retry-After` (see [`budget`]).
 
 mod budget;
+mod connection;
+mod peer;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use budget::{BodyError, BodyLimits, body_error};
+pub use peer::{PeerError, identity_of};
+pub use tls::{TlsError, TlsOptions, TlsServer};
 
 /// Defaults of the connection limits.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,14 +58,17 @@ impl Default for ListenerOptions {
     }
 }
 
-/// Serves `app` over HTTP/1.1 keep-alive until `shutdown`, then stops accepting and lets open
-/// requests finish. Plain hyper rather than `axum::serve`: Herald speaks HTTP/1.1 only, and
-/// skipping the HTTP/2-detecting connection wrapper is measurably cheaper per request.
-pub async fn serve_http1(
+/// Serves `app` until `shutdown`, then stops accepting and lets open requests finish: over
+/// HTTP/1.1 keep-alive in plain text, or over TLS when `tls` is given. Plain hyper rather
+/// than `axum::serve`: without TLS Herald speaks HTTP/1.1 only (no h2c), and skipping the
+/// HTTP/2-detecting connection wrapper is measurably cheaper per request; with TLS, ALPN
+/// says which protocol a connection speaks, so no detection is needed either.
+pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     options: ListenerOptions,
     max_body: usize,
+    tls: Option<Arc<TlsServer>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let cap = connection_cap(options.max_connections).await;
@@ -77,6 +87,9 @@ pub async fn serve_http1(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
         .max_buf_size(MAX_READ_BUFFER);
+    let http2 = tls
+        .as_ref()
+        .map(|tls| connection::http2_builder(tls, options.header_read_timeout));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failures = 0u32;
     loop {
@@ -110,6 +123,22 @@ pub async fn serve_http1(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        if let (Some(tls), Some(http2)) = (&tls, &http2) {
+            let serving = connection::serve(
+                tls.clone(),
+                stream,
+                peer,
+                service.clone(),
+                builder.clone(),
+                http2.clone(),
+                graceful.watcher(),
+            );
+            tokio::spawn(async move {
+                serving.await;
+                drop(slot);
+            });
+            continue;
+        }
         let connection =
             builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);

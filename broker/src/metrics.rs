@@ -103,6 +103,12 @@ pub struct TaskLabels {
     pub task: String,
 }
 
+/// `loaded` or `failed`: the outcome of re-reading changed `--tls-cert`/`--tls-key` files.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsReloadLabels {
+    pub outcome: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -132,6 +138,7 @@ pub struct Metrics {
     pub trigger_subscribed: Family<TriggerLabels, Gauge>,
     pub task_running: Family<TaskLabels, Gauge>,
     pub task_restarts: Family<TaskLabels, Counter>,
+    pub tls_reloads: Family<TlsReloadLabels, Counter>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -169,6 +176,7 @@ impl Default for Metrics {
             trigger_subscribed: Family::default(),
             task_running: Family::default(),
             task_restarts: Family::default(),
+            tls_reloads: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -266,6 +274,12 @@ impl Default for Metrics {
             "task_restarts",
             "Background tasks restarted after they ended or panicked before shutdown",
             m.task_restarts.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Changed --tls-cert/--tls-key files re-read, by outcome (loaded; failed: the previous \
+             certificate stays in use)",
+            m.tls_reloads.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -1,10 +1,12 @@
-//! `run`: ingress and dispatcher on one listener until shutdown.
+//! `run`: ingress and dispatcher on one listener (or a public and an admin one) until
+//! shutdown.
+
+mod routers;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -13,11 +15,12 @@ use crate::config::Config;
 use crate::dispatch::parked::ParkingLot;
 use crate::dispatch::supervise::{self, DispatcherSpec};
 use crate::dispatch::{self, TriggerContext};
-use crate::ingress::{Ingress, router};
-use crate::listener::{ListenerOptions, serve_http1};
+use crate::ingress::Ingress;
+use crate::listener::{ListenerOptions, TlsOptions, TlsServer, serve};
 use crate::metrics::Metrics;
 use crate::sources::{self, SourceEnv};
 use herald_buses::Bus;
+pub use routers::{Listeners, admin_router, public_router};
 
 /// Runtime settings besides the configuration.
 #[derive(Debug, Clone)]
@@ -36,6 +39,8 @@ pub struct ServeOptions {
     /// The bearer token of the admin endpoints (`--admin-token-file`); without it they are
     /// not mounted.
     pub admin_token: Option<String>,
+    /// HTTPS on both listeners (`--tls-cert`, `--tls-key`, `--tls-client-ca`, ...).
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +54,7 @@ impl Default for ServeOptions {
             listener: ListenerOptions::default(),
             source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
             admin_token: None,
+            tls: None,
         }
     }
 }
@@ -56,12 +62,17 @@ impl Default for ServeOptions {
 /// Serves `config` on `listener` over `bus` until `shutdown` resolves; then stops accepting,
 /// lets in-flight deliveries finish (or hands them back), flushes the bus and returns.
 pub async fn run(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     config: Config,
     bus: Arc<dyn Bus>,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners { public, admin } = listeners.into();
+    let tls = match options.tls.clone() {
+        Some(tls) => Some(Arc::new(TlsServer::load(tls).await?)),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     metrics.read_bus_counters(bus.clone());
     let ingress = Arc::new(
@@ -159,26 +170,66 @@ pub async fn run(
         metrics.clone(),
         stop_rx.clone(),
     );
+    let tls_watch = tls
+        .clone()
+        .map(|tls| tokio::spawn(tls.watch_files(metrics.clone(), stop_rx.clone())));
     ingress.set_ready(true);
-    tracing::info!(addr = %listener.local_addr()?, "herald serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %public.local_addr()?, %scheme, "herald serving");
     let ready = ingress.clone();
-    let mut app = router(ingress).merge(sources::github::router(started.github.clone()));
-    if let Some(token) = options.admin_token.clone() {
-        app = app.merge(dispatch::admin::router(token, bus.clone(), trigger_names));
+    let public_app = public_router(ingress.clone(), started.github.clone());
+    let admin_app = admin_router(
+        ingress,
+        options.admin_token.clone(),
+        bus.clone(),
+        trigger_names,
+    );
+    let stopping = async move {
+        shutdown.await;
+        ready.set_ready(false);
+        tracing::info!("shutting down: no new events accepted");
+        let _ = stop_tx.send(true);
+    };
+    let stopped = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    match admin {
+        None => {
+            let app = public_app.merge(admin_app);
+            let serving = serve(
+                public,
+                app,
+                options.listener,
+                options.max_body,
+                tls,
+                stopped(stop_rx.clone()),
+            );
+            tokio::join!(stopping, serving);
+        }
+        Some(admin) => {
+            tracing::info!(addr = %admin.local_addr()?, %scheme, "admin listener serving metrics, health and /admin");
+            let serving = serve(
+                public,
+                public_app,
+                options.listener,
+                options.max_body,
+                tls.clone(),
+                stopped(stop_rx.clone()),
+            );
+            let admin_serving = serve(
+                admin,
+                admin_app,
+                options.listener,
+                options.max_body,
+                tls,
+                stopped(stop_rx.clone()),
+            );
+            tokio::join!(stopping, serving, admin_serving);
+        }
     }
-    serve_http1(
-        listener,
-        app,
-        options.listener,
-        options.max_body,
-        async move {
-            shutdown.await;
-            ready.set_ready(false);
-            tracing::info!("shutting down: no new events accepted");
-            let _ = stop_tx.send(true);
-        },
-    )
-    .await;
+    if let Some(task) = tls_watch {
+        let _ = task.await;
+    }
     while dispatchers.join_next().await.is_some() {}
     let _ = sources_watch.await;
     // Every other holder of the bus (the sources' ingress handle among them) must be gone for

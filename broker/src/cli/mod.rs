@@ -3,6 +3,7 @@
 mod bench;
 mod parked;
 mod send;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -117,6 +118,8 @@ struct ServeArgs {
     /// it they are not served.
     #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -174,8 +177,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         source_attribute_max_bytes: args.source_attribute_max_bytes,
         admin_token,
+        tls: args.tls.options(),
     };
-    run(listener, config, bus, options, shutdown_signal()).await
+    let listeners = herald::Listeners {
+        public: listener,
+        admin: args.tls.bind_admin().await?,
+    };
+    run(listeners, config, bus, options, shutdown_signal()).await
 }
 
 /// At least 64 bytes, so a Kubernetes uid (36) and resourceVersion stay whole in an event id.

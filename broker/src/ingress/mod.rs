@@ -21,7 +21,7 @@ use herald_buses::Bus;
 
 pub use error::IngressError;
 pub(crate) use routes::read_limited;
-pub use routes::router;
+pub use routes::{events_router, health_router, router};
 
 use crate::binding::AttributeLimits;
 use crate::config::{BrokerId, DEFAULT_TTL};

@@ -15,11 +15,24 @@ use super::{Ingress, IngressError};
 use crate::binding::decode::decode;
 use crate::listener::BodyError;
 
+/// Health, readiness, metrics and event ingress on one router (no `--admin-listen`).
 pub fn router(ingress: Arc<Ingress>) -> Router {
+    health_router(ingress.clone()).merge(events_router(ingress))
+}
+
+/// `/healthz`, `/readyz`, `/metrics`: the operator's part, on the admin listener when there
+/// is one.
+pub fn health_router(ingress: Arc<Ingress>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .with_state(ingress)
+}
+
+/// Broker ingress: the publishers' part.
+pub fn events_router(ingress: Arc<Ingress>) -> Router {
+    Router::new()
         // Broker paths are matched by hand: `/{namespace}/{name}` is looked up without
         // allocating, which matters at tens of thousands of requests per second.
         .fallback(broker)

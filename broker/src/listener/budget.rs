@@ -26,6 +26,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::time::{Instant, Sleep};
 
 use super::{ListenerOptions, MAX_READ_BUFFER};
+use crate::identity::SenderIdentity;
 use crate::ingress::IngressError;
 
 /// Why a request body could not be read to its end.
@@ -179,6 +180,8 @@ impl HttpBody for GuardedBody {
 pub struct Guarded {
     app: TowerToHyperService<axum::Router>,
     limits: BodyLimits,
+    /// The sender of every request on this connection (an mTLS client certificate's subject).
+    identity: Option<SenderIdentity>,
 }
 
 impl Guarded {
@@ -186,7 +189,14 @@ impl Guarded {
         Self {
             app: TowerToHyperService::new(app),
             limits,
+            identity: None,
         }
+    }
+
+    /// This connection's service, putting `identity` in each request's extensions.
+    pub fn with_identity(mut self, identity: Option<SenderIdentity>) -> Self {
+        self.identity = identity;
+        self
     }
 }
 
@@ -198,7 +208,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Guarded {
     type Future = Answer;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
-        let (parts, inner) = request.into_parts();
+        let (mut parts, inner) = request.into_parts();
+        if let Some(identity) = &self.identity {
+            parts.extensions.insert(identity.clone());
+        }
         let reservation = if inner.is_end_stream() {
             None
         } else {
