@@ -483,3 +483,39 @@ fn a_non_json_body_is_400_at_conversion() {
     assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
     assert_eq!(err.reason(), "invalid_payload");
 }
+
+#[test]
+fn during_a_rotation_either_secret_verifies_and_the_signature_is_reported() {
+    let mut cfg = config(Mapping::Knative, &[]);
+    let previous = b"the old secret".to_vec();
+    let body = fixture("push");
+    let signed_with = |secret: &[u8]| {
+        let mut req = delivery("push", &body, "d");
+        req.headers.insert(
+            "x-hub-signature-256",
+            common::github::sign256(secret, &body).parse().unwrap(),
+        );
+        req
+    };
+    // Without the previous secret configured, the old signature is refused.
+    assert!(matches!(
+        signed_with(&previous).verify_any(&cfg.secrets(), false),
+        Err(GithubError::WrongSignature)
+    ));
+    cfg.previous_secret = herald_sources::github::WebhookSecret::new(previous.clone());
+    let old = signed_with(&previous)
+        .verify_any(&cfg.secrets(), false)
+        .unwrap();
+    assert_eq!(old.signature(), common::github::sign256(&previous, &body));
+    let new = signed_with(common::github::SECRET)
+        .verify_any(&cfg.secrets(), false)
+        .unwrap();
+    assert_eq!(
+        new.signature(),
+        common::github::sign256(common::github::SECRET, &body)
+    );
+    assert!(matches!(
+        signed_with(b"neither").verify_any(&cfg.secrets(), false),
+        Err(GithubError::WrongSignature)
+    ));
+}

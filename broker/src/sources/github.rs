@@ -113,7 +113,7 @@ async fn webhook(
     };
     let config = &endpoint.config;
     let verified = match Unverified::new(parts.headers, body)
-        .verify(&config.secret, config.allow_sha1)
+        .verify_any(&config.secrets(), config.allow_sha1)
     {
         Ok(v) => v,
         Err(e) => {
@@ -130,15 +130,18 @@ async fn webhook(
         return StatusCode::NO_CONTENT.into_response();
     }
     let now = Utc::now();
-    let claim = match endpoint.log.claim(delivery, now) {
+    // The signature covers the body only, not the delivery id: a captured delivery replayed
+    // under a new id has a known signature and is a duplicate too.
+    let signature_key = format!("signature:{}", verified.signature());
+    let claim = match endpoint.log.claim_all(&[delivery, &signature_key], now) {
         Seen::New(claim) => claim,
         Seen::Delivered => {
             endpoint.metrics.rejected("duplicate");
-            tracing::info!(source = %key, delivery, "redelivery of an emitted delivery: not emitted again");
+            tracing::info!(source = %key, delivery, "redelivery of an emitted delivery (same id or same signature): not emitted again");
             return answer(
                 StatusCode::OK,
                 &key,
-                format!("delivery {delivery} was already emitted"),
+                format!("delivery {delivery} (or one with the same signature) was already emitted"),
             );
         }
         Seen::InFlight => {

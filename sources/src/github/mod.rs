@@ -5,7 +5,9 @@
 //! 2. [`Unverified::verify`] -> [`Verified`], or [`GithubError`] (`401` for signatures, `400`
 //!    for missing `X-GitHub-Event`/`X-GitHub-Delivery`): nothing is parsed before this;
 //! 3. [`EventTypes::allows`] on [`Verified::event_name`]: not allowed -> `204`, not emitted;
-//! 4. [`DeliveryLog::claim`] on [`Verified::delivery_id`]: a known id -> `200`, not emitted;
+//! 4. [`DeliveryLog::claim_all`] on [`Verified::delivery_id`] and [`Verified::signature`]: a
+//!    known id, or a known signature (the same body replayed under a new delivery id) ->
+//!    `200`, not emitted;
 //! 5. [`Verified::to_event`] with the source's [`GitHubConfig`] and the receive time;
 //! 6. the sink; once it accepted, [`Claim::commit`] and answer `202`; a sink error -> `503`.
 //!
@@ -40,6 +42,9 @@ pub struct GitHubConfig {
     /// `https://github.com/{ownerAndRepository}`: the Knative mapping's `source`.
     pub source: String,
     pub secret: WebhookSecret,
+    /// The secret being rotated out (`herald.dev/github.previousSecret`): deliveries signed
+    /// with it are accepted too until the annotation is removed.
+    pub previous_secret: Option<WebhookSecret>,
     /// Accept deliveries signed only with SHA-1 `X-Hub-Signature` (annotation, default off).
     pub allow_sha1: bool,
     pub event_types: EventTypes,
@@ -147,6 +152,15 @@ impl GithubError {
             GithubError::InvalidHeader { .. } => "invalid_header",
             GithubError::InvalidPayload { .. } => "invalid_payload",
         }
+    }
+}
+
+impl GitHubConfig {
+    /// The secrets a delivery may be signed with: the current one, then the previous one.
+    pub fn secrets(&self) -> Vec<&WebhookSecret> {
+        std::iter::once(&self.secret)
+            .chain(self.previous_secret.as_ref())
+            .collect()
     }
 }
 

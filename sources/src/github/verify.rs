@@ -4,6 +4,10 @@
 //! (HMAC-SHA256) and, for old integrations, `X-Hub-Signature: sha1=<hex>` (HMAC-SHA1). Herald
 //! checks SHA-256; SHA-1 only when the source allows it and no SHA-256 header was sent (a
 //! wrong SHA-256 signature is never rescued by a SHA-1 one).
+//!
+//! During a secret rotation a source has two secrets (`herald.dev/github.previousSecret`): a
+//! signature made with either is accepted. Every secret is checked (in constant time), so the
+//! time taken does not tell which one matched.
 
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
@@ -33,6 +37,8 @@ pub struct Verified {
     delivery: String,
     /// The JSON document: the raw body, or the `payload` field of a form-encoded delivery.
     json: Bytes,
+    /// The signature that matched, as GitHub writes it (`sha256=<lowercase hex>`).
+    signature: String,
 }
 
 impl Unverified {
@@ -42,29 +48,47 @@ impl Unverified {
 
     /// Checks the signature over the raw body in constant time, then the required headers.
     pub fn verify(self, secret: &WebhookSecret, allow_sha1: bool) -> Result<Verified, GithubError> {
-        if let Some(value) = self.headers.get(SIG256) {
+        self.verify_any(&[secret], allow_sha1)
+    }
+
+    /// Like [`Unverified::verify`], accepting a signature made with any of `secrets` (the
+    /// current one and, during a rotation, the previous one).
+    pub fn verify_any(
+        self,
+        secrets: &[&WebhookSecret],
+        allow_sha1: bool,
+    ) -> Result<Verified, GithubError> {
+        let signature = if let Some(value) = self.headers.get(SIG256) {
             let expected = parse_signature(value.as_bytes(), "sha256=", 32).ok_or(
                 GithubError::MalformedSignature {
                     header: "X-Hub-Signature-256",
                 },
             )?;
-            let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-                .expect("HMAC takes keys of any length");
-            mac.update(&self.body);
-            check(&mac.finalize().into_bytes(), &expected)?;
+            let digests = secrets.iter().map(|secret| {
+                let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+                    .expect("HMAC takes keys of any length");
+                mac.update(&self.body);
+                mac.finalize().into_bytes().to_vec()
+            });
+            check_any(digests, &expected)?;
+            format!("sha256={}", hex(&expected))
         } else if let (true, Some(value)) = (allow_sha1, self.headers.get(SIG1)) {
             let expected = parse_signature(value.as_bytes(), "sha1=", 20).ok_or(
                 GithubError::MalformedSignature {
                     header: "X-Hub-Signature",
                 },
             )?;
-            let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes())
-                .expect("HMAC takes keys of any length");
-            mac.update(&self.body);
-            check(&mac.finalize().into_bytes(), &expected)?;
+            let digests = secrets.iter().map(|secret| {
+                let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes())
+                    .expect("HMAC takes keys of any length");
+                mac.update(&self.body);
+                mac.finalize().into_bytes().to_vec()
+            });
+            check_any(digests, &expected)?;
+            format!("sha1={}", hex(&expected))
         } else {
             return Err(GithubError::MissingSignature);
-        }
+        };
 
         let event = header(&self.headers, EVENT, "X-GitHub-Event")?;
         // The name becomes the event type and a log field: a short word, nothing else.
@@ -98,6 +122,7 @@ impl Unverified {
             event,
             delivery,
             json,
+            signature,
         })
     }
 }
@@ -113,19 +138,34 @@ impl Verified {
         &self.delivery
     }
 
+    /// The signature that matched, `sha256=<lowercase hex>` (or `sha1=`): the same body
+    /// replayed under another delivery id carries the same one.
+    pub fn signature(&self) -> &str {
+        &self.signature
+    }
+
     /// The JSON payload bytes, exactly as GitHub sent them.
     pub fn json_body(&self) -> &Bytes {
         &self.json
     }
 }
 
-fn check(actual: &[u8], expected: &[u8]) -> Result<(), GithubError> {
-    // Both are fixed-length digests, so only the contents are compared, in constant time.
-    if bool::from(actual.ct_eq(expected)) {
+/// Whether any digest equals `expected`; every one is compared (in constant time), so the
+/// time taken does not depend on which matched.
+fn check_any(actual: impl Iterator<Item = Vec<u8>>, expected: &[u8]) -> Result<(), GithubError> {
+    // All are fixed-length digests, so only the contents are compared.
+    let matched = actual.fold(subtle::Choice::from(0), |found, digest| {
+        found | digest.ct_eq(expected)
+    });
+    if bool::from(matched) {
         Ok(())
     } else {
         Err(GithubError::WrongSignature)
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `sha256=<lowercase or uppercase hex>` -> the digest bytes.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    CloudEventOverrides, Destination, ManifestError, Overrides, SecretKeySelector, SourceMeta,
-    annotation_bool, parse_iso8601,
+    CloudEventOverrides, Destination, ManifestError, Overrides, SecretKeySelector, SecretRef,
+    SourceMeta, annotation_bool, parse_iso8601,
 };
 use crate::github::{EventTypes, GitHubConfig, Mapping, WebhookSecret};
 
@@ -17,6 +17,9 @@ pub const GITHUB_MAPPING_ANNOTATION: &str = "herald.dev/github.mapping";
 pub const GITHUB_ALLOW_SHA1_ANNOTATION: &str = "herald.dev/github.allowSha1";
 /// ISO-8601 duration (default `PT72H`): how long a delivery id is remembered.
 pub const GITHUB_REDELIVERY_WINDOW_ANNOTATION: &str = "herald.dev/github.redeliveryWindow";
+/// `{secretName}/{key}`: the webhook secret being rotated out; deliveries signed with it are
+/// accepted too while the annotation is there.
+pub const GITHUB_PREVIOUS_SECRET_ANNOTATION: &str = "herald.dev/github.previousSecret";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -52,10 +55,6 @@ impl GitHubSourceSpec {
     ///
     /// Blocking (one small file read): call it where configuration is loaded, before serving,
     /// or on the blocking pool; never from a task on an async worker.
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "configuration loading: runs before serving, on the loading thread, not in a task"
-    )]
     pub fn compile(
         &self,
         meta: &SourceMeta,
@@ -103,21 +102,32 @@ impl GitHubSourceSpec {
                     )
                 })?,
         };
-        let selector = &self.secret_token.secret_key_ref;
-        let path = secrets_dir.join(&selector.name).join(&selector.key);
-        let secret = std::fs::read(&path).map_err(|e| {
-            ManifestError::new(
-                "spec.secretToken.secretKeyRef",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
+        const SECRET_FIELD: &str = "spec.secretToken.secretKeyRef";
+        let secret = SecretRef::from_selector(SECRET_FIELD, &self.secret_token.secret_key_ref)?
+            .read(SECRET_FIELD, secrets_dir)?;
+        if let Some(access) = &self.access_token {
+            // Never read, but a reference out of the secrets directory is refused all the same.
+            SecretRef::from_selector("spec.accessToken.secretKeyRef", &access.secret_key_ref)?;
+        }
+        let previous_field = format!("metadata.annotations.{GITHUB_PREVIOUS_SECRET_ANNOTATION}");
+        let previous_secret =
+            match meta.annotations.get(GITHUB_PREVIOUS_SECRET_ANNOTATION) {
+                None => None,
+                Some(text) => {
+                    let bytes = SecretRef::parse(&previous_field, text)?
+                        .read(&previous_field, secrets_dir)?;
+                    Some(WebhookSecret::new(bytes).ok_or_else(|| {
+                        ManifestError::new(&previous_field, "the secret is empty")
+                    })?)
+                }
+            };
         Ok(GitHubConfig {
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),
             source: format!("https://github.com/{repo}"),
-            secret: WebhookSecret::new(secret).ok_or_else(|| {
-                ManifestError::new("spec.secretToken.secretKeyRef", "the secret is empty")
-            })?,
+            secret: WebhookSecret::new(secret)
+                .ok_or_else(|| ManifestError::new(SECRET_FIELD, "the secret is empty"))?,
+            previous_secret,
             allow_sha1: annotation_bool(meta, GITHUB_ALLOW_SHA1_ANNOTATION)?,
             event_types,
             mapping,

@@ -15,6 +15,7 @@ mod apiserver;
 mod duration;
 mod github;
 mod ping;
+mod secret;
 
 use std::collections::BTreeMap;
 
@@ -26,10 +27,11 @@ pub use apiserver::{
 };
 pub use duration::{parse_go_duration, parse_iso8601};
 pub use github::{
-    GITHUB_ALLOW_SHA1_ANNOTATION, GITHUB_MAPPING_ANNOTATION, GITHUB_REDELIVERY_WINDOW_ANNOTATION,
-    GitHubSourceSpec, SecretValueFromSource,
+    GITHUB_ALLOW_SHA1_ANNOTATION, GITHUB_MAPPING_ANNOTATION, GITHUB_PREVIOUS_SECRET_ANNOTATION,
+    GITHUB_REDELIVERY_WINDOW_ANNOTATION, GitHubSourceSpec, SecretValueFromSource,
 };
 pub use ping::PingSourceSpec;
+pub use secret::SecretRef;
 
 /// `(apiVersion, kind)` of each source resource this crate compiles.
 pub const PING_SOURCE: (&str, &str) = ("sources.knative.dev/v1", "PingSource");

@@ -147,3 +147,34 @@ fn go_and_iso_durations_parse() {
     assert_eq!(parse_iso8601("PT72H").unwrap().as_secs(), 259_200);
     assert!(parse_iso8601("72h").is_err() && parse_iso8601("PT").is_err());
 }
+
+#[test]
+fn github_previous_secret_is_read_and_references_out_of_the_secrets_dir_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("gh")).unwrap();
+    std::fs::write(dir.path().join("gh/secret"), "new-secret").unwrap();
+    std::fs::write(dir.path().join("gh/old"), "old-secret\n").unwrap();
+    let annotation = format!("metadata.annotations.{GITHUB_PREVIOUS_SECRET_ANNOTATION}");
+    let cfg = github_spec()
+        .compile(
+            &meta(&[(GITHUB_PREVIOUS_SECRET_ANNOTATION, "gh/old")]),
+            dir.path(),
+        )
+        .unwrap();
+    assert_eq!(cfg.secrets().len(), 2);
+    for bad in ["gh/../gh/old", "../gh/old", "gh/", "gh", "gh/missing"] {
+        let err = github_spec()
+            .compile(
+                &meta(&[(GITHUB_PREVIOUS_SECRET_ANNOTATION, bad)]),
+                dir.path(),
+            )
+            .unwrap_err();
+        assert_eq!(err.field, annotation, "{bad:?}");
+        assert!(!err.message.contains("old-secret"), "{err}");
+    }
+    let mut bad = github_spec();
+    bad.secret_token.secret_key_ref.key = "../x".into();
+    let err = bad.compile(&meta(&[]), dir.path()).unwrap_err();
+    assert_eq!(err.field, "spec.secretToken.secretKeyRef.key");
+    assert!(err.message.contains("\"../x\""), "{err}");
+}

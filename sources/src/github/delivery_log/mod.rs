@@ -1,5 +1,6 @@
 //! Remembers `X-GitHub-Delivery` ids for a window so a redelivery is answered `2xx` and not
-//! emitted twice, across restarts.
+//! emitted twice, across restarts. A delivery may be claimed under several keys at once
+//! ([`DeliveryLog::claim_all`]: its id and its signature), each recorded as its own line.
 //!
 //! The log is one append-only file per source, `{dir}/{namespace}_{name}.deliveries`, a line
 //! `"{unix_millis} {id} {crc32}"` per emitted delivery, fsynced before the id counts as
@@ -67,11 +68,11 @@ pub enum Seen {
     InFlight,
 }
 
-/// A delivery id reserved by one request until it is committed or dropped.
+/// The keys of one delivery reserved by one request until they are committed or dropped.
 #[derive(Debug)]
 pub struct Claim {
     log: Arc<DeliveryLog>,
-    id: String,
+    ids: Vec<String>,
     done: bool,
 }
 
@@ -220,17 +221,29 @@ impl DeliveryLog {
     /// Whether `id` was emitted within the window before `now`, or is being handled. Memory
     /// only: safe on an async worker.
     pub fn claim(self: &Arc<Self>, id: &str, now: DateTime<Utc>) -> Seen {
+        self.claim_all(&[id], now)
+    }
+
+    /// Like [`DeliveryLog::claim`] for a delivery known by several keys (its id and its
+    /// signature): delivered if any key was, in flight if any key is, else all are reserved.
+    pub fn claim_all(self: &Arc<Self>, ids: &[&str], now: DateTime<Utc>) -> Seen {
         let mut memory = self.memory();
         let cutoff = now.timestamp_millis().saturating_sub(self.window_ms);
-        if memory.seen.get(id).is_some_and(|ms| *ms > cutoff) {
+        if ids
+            .iter()
+            .any(|id| memory.seen.get(*id).is_some_and(|ms| *ms > cutoff))
+        {
             return Seen::Delivered;
         }
-        if !memory.in_flight.insert(id.to_owned()) {
+        if ids.iter().any(|id| memory.in_flight.contains(*id)) {
             return Seen::InFlight;
         }
+        let mut owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        owned.dedup();
+        memory.in_flight.extend(owned.iter().cloned());
         Seen::New(Claim {
             log: Arc::clone(self),
-            id: id.to_owned(),
+            ids: owned,
             done: false,
         })
     }
@@ -248,34 +261,34 @@ impl DeliveryLog {
         self.memory.lock().expect("delivery log lock poisoned")
     }
 
-    /// Appends and fsyncs the id, then remembers it. Blocking: runs on the blocking pool.
+    /// Appends the ids, fsyncs once, then remembers them. Blocking: runs on the blocking pool.
     #[allow(
         clippy::disallowed_methods,
         clippy::disallowed_types,
         reason = "runs on the blocking pool, from `Claim::commit`"
     )]
-    fn record(&self, id: &str, now: DateTime<Utc>) -> Result<(), StateError> {
+    fn record(&self, ids: &[String], now: DateTime<Utc>) -> Result<(), StateError> {
         let err = |e: std::io::Error| StateError::Io {
             path: self.path.clone(),
             source: e,
         };
-        if !storable(id) {
+        if let Some(id) = ids.iter().find(|id| !storable(id)) {
             return Err(err(std::io::Error::other(format!(
                 "delivery id {id:?} cannot be stored"
             ))));
         }
         let mut appender = self.file.lock().expect("delivery log file lock poisoned");
         let ms = now.timestamp_millis();
-        appender
-            .file
-            .write_all(line(ms, id).as_bytes())
-            .map_err(err)?;
+        let lines: String = ids.iter().map(|id| line(ms, id)).collect();
+        appender.file.write_all(lines.as_bytes()).map_err(err)?;
         appender.file.sync_data().map_err(err)?;
-        appender.lines += 1;
+        appender.lines += ids.len();
         let rewrite = {
             let mut memory = self.memory();
-            memory.seen.insert(id.to_owned(), ms);
-            memory.order.push_back((ms, id.to_owned()));
+            for id in ids {
+                memory.seen.insert(id.clone(), ms);
+                memory.order.push_back((ms, id.clone()));
+            }
             let cutoff = ms.saturating_sub(self.window_ms);
             while let Some((old_ms, _)) = memory.order.front() {
                 if *old_ms > cutoff && memory.order.len() <= self.capacity {
@@ -314,7 +327,7 @@ impl Claim {
     }
 
     fn commit_blocking(mut self, now: DateTime<Utc>) -> Result<(), StateError> {
-        let result = self.log.record(&self.id, now);
+        let result = self.log.record(&self.ids, now);
         // Set only now: if `record` panics, `drop` still releases the claim.
         self.done = true;
         self.release();
@@ -322,7 +335,10 @@ impl Claim {
     }
 
     fn release(&self) {
-        self.log.memory().in_flight.remove(&self.id);
+        let mut memory = self.log.memory();
+        for id in &self.ids {
+            memory.in_flight.remove(id);
+        }
     }
 }
 

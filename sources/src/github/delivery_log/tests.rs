@@ -140,3 +140,32 @@ async fn an_id_the_line_format_cannot_hold_is_refused_not_written() {
     let log = open(dir.path(), t(1)).await;
     assert!(log.is_empty());
 }
+
+#[tokio::test]
+async fn a_delivery_claimed_under_id_and_signature_is_known_by_either_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), t(0)).await;
+    let Seen::New(claim) = log.claim_all(&["id-1", "signature:sha256=ab"], t(0)) else {
+        panic!("new")
+    };
+    assert!(matches!(
+        log.claim_all(&["id-2", "signature:sha256=ab"], t(0)),
+        Seen::InFlight
+    ));
+    claim.commit(t(0)).await.unwrap();
+    drop(log);
+    let log = open(dir.path(), t(5)).await;
+    // The same body replayed under a new delivery id, and a redelivery with a new signature.
+    assert!(matches!(
+        log.claim_all(&["id-2", "signature:sha256=ab"], t(5)),
+        Seen::Delivered
+    ));
+    assert!(matches!(
+        log.claim_all(&["id-1", "signature:sha256=cd"], t(5)),
+        Seen::Delivered
+    ));
+    assert!(matches!(
+        log.claim_all(&["id-3", "signature:sha256=ef"], t(5)),
+        Seen::New(_)
+    ));
+}
