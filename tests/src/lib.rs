@@ -10,6 +10,8 @@
 //! - [`client`]: a small HTTP client for publishing (also chunked and raw requests).
 //! - [`manifests`]: Knative Broker/Trigger manifests built as JSON (valid YAML).
 //! - [`fixtures`]: canonical events in binary, structured and batch form.
+//! - [`tls`]: certificates made with `openssl`, and an HTTPS client (h2 or http/1.1) that
+//!   verifies the chain and reports what it negotiated.
 //! - [`load`]: concurrent publishers that record every `202`, and the zero-loss check.
 //!
 //! Every wait is bounded: helpers take or imply a timeout and panic with what they saw.
@@ -28,6 +30,7 @@ pub mod manifests;
 pub mod process;
 pub mod replicas;
 pub mod subscriber;
+pub mod tls;
 
 pub use client::{Client, Response};
 pub use process::{Herald, HeraldOptions};

@@ -27,6 +27,10 @@ pub struct HeraldOptions {
     /// A descriptor limit (soft and hard `RLIMIT_NOFILE`) set with `prlimit` before herald
     /// starts (`prlimit` execs herald, so [`Herald::pid`] stays herald's).
     pub nofile: Option<u64>,
+    /// Readiness is probed over HTTPS with this client (herald runs with `--tls-cert`).
+    pub https: Option<crate::tls::TlsClient>,
+    /// Readiness is probed on this port (`--admin-listen`) instead of the public one.
+    pub ready_port: Option<u16>,
 }
 
 /// A running `herald serve -f <manifests> --listen 127.0.0.1:PORT --bus BUS --data-dir <tmp>`.
@@ -183,10 +187,20 @@ impl Herald {
                 }
                 panic!("herald exited with {status} before it was ready\n{stderr}");
             }
-            let ready = client
-                .get_with_timeout(&self.url("/readyz"), Duration::from_millis(500))
-                .await
-                .is_ok_and(|r| r.status == 200);
+            let probe_port = self.options.ready_port.unwrap_or(self.port);
+            let ready = match &self.options.https {
+                None => client
+                    .get_with_timeout(
+                        &format!("http://127.0.0.1:{probe_port}/readyz"),
+                        Duration::from_millis(500),
+                    )
+                    .await
+                    .is_ok_and(|r| r.status == 200),
+                Some(https) => https
+                    .request(probe_port, http::Method::GET, "/readyz", &[], "")
+                    .await
+                    .is_ok_and(|(r, _)| r.status == 200),
+            };
             if ready {
                 return;
             }

@@ -18,7 +18,7 @@ fn fixture(event: &str) -> Vec<u8> {
     std::fs::read(dir.join(format!("{event}.json"))).expect("fixture exists")
 }
 
-async fn deliver(herald: &Herald, event: &str, id: &str, body: &[u8]) -> Response {
+fn sign(body: &[u8]) -> String {
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
     let hex: String = mac
@@ -27,7 +27,11 @@ async fn deliver(herald: &Herald, event: &str, id: &str, body: &[u8]) -> Respons
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let signature = format!("sha256={hex}");
+    format!("sha256={hex}")
+}
+
+async fn deliver(herald: &Herald, event: &str, id: &str, body: &[u8]) -> Response {
+    let signature = sign(body);
     let headers = [
         ("content-type", "application/json"),
         ("x-github-event", event),
@@ -107,16 +111,29 @@ async fn damaged_and_orphaned_source_state_at_start_is_reported_and_herald_serve
     let secrets = secrets();
     let manifests = yaml(&[github_source(json!({ "uri": sub.url("/github") }))]);
     let mut herald = Herald::start_with("embedded", &manifests, options(secrets.path())).await;
-    let body = fixture("issues");
-    for id in ["first-1", "second-2", "third-3"] {
-        assert_eq!(deliver(&herald, "issues", id, &body).await.status, 202);
+    // Distinct deliveries have distinct bodies (the same body under a new id is a replay,
+    // recognised by its signature): trailing white space makes each body its own.
+    let body_of = |n: usize| [fixture("issues"), vec![b' '; n]].concat();
+    let ids = ["first-1", "second-2", "third-3", "fourth-4"];
+    for (n, id) in ids.iter().enumerate().take(3) {
+        assert_eq!(
+            deliver(&herald, "issues", id, &body_of(n)).await.status,
+            202
+        );
     }
     let state = herald.data_dir().join("sources");
     let log = state.join("github/default_repo.deliveries");
-    // One flipped bit in the line of `second-2`; a Ping progress file of a source that no
-    // longer exists; garbage where an ApiServerSource's state was.
+    // One flipped bit in each line of `second-2` (its id and its signature); a Ping progress
+    // file of a source that no longer exists; garbage where an ApiServerSource's state was.
     let mut bytes = std::fs::read(&log).unwrap();
     let at = bytes.windows(8).position(|w| w == b"second-2").unwrap() + 1;
+    bytes[at] ^= 0x04;
+    let signature = sign(&body_of(1));
+    let at = bytes
+        .windows(signature.len())
+        .position(|w| w == signature.as_bytes())
+        .unwrap()
+        + 10;
     bytes[at] ^= 0x04;
     std::fs::write(&log, &bytes).unwrap();
     std::fs::create_dir_all(state.join("ping")).unwrap();
@@ -141,22 +158,18 @@ async fn damaged_and_orphaned_source_state_at_start_is_reported_and_herald_serve
     );
     // The intact ids are still known; the damaged one is emitted again (a duplicate, not a
     // loss); new deliveries flow.
-    assert_eq!(
-        deliver(&herald, "issues", "first-1", &body).await.status,
-        200
-    );
-    assert_eq!(
-        deliver(&herald, "issues", "third-3", &body).await.status,
-        200
-    );
-    assert_eq!(
-        deliver(&herald, "issues", "second-2", &body).await.status,
-        202
-    );
-    assert_eq!(
-        deliver(&herald, "issues", "fourth-4", &body).await.status,
-        202
-    );
+    for (n, id, status) in [
+        (0, ids[0], 200),
+        (2, ids[2], 200),
+        (1, ids[1], 202),
+        (3, ids[3], 202),
+    ] {
+        assert_eq!(
+            deliver(&herald, "issues", id, &body_of(n)).await.status,
+            status,
+            "{id}"
+        );
+    }
     let sub = &sub;
     eventually(Duration::from_secs(10), "five deliveries", || async move {
         (sub.count() == 5).then_some(())

@@ -1,0 +1,453 @@
+//! HTTPS on the listener, end to end with the built `herald` binary: certificates made by
+//! `openssl`, clients that verify the chain (the harness's rustls client and `curl`), ALPN,
+//! plain HTTP refused, a handshake slowloris closed, certificate rotation under a publishing
+//! client, mTLS, and `--admin-listen`.
+
+use std::time::Duration;
+
+use herald_tests::fixtures::{binary_body, binary_headers, borrow};
+use herald_tests::manifests::one_trigger;
+use herald_tests::tls::{Ca, Issued, TlsClient};
+use herald_tests::{Herald, HeraldOptions, Subscriber, eventually, process::free_port};
+use http::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BOTH: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+fn tls_args(server: &Issued, more: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--tls-cert".to_owned(),
+        server.cert.display().to_string(),
+        "--tls-key".to_owned(),
+        server.key.display().to_string(),
+    ];
+    args.extend(more.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+async fn https_herald(manifests: &str, client: TlsClient, args: Vec<String>) -> Herald {
+    Herald::start_with(
+        "memory",
+        manifests,
+        HeraldOptions {
+            args,
+            https: Some(client),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn publish(
+    client: &TlsClient,
+    port: u16,
+    id: &str,
+) -> Result<(u16, Option<Vec<u8>>), String> {
+    let headers = binary_headers(id);
+    let (response, negotiated) = client
+        .request(
+            port,
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            binary_body(id),
+        )
+        .await?;
+    Ok((response.status, negotiated.alpn))
+}
+
+/// The sum of the samples of a metric line prefix, read over HTTPS.
+async fn metric(client: &TlsClient, port: u16, prefix: &str) -> u64 {
+    let (response, _) = client
+        .request(port, Method::GET, "/metrics", &[], "")
+        .await
+        .expect("metrics over https");
+    response
+        .text()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_publish_is_verified_and_alpn_picks_h2_or_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let sub = Subscriber::start().await;
+    let h2_client = TlsClient::new(&ca.pem(), BOTH, None);
+    let herald = https_herald(
+        &one_trigger(&sub.url("/")),
+        h2_client.clone(),
+        tls_args(&server, &[]),
+    )
+    .await;
+    let port = herald.port();
+
+    assert_eq!(
+        publish(&h2_client, port, "over-h2").await.unwrap(),
+        (202, Some(b"h2".to_vec()))
+    );
+    let h1_client = TlsClient::new(&ca.pem(), &[b"http/1.1"], None);
+    assert_eq!(
+        publish(&h1_client, port, "over-http1").await.unwrap(),
+        (202, Some(b"http/1.1".to_vec()))
+    );
+    // A client that offers no ALPN at all speaks HTTP/1.1.
+    let no_alpn = TlsClient::new(&ca.pem(), &[], None);
+    assert_eq!(
+        publish(&no_alpn, port, "no-alpn").await.unwrap(),
+        (202, None)
+    );
+    // An independent client: curl verifying the chain with --cacert, over HTTP/2.
+    let curl = tokio::process::Command::new("curl")
+        .args(["-sS", "--http2", "--cacert"])
+        .arg(ca.pem())
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
+        .args([
+            "-H",
+            "ce-specversion: 1.0",
+            "-H",
+            "ce-id: by-curl",
+            "-H",
+            "ce-type: t",
+        ])
+        .args([
+            "-H",
+            "ce-source: /curl",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["--data", "{}"])
+        .arg(format!("https://localhost:{port}/default/default"))
+        .output()
+        .await
+        .expect("run curl");
+    assert_eq!(
+        String::from_utf8_lossy(&curl.stdout),
+        "202 2",
+        "{}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    let got = sub.wait_for(4, Duration::from_secs(10)).await;
+    let mut ids: Vec<String> = got.iter().map(|r| r.id()).collect();
+    ids.sort();
+    assert_eq!(ids, ["by-curl", "no-alpn", "over-h2", "over-http1"]);
+
+    // A client trusting another CA refuses Herald's certificate.
+    let other = Ca::new(dir.path(), "other");
+    let stranger = TlsClient::new(&other.pem(), BOTH, None);
+    let err = publish(&stranger, port, "x").await.unwrap_err();
+    assert!(err.contains("handshake"), "{err}");
+}
+
+/// Sends `bytes` on a raw TCP connection and reads until the server closes it; returns what
+/// came back. Panics if the connection is still open after `deadline`.
+async fn raw_until_closed(port: u16, bytes: &[u8], deadline: Duration) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    if !bytes.is_empty() {
+        stream.write_all(bytes).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(deadline, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "connection still open after {deadline:?}");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_and_a_stalled_handshake_get_no_service_and_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let client = TlsClient::new(&ca.pem(), BOTH, None);
+    let herald = https_herald(
+        "",
+        client.clone(),
+        tls_args(&server, &["--tls-handshake-timeout", "1s"]),
+    )
+    .await;
+    let port = herald.port();
+
+    let answer = raw_until_closed(
+        port,
+        b"GET /readyz HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1"),
+        "plain HTTP got an HTTP answer: {answer:?}"
+    );
+
+    // A slowloris on the handshake: the first bytes of a ClientHello, then nothing.
+    let started = tokio::time::Instant::now();
+    raw_until_closed(port, &[0x16, 0x03, 0x01, 0x02], Duration::from_secs(20)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the handshake timeout"
+    );
+    // Nothing sent at all: closed too.
+    raw_until_closed(port, &[], Duration::from_secs(20)).await;
+    // Service goes on for proper clients.
+    assert_eq!(publish(&client, port, "after").await.unwrap().0, 202);
+}
+
+/// Writes a new certificate pair over the served one: key and certificate each replaced
+/// whole (written beside, then renamed), the key first.
+fn replace_pair(served: &Issued, new: &Issued) {
+    for (from, to) in [(&new.key, &served.key), (&new.cert, &served.cert)] {
+        let staged = to.with_extension("staged");
+        std::fs::copy(from, &staged).unwrap();
+        std::fs::rename(&staged, to).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_rotate_under_a_publishing_client_and_a_broken_pair_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let served = ca.server("served");
+    let first_der = served.der();
+    let second = ca.server("second");
+    let client = TlsClient::new(&ca.pem(), BOTH, None);
+    let herald = https_herald(
+        "",
+        client.clone(),
+        tls_args(&served, &["--tls-reload-interval", "100ms"]),
+    )
+    .await;
+    let port = herald.port();
+
+    // One keep-alive HTTP/2 connection keeps publishing through the rotation.
+    let mut session = client.connect(port).await.unwrap();
+    assert_eq!(session.negotiated.server_cert, first_der);
+    // It goes on until the rotation was seen plus 20 more requests (at most 3000 in all).
+    let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen_rotation = rotated.clone();
+    let publishing = tokio::spawn(async move {
+        let (mut statuses, mut after) = (Vec::new(), 0);
+        for n in 0..3000 {
+            let id = format!("kept-{n}");
+            let headers = binary_headers(&id);
+            let status = session
+                .send(
+                    Method::POST,
+                    "/default/default",
+                    &borrow(&headers),
+                    binary_body(&id),
+                )
+                .await
+                .map(|r| r.status);
+            statuses.push(status);
+            if seen_rotation.load(std::sync::atomic::Ordering::Acquire) {
+                after += 1;
+                if after == 20 {
+                    break;
+                }
+            }
+        }
+        (session, statuses, after)
+    });
+    replace_pair(&served, &second);
+    let (client_ref, second_der) = (&client, second.der());
+    eventually(
+        Duration::from_secs(20),
+        "a new handshake with the new certificate",
+        || {
+            let want = second_der.clone();
+            async move {
+                let session = client_ref.connect(port).await.ok()?;
+                (session.negotiated.server_cert == want).then_some(())
+            }
+        },
+    )
+    .await;
+    rotated.store(true, std::sync::atomic::Ordering::Release);
+    let (mut session, statuses, after) = publishing.await.unwrap();
+    assert_eq!(
+        after, 20,
+        "the client published before and after the rotation"
+    );
+    let failed: Vec<_> = statuses.iter().filter(|s| !matches!(s, Ok(202))).collect();
+    assert!(
+        failed.is_empty(),
+        "requests of the running client failed: {failed:?}"
+    );
+    // The old connection still works, with the session it negotiated.
+    let headers = binary_headers("old-session-after");
+    let status = session
+        .send(
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            binary_body("x"),
+        )
+        .await
+        .unwrap()
+        .status;
+    assert_eq!(status, 202);
+    assert!(
+        metric(
+            &client,
+            port,
+            "herald_tls_reloads_total{outcome=\"loaded\"}"
+        )
+        .await
+            >= 1
+    );
+
+    // A broken pair (a key of another certificate): logged, counted, the current one stays.
+    let failed_before = metric(
+        &client,
+        port,
+        "herald_tls_reloads_total{outcome=\"failed\"}",
+    )
+    .await;
+    let stranger = ca.server("stranger");
+    std::fs::copy(&stranger.key, served.key.with_extension("staged")).unwrap();
+    std::fs::rename(served.key.with_extension("staged"), &served.key).unwrap();
+    let client_ref = &client;
+    eventually(
+        Duration::from_secs(20),
+        "the broken pair counted",
+        || async move {
+            let now = metric(
+                client_ref,
+                port,
+                "herald_tls_reloads_total{outcome=\"failed\"}",
+            )
+            .await;
+            (now > failed_before).then_some(())
+        },
+    )
+    .await;
+    let fresh = client.connect(port).await.unwrap();
+    assert_eq!(fresh.negotiated.server_cert, second.der());
+    let stderr = herald.stderr();
+    assert!(stderr.contains("TLS certificate not reloaded"), "{stderr}");
+    assert!(
+        !stderr.contains("PRIVATE KEY"),
+        "key material in the log: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mtls_refuses_missing_and_foreign_client_certificates_and_accepts_a_valid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let clients = Ca::new(dir.path(), "clients");
+    let valid = clients.client("orders", "/O=shop/CN=orders");
+    let foreign = Ca::new(dir.path(), "foreign").client("intruder", "/CN=intruder");
+    let good = TlsClient::new(&ca.pem(), BOTH, Some(&valid));
+    let client_ca = clients.pem().display().to_string();
+    let herald = https_herald(
+        "",
+        good.clone(),
+        tls_args(&server, &["--tls-client-ca", &client_ca]),
+    )
+    .await;
+    let port = herald.port();
+
+    assert_eq!(publish(&good, port, "with-cert").await.unwrap().0, 202);
+    for (what, client) in [
+        (
+            "no client certificate",
+            TlsClient::new(&ca.pem(), BOTH, None),
+        ),
+        (
+            "a certificate of another CA",
+            TlsClient::new(&ca.pem(), BOTH, Some(&foreign)),
+        ),
+    ] {
+        // Under TLS 1.3 the refusal arrives after the client's side of the handshake: the
+        // connection or its first request fails; never an HTTP answer.
+        let outcome = publish(&client, port, "refused").await;
+        assert!(outcome.is_err(), "{what}: got {outcome:?}");
+    }
+    // An independent client without a certificate (curl) is refused as well.
+    let curl = tokio::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(ca.pem())
+        .arg(format!("https://localhost:{port}/readyz"))
+        .output()
+        .await
+        .expect("run curl");
+    assert!(
+        !curl.status.success(),
+        "curl without a client certificate got through"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_serves_metrics_and_health_which_the_public_port_no_longer_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let client = TlsClient::new(&ca.pem(), BOTH, None);
+    let admin_port = free_port();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, "an-admin-token-of-some-length").unwrap();
+    let admin_addr = format!("127.0.0.1:{admin_port}");
+    let token_arg = token_file.display().to_string();
+    let herald = Herald::start_with(
+        "memory",
+        "",
+        HeraldOptions {
+            args: tls_args(
+                &server,
+                &[
+                    "--admin-listen",
+                    &admin_addr,
+                    "--admin-token-file",
+                    &token_arg,
+                ],
+            ),
+            https: Some(client.clone()),
+            ready_port: Some(admin_port),
+            ..Default::default()
+        },
+    )
+    .await;
+    let public = herald.port();
+
+    for path in [
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/admin/triggers/default/t/parked",
+    ] {
+        let (response, _) = client
+            .request(public, Method::GET, path, &[], "")
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status,
+            404,
+            "{path} on the public port: {}",
+            response.text()
+        );
+        let (response, _) = client
+            .request(admin_port, Method::GET, path, &[], "")
+            .await
+            .unwrap();
+        assert_ne!(response.status, 404, "{path} on the admin port");
+    }
+    assert_eq!(publish(&client, public, "public").await.unwrap().0, 202);
+    let accepted = metric(&client, admin_port, "herald_events_accepted_total").await;
+    assert_eq!(accepted, 1);
+    // Events are not taken on the admin port.
+    assert_eq!(publish(&client, admin_port, "admin").await.unwrap().0, 404);
+}
