@@ -56,7 +56,7 @@ pub async fn serve(
     let h2 = session.alpn_protocol() == Some(b"h2".as_slice());
     let identity = match session.peer_certificates().and_then(|chain| chain.first()) {
         None => None,
-        Some(leaf) => match peer::identity_of(leaf) {
+        Some(leaf) => match peer::identity_of(leaf.as_ref()) {
             Ok(identity) => Some(identity),
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "client certificate refused");

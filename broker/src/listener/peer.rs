@@ -4,7 +4,6 @@
 //! rustls has already verified the chain against `--tls-client-ca` when this runs; the
 //! certificate is decoded again only to read its subject (x509-cert's typed DER decoder).
 
-use rustls::pki_types::CertificateDer;
 use x509_cert::der::Decode;
 
 use crate::identity::{IdentityOrigin, SenderIdentity};
@@ -18,10 +17,11 @@ pub enum PeerError {
     EmptySubject,
 }
 
-/// The identity of a client that presented `cert` (the leaf of its verified chain).
-pub fn identity_of(cert: &CertificateDer<'_>) -> Result<SenderIdentity, PeerError> {
-    let parsed = x509_cert::Certificate::from_der(cert.as_ref())
-        .map_err(|e| PeerError::Decode(e.to_string()))?;
+/// The identity of a client that presented `cert` (the DER of the leaf of its verified
+/// chain).
+pub fn identity_of(cert: &[u8]) -> Result<SenderIdentity, PeerError> {
+    let parsed =
+        x509_cert::Certificate::from_der(cert).map_err(|e| PeerError::Decode(e.to_string()))?;
     let subject = parsed.tbs_certificate.subject.to_string();
     if subject.is_empty() {
         return Err(PeerError::EmptySubject);
@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_with_a_decode_error() {
-        let err = identity_of(&CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01])).unwrap_err();
+        let err = identity_of(&[0x30, 0x03, 0x02, 0x01]).unwrap_err();
         assert!(matches!(err, PeerError::Decode(_)), "{err}");
     }
 }
