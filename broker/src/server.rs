@@ -36,6 +36,8 @@ pub struct ServeOptions {
     /// The bearer token of the admin endpoints (`--admin-token-file`); without it they are
     /// not mounted.
     pub admin_token: Option<String>,
+    /// Sender authentication (OIDC) and authorization (EventPolicy); default: none.
+    pub auth: crate::auth::AuthOptions,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +51,7 @@ impl Default for ServeOptions {
             listener: ListenerOptions::default(),
             source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
             admin_token: None,
+            auth: crate::auth::AuthOptions::default(),
         }
     }
 }
@@ -71,7 +74,8 @@ pub async fn run(
             metrics.clone(),
             options.max_body,
         )
-        .with_limits(options.limits),
+        .with_limits(options.limits)
+        .with_auth(options.auth.start(&config).await?),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = dispatch::sender::Sender::default();

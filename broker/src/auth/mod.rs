@@ -79,3 +79,47 @@ pub fn broker_audience(broker: &crate::config::BrokerId) -> String {
     )
     .to_lowercase()
 }
+
+/// Everything `herald serve` needs to authenticate and authorize senders.
+#[derive(Debug, Clone, Default)]
+pub struct AuthOptions {
+    /// `--oidc-*`: trusted issuers and token limits.
+    pub oidc: OidcOptions,
+    /// `--default-authorization-mode`.
+    pub default_mode: DefaultMode,
+    /// Client certificates identify senders (`--tls-client-ca`): authorization applies even
+    /// without issuers or policies.
+    pub client_certificates: bool,
+}
+
+impl AuthOptions {
+    /// Whether any sender authentication is configured.
+    pub fn authenticates(&self) -> bool {
+        !self.oidc.issuers.is_empty() || self.client_certificates
+    }
+
+    /// The ingress side: the authenticator (when issuers are configured, their keys loaded)
+    /// and the policies of `config` compiled.
+    pub async fn start(
+        &self,
+        config: &crate::config::Config,
+    ) -> Result<crate::ingress::IngressAuth, AuthError> {
+        let authenticator = if self.oidc.issuers.is_empty() {
+            None
+        } else {
+            Some(std::sync::Arc::new(
+                Authenticator::start(self.oidc.clone()).await?,
+            ))
+        };
+        let table = AccessTable::compile(
+            &config.brokers,
+            &config.policies,
+            self.default_mode,
+            self.authenticates(),
+        );
+        Ok(crate::ingress::IngressAuth {
+            authenticator,
+            authorizer: std::sync::Arc::new(Authorizer::new(table)),
+        })
+    }
+}
