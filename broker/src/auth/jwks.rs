@@ -257,6 +257,37 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = KeySet::parse(&bytes);
+        }
+
+        /// A token signed with ring verifies; changing any byte of what it signs breaks it.
+        #[test]
+        fn a_changed_signed_byte_fails_verification(sub in "[a-z:]{1,30}", flip in proptest::prelude::any::<proptest::sample::Index>()) {
+            use ring::signature::{Ed25519KeyPair, KeyPair};
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+            let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+            let doc = serde_json::json!({"keys": [
+                {"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": b64(key.public_key().as_ref())}
+            ]});
+            let set = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+            let claims = serde_json::json!({"iss": "i", "sub": sub, "aud": "a", "exp": 1});
+            let signed = format!("{}.{}", b64(br#"{"alg":"EdDSA","kid":"k"}"#), b64(claims.to_string().as_bytes()));
+            let text = format!("{signed}.{}", b64(key.sign(signed.as_bytes()).as_ref()));
+            let token = super::super::jwt::parse(&text, 8192).unwrap();
+            proptest::prop_assert!(token.verify(&set.keys[0]).is_ok());
+            let mut bytes = signed.into_bytes();
+            let at = flip.index(bytes.len());
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            let changed = format!("{}.{}", String::from_utf8(bytes).unwrap(), text.rsplit('.').next().unwrap());
+            if let Ok(token) = super::super::jwt::parse(&changed, 8192) {
+                proptest::prop_assert!(token.verify(&set.keys[0]).is_err());
+            }
+        }
+    }
+
     #[test]
     fn a_key_refuses_a_token_of_another_algorithm() {
         let doc = serde_json::json!({"keys": [
