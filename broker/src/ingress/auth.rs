@@ -45,7 +45,7 @@ impl Ingress {
             Ok(identity) => Ok(Some(identity)),
             Err(error) => {
                 tracing::warn!(target: "herald::audit", broker = %entry.id, reason = error.code(),
-                    error = %error, "request refused: not authenticated");
+                    error = ?error.to_string(), "request refused: not authenticated");
                 Err(IngressError::Unauthenticated(error))
             }
         }
