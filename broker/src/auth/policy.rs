@@ -49,6 +49,8 @@ pub struct AccessTable {
     /// Off when no authentication is configured and no policy exists: Herald accepts every
     /// request as before authorization existed.
     enforce: bool,
+    /// Senders are authenticated (issuers or client certificates): kept across reloads.
+    authentication: bool,
     mode: DefaultMode,
     per_broker: HashMap<BrokerId, Vec<Arc<EventPolicyConfig>>>,
 }
@@ -76,6 +78,7 @@ impl AccessTable {
         }
         Self {
             enforce: authentication || !policies.is_empty(),
+            authentication,
             mode,
             per_broker,
         }
@@ -202,6 +205,18 @@ impl Authorizer {
     /// Installs a new table (a configuration reload); requests already deciding keep the old.
     pub fn replace(&self, table: AccessTable) {
         *self.table.write().expect("not poisoned") = Arc::new(table);
+    }
+
+    /// Recompiles for a new configuration (brokers and policies), keeping the default mode
+    /// and whether senders are authenticated.
+    pub fn reload(&self, config: &crate::config::Config) {
+        let current = self.current();
+        self.replace(AccessTable::compile(
+            &config.brokers,
+            &config.policies,
+            current.mode,
+            current.authentication,
+        ));
     }
 }
 

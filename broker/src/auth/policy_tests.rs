@@ -221,6 +221,14 @@ fn a_replaced_table_applies_to_the_next_decision() {
             .current()
             .may_send(&broker("default", "plain"), None)
     );
+    // A reload with a policy admitting alice to plain keeps deny-all for the other brokers.
+    authorizer.reload(&self::config(
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: EventPolicy\nmetadata: {name: p}\nspec:\n  to: [{ref: {kind: Broker, name: plain}}]\n  from: [{sub: alice}]\n",
+    ));
+    let alice = subject("alice");
+    let now = authorizer.current();
+    assert!(now.may_send(&broker("default", "plain"), Some(&alice)));
+    assert!(!now.may_send(&broker("default", "my-broker"), Some(&alice)));
 }
 
 #[test]
