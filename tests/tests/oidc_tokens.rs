@@ -335,3 +335,45 @@ async fn a_jwks_served_over_https_is_fetched_and_refetched_for_a_new_kid() {
     assert_eq!(answer.status, 202, "{}", answer.text());
     sub.wait_for(2, WAIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_withdrawn_from_the_jwks_stops_being_trusted_after_the_max_age() {
+    let keys = Keys::new();
+    let sub = Subscriber::start().await;
+    let herald = start(&keys, &sub, &["--oidc-jwks-max-age", "200ms"]).await;
+    let url = herald.broker_url("default", "default");
+    let client = Client::new();
+    let token = keys.token_for("alice", "default", "default");
+    assert_eq!(
+        post(&client, &url, Some(&token), &event("before", "t"))
+            .await
+            .status,
+        202
+    );
+    // The issuer withdraws key "ed" (atomically, as a config-map update would).
+    let mut jwks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(keys.jwks()).unwrap()).unwrap();
+    jwks["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["kid"] != "ed");
+    let staged = keys.path().join("jwks.staged");
+    std::fs::write(&staged, jwks.to_string()).unwrap();
+    std::fs::rename(&staged, keys.jwks()).unwrap();
+    let mut n = 0;
+    herald_tests::eventually(WAIT, "the withdrawn key to be refused", || {
+        n += 1;
+        let (client, url, token) = (&client, url.clone(), token.clone());
+        async move {
+            let answer = post(
+                client,
+                &url,
+                Some(&token),
+                &event(&format!("after-{n}"), "t"),
+            )
+            .await;
+            (answer.status == 401).then(|| oidc_common::reason(&answer))
+        }
+    })
+    .await;
+}

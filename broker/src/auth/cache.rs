@@ -58,6 +58,10 @@ impl TokenCache {
         entries.insert(token.into(), verified);
     }
 
+    pub fn clear(&self) {
+        self.entries.lock().expect("not poisoned").clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.lock().expect("not poisoned").len()
     }

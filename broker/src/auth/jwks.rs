@@ -159,6 +159,21 @@ impl KeySet {
         })
     }
 
+    /// Every key's kid and material, to tell whether a reload changed anything.
+    pub fn fingerprint(&self) -> Vec<(Option<&str>, &[u8])> {
+        self.keys
+            .iter()
+            .map(|k| {
+                let bytes: &[u8] = match &k.material {
+                    Material::Rsa { n, .. } => n,
+                    Material::P256(point) => point,
+                    Material::Ed25519(x) => x,
+                };
+                (k.kid.as_deref(), bytes)
+            })
+            .collect()
+    }
+
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }

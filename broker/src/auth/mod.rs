@@ -107,9 +107,9 @@ impl AuthOptions {
         let authenticator = if self.oidc.issuers.is_empty() {
             None
         } else {
-            Some(std::sync::Arc::new(
-                Authenticator::start(self.oidc.clone()).await?,
-            ))
+            let authenticator = std::sync::Arc::new(Authenticator::start(self.oidc.clone()).await?);
+            authenticator.spawn_max_age_reload();
+            Some(authenticator)
         };
         let table = AccessTable::compile(
             &config.brokers,

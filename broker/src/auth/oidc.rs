@@ -26,6 +26,7 @@ pub const LEEWAY_SECS: i64 = 60;
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_JWKS_BYTES: usize = 1 << 20;
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 10_000;
 
@@ -71,6 +72,9 @@ pub struct OidcOptions {
     pub max_token_bytes: usize,
     pub max_jwks_bytes: usize,
     pub refresh_interval: Duration,
+    /// Every issuer's keys are reloaded this often, so a key the issuer withdrew stops being
+    /// trusted (`--oidc-jwks-max-age`).
+    pub max_age: Duration,
     pub fetch_timeout: Duration,
     pub cache_entries: usize,
 }
@@ -82,6 +86,7 @@ impl Default for OidcOptions {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             max_jwks_bytes: DEFAULT_MAX_JWKS_BYTES,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            max_age: DEFAULT_JWKS_MAX_AGE,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
         }
@@ -194,14 +199,40 @@ impl Authenticator {
 
     /// Reloads an issuer's keys unless that was tried within the refresh interval.
     async fn reload(&self, name: &str, issuer: &Issuer) -> Arc<KeySet> {
+        self.reload_if(name, issuer, self.options.refresh_interval)
+            .await
+    }
+
+    /// Reloads every issuer's keys every `--oidc-jwks-max-age` until the authenticator is
+    /// dropped (at shutdown). A reload that changes the keys empties the token cache, so a
+    /// token signed with a withdrawn key is not accepted from the cache either.
+    pub fn spawn_max_age_reload(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let period = self.options.max_age;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(this) = weak.upgrade() else { return };
+                for (name, issuer) in &this.issuers {
+                    this.reload_if(name, issuer, Duration::ZERO).await;
+                }
+            }
+        });
+    }
+
+    async fn reload_if(&self, name: &str, issuer: &Issuer, min_interval: Duration) -> Arc<KeySet> {
         let mut last = issuer.last_load.lock().await;
-        let due = last.is_none_or(|at| at.elapsed() >= self.options.refresh_interval);
+        let due = last.is_none_or(|at| at.elapsed() >= min_interval);
         if due {
             *last = Some(Instant::now());
             match self.fetcher.load(&issuer.source).await {
                 Ok(keys) => {
                     tracing::info!(issuer = ?name, keys = keys.keys.len(), "JWKS reloaded");
-                    *issuer.keys.write().expect("not poisoned") = Arc::new(keys);
+                    let mut current = issuer.keys.write().expect("not poisoned");
+                    if current.fingerprint() != keys.fingerprint() {
+                        self.cache.clear();
+                    }
+                    *current = Arc::new(keys);
                 }
                 Err(e) => {
                     tracing::warn!(issuer = ?name, error = %e, "JWKS reload failed; keeping the keys loaded before")

@@ -25,6 +25,10 @@ pub struct AuthArgs {
     /// `kid` triggers.
     #[arg(long, env = "HERALD_OIDC_JWKS_REFRESH_INTERVAL", default_value = "30s", value_parser = herald::units::parse_duration)]
     oidc_jwks_refresh_interval: Duration,
+    /// Every issuer's JWKS is reloaded this often, so keys the issuer withdrew stop being
+    /// trusted (and tokens they signed leave the cache).
+    #[arg(long, env = "HERALD_OIDC_JWKS_MAX_AGE", default_value = "10m", value_parser = herald::units::parse_duration)]
+    oidc_jwks_max_age: Duration,
     /// Time a JWKS URL has to answer.
     #[arg(long, env = "HERALD_OIDC_JWKS_TIMEOUT", default_value = "10s", value_parser = herald::units::parse_duration)]
     oidc_jwks_timeout: Duration,
@@ -45,6 +49,7 @@ impl AuthArgs {
                 max_token_bytes: self.oidc_max_token_bytes,
                 max_jwks_bytes: usize::try_from(self.oidc_jwks_max_bytes).unwrap_or(usize::MAX),
                 refresh_interval: self.oidc_jwks_refresh_interval,
+                max_age: self.oidc_jwks_max_age,
                 fetch_timeout: self.oidc_jwks_timeout,
                 cache_entries: self.oidc_token_cache_entries,
             },
