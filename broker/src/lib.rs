@@ -8,6 +8,7 @@
 //! - [`dispatch`]: consumer group per trigger, retries, dead letters, replies.
 //! - [`bus`]: choosing and opening the bus.
 //! - [`sources`]: GitHub, Ping and ApiServerSource running against their sinks.
+//! - [`auth`]: bearer tokens (OIDC) and EventPolicy authorization.
 //! - [`identity`]: who sent a request (mTLS subject, OIDC token, Herald's own resources).
 //! - [`live`]: configuration changed while running (watched files, the management API).
 //! - [`metrics`]: Prometheus metrics.
@@ -15,6 +16,7 @@
 //! - [`units`]: flag values with units (durations, byte sizes).
 //! - [`server`]: [`run`], which ties them together on one listener.
 
+pub mod auth;
 pub mod binding;
 pub mod bus;
 pub mod config;

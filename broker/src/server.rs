@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// HTTPS on both listeners (`--tls-cert`, `--tls-key`, `--tls-client-ca`, ...).
     pub tls: Option<TlsOptions>,
+    /// Sender authentication (OIDC) and authorization (EventPolicy); default: none.
+    pub auth: crate::auth::AuthOptions,
 }
 
 impl Default for ServeOptions {
@@ -55,6 +57,7 @@ impl Default for ServeOptions {
             source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
             admin_token: None,
             tls: None,
+            auth: crate::auth::AuthOptions::default(),
         }
     }
 }
@@ -82,7 +85,8 @@ pub async fn run(
             metrics.clone(),
             options.max_body,
         )
-        .with_limits(options.limits),
+        .with_limits(options.limits)
+        .with_auth(options.auth.start(&config).await?),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = dispatch::sender::Sender::default();

@@ -1,5 +1,6 @@
 //! Command-line interface: `serve`, `send`, `bench`, `parked`.
 
+mod auth;
 mod bench;
 mod parked;
 mod send;
@@ -120,6 +121,8 @@ struct ServeArgs {
     admin_token_file: Option<PathBuf>,
     #[command(flatten)]
     tls: tls::TlsArgs,
+    #[command(flatten)]
+    auth: auth::AuthArgs,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -160,7 +163,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    let options = ServeOptions {
+    let mut options = ServeOptions {
         max_body: args.max_body,
         window: args.delivery_window.max(1),
         jitter: true,
@@ -178,7 +181,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         source_attribute_max_bytes: args.source_attribute_max_bytes,
         admin_token,
         tls: args.tls.options(),
+        auth: args.auth.options(),
     };
+    // A verified client certificate is a sender identity: authorization applies with it even
+    // when no OIDC issuer or policy is configured.
+    options.auth.client_certificates = options
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_ca.is_some());
     let listeners = herald::Listeners {
         public: listener,
         admin: args.tls.bind_admin().await?,

@@ -192,6 +192,26 @@ fn read_documents(file: &str, text: &str, resolver: &mut Resolver) -> Result<(),
                 let manifest: Manifest<ApiServerSourceSpec> = parse(&at, first_line, &doc)?;
                 resolver.add_api_server(at.with(manifest))?;
             }
+            super::policies::EVENT_POLICY => {
+                let manifest: Manifest<super::policies::EventPolicySpec> =
+                    parse(&at, first_line, &doc)?;
+                let located = at.with(manifest);
+                let policy = super::policies::compile(&located)?;
+                if resolver
+                    .policies
+                    .iter()
+                    .any(|p| p.namespace == policy.namespace && p.name == policy.name)
+                {
+                    return Err(located.error(
+                        "metadata.name",
+                        format!(
+                            "EventPolicy {}/{} is defined twice",
+                            policy.namespace, policy.name
+                        ),
+                    ));
+                }
+                resolver.policies.push(policy);
+            }
             GITHUB_SOURCE => {
                 let manifest: Manifest<GitHubSourceSpec> = parse(&at, first_line, &doc)?;
                 resolver.add_github(at.with(manifest))?;
@@ -213,7 +233,7 @@ fn read_documents(file: &str, text: &str, resolver: &mut Resolver) -> Result<(),
                         "unknown kind {kind} of apiVersion {api_version} (expected \
                          eventing.knative.dev/v1 Broker or Trigger, sources.knative.dev/v1 \
                          PingSource or ApiServerSource, sources.knative.dev/v1alpha1 \
-                         GitHubSource)"
+                         GitHubSource, eventing.knative.dev/v1alpha1 EventPolicy)"
                     ),
                 ));
             }

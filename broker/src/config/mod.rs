@@ -6,10 +6,12 @@
 //! - [`resolve`]: resources into the model (destinations, filters, delivery policies).
 //! - [`sources`]: `PingSource`, `ApiServerSource` and `GitHubSource`, compiled by
 //!   `herald-sources`, with their sinks resolved here.
+//! - [`policies`]: `EventPolicy`, compiled for authorization.
 //! - [`model`]: the typed result the broker runs on.
 
 mod load;
 pub mod model;
+pub mod policies;
 mod resolve;
 pub mod resources;
 mod sources;
@@ -19,6 +21,7 @@ pub use load::{
     load_str_with,
 };
 pub use model::*;
+pub use policies::EventPolicyConfig;
 
 #[cfg(test)]
 mod tests;

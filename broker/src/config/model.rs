@@ -51,6 +51,8 @@ pub struct Config {
     pub triggers: Vec<TriggerConfig>,
     /// `PingSource`, `ApiServerSource` and `GitHubSource` resources, compiled.
     pub sources: Vec<SourceConfig>,
+    /// `EventPolicy` resources, compiled.
+    pub policies: Vec<super::EventPolicyConfig>,
 }
 
 impl Config {
@@ -60,9 +62,11 @@ impl Config {
             brokers: vec![BrokerConfig {
                 id: BrokerId::new("default", "default"),
                 delivery: DeliveryOverrides::default(),
+                labels: Default::default(),
             }],
             triggers: Vec::new(),
             sources: Vec::new(),
+            policies: Vec::new(),
         }
     }
 
@@ -112,6 +116,8 @@ pub struct BrokerConfig {
     pub id: BrokerId,
     /// The broker's `spec.delivery`: fallbacks for its triggers.
     pub delivery: DeliveryOverrides,
+    /// `metadata.labels`, which EventPolicy selectors match.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]

@@ -21,6 +21,8 @@ pub(super) struct Resolver {
     triggers: Vec<Located<Manifest<TriggerSpec>>>,
     /// Compiled sources with where they were defined (for the broker-ref check in `finish`).
     pub(super) sources: Vec<Located<SourceConfig>>,
+    /// Compiled `EventPolicy` resources.
+    pub(super) policies: Vec<super::EventPolicyConfig>,
     pub(super) options: LoadOptions,
 }
 
@@ -54,8 +56,14 @@ impl Resolver {
         if self.brokers.contains_key(&id) {
             return Err(broker.error("metadata.name", format!("broker {id} is defined twice")));
         }
-        self.brokers
-            .insert(id.clone(), BrokerConfig { id, delivery });
+        self.brokers.insert(
+            id.clone(),
+            BrokerConfig {
+                id,
+                delivery,
+                labels: manifest.metadata.labels.clone(),
+            },
+        );
         Ok(())
     }
 
@@ -145,6 +153,7 @@ impl Resolver {
             brokers: self.brokers.into_values().collect(),
             triggers,
             sources: self.sources.into_iter().map(|s| s.value).collect(),
+            policies: self.policies,
         })
     }
 }

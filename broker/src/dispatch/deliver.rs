@@ -35,6 +35,8 @@ pub struct TriggerContext {
     pub stats: TriggerMetrics,
     /// Adds up to 10% random jitter to backoff waits (off in tests that pin the formula).
     pub jitter: bool,
+    /// Who this trigger's replies and broker deliveries are published as.
+    pub identity: crate::identity::SenderIdentity,
 }
 
 /// How processing an event ended.
@@ -72,6 +74,11 @@ impl TriggerContext {
         Self {
             stats: TriggerMetrics::new(&metrics, &label),
             parked_topic: super::parked::ParkingLot::new(&trigger.namespace, &trigger.name).parked,
+            identity: crate::identity::SenderIdentity::resource(
+                "Trigger",
+                &trigger.namespace,
+                &trigger.name,
+            ),
             label,
             trigger,
             sender,
@@ -213,7 +220,7 @@ impl TriggerContext {
     }
 
     async fn forward(&self, id: &crate::config::BrokerId, event: Event) -> Attempt {
-        match self.ingress.publish(id, vec![event]).await {
+        match self.ingress.publish(id, vec![event], &self.identity).await {
             Ok(()) => Attempt::Delivered { reply: Reply::None },
             Err(e) => Attempt::Failed(Failure {
                 status: Some(e.status()),
@@ -286,7 +293,7 @@ impl TriggerContext {
         loop {
             match self
                 .ingress
-                .publish(&self.trigger.broker, vec![reply.clone()])
+                .publish(&self.trigger.broker, vec![reply.clone()], &self.identity)
                 .await
             {
                 Ok(()) => return Outcome::Finished,

@@ -28,6 +28,10 @@ pub enum IngressError {
     Busy { limit: usize },
     #[error("knativebrokerttl is {0}: the event was dropped by the loop guard")]
     TtlExhausted(i64),
+    #[error("not authenticated: {0}")]
+    Unauthenticated(crate::auth::AuthError),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("event could not be made durable, retry later: {0}")]
     Bus(#[from] BusError),
 }
@@ -44,6 +48,8 @@ impl IngressError {
             IngressError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Body(_) | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
             IngressError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            IngressError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            IngressError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngressError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::Bus(BusError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Bus(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -62,6 +68,8 @@ impl IngressError {
             IngressError::BodyTimeout { .. } => "body_timeout",
             IngressError::Busy { .. } => "busy",
             IngressError::TtlExhausted(_) => "ttl",
+            IngressError::Unauthenticated(_) => "unauthenticated",
+            IngressError::Forbidden(_) => "forbidden",
             IngressError::Bus(BusError::Overloaded { .. }) => "bus_overloaded",
             IngressError::Bus(BusError::TooLarge { .. }) => "too_large",
             IngressError::Bus(_) => "bus_unavailable",
@@ -72,11 +80,11 @@ impl IngressError {
 impl IntoResponse for IngressError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response();
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if let IngressError::Unauthenticated(e) = &self {
+            body["reason"] = e.code().into();
+        }
+        let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match status {
             StatusCode::SERVICE_UNAVAILABLE => {
@@ -89,6 +97,12 @@ impl IntoResponse for IngressError {
                     "5"
                 };
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+            }
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    super::auth::www_authenticate(&self),
+                );
             }
             StatusCode::METHOD_NOT_ALLOWED => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));

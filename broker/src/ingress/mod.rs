@@ -5,8 +5,10 @@
 //!   replies, broker destinations and sources) after checking them against the attribute
 //!   limits and stamping `knativearrivaltime` and the TTL: nothing invalid is ever stored.
 //! - [`router`]: the axum router of the one listener.
+//! - [`auth`]: the sender's identity and the EventPolicy decision.
 //! - [`error`]: status codes.
 
+mod auth;
 mod error;
 mod routes;
 
@@ -19,12 +21,14 @@ use cloudevents::Event;
 use cloudevents::event::ExtensionValue;
 use herald_buses::Bus;
 
+pub use auth::IngressAuth;
 pub use error::IngressError;
 pub(crate) use routes::read_limited;
 pub use routes::{events_router, health_router, router};
 
 use crate::binding::AttributeLimits;
 use crate::config::{BrokerId, DEFAULT_TTL};
+use crate::identity::SenderIdentity;
 use crate::metrics::{BrokerLabels, Metrics, RejectLabels};
 use prometheus_client::metrics::counter::Counter;
 
@@ -45,6 +49,8 @@ pub const MAX_TTL: i64 = 255;
 pub struct BrokerEntry {
     pub id: BrokerId,
     topic: String,
+    /// Knative's audience of this broker, which a bearer token's `aud` must name.
+    audience: String,
     accepted: Counter,
 }
 
@@ -57,6 +63,7 @@ pub struct Ingress {
     pub max_body: usize,
     limits: AttributeLimits,
     ready: AtomicBool,
+    auth: IngressAuth,
 }
 
 impl Ingress {
@@ -71,6 +78,7 @@ impl Ingress {
             .map(|id| {
                 let entry = BrokerEntry {
                     topic: id.topic(),
+                    audience: crate::auth::broker_audience(&id),
                     accepted: metrics
                         .events_accepted
                         .get_or_create(&BrokerLabels {
@@ -89,6 +97,7 @@ impl Ingress {
             max_body,
             limits: AttributeLimits::default(),
             ready: AtomicBool::new(false),
+            auth: IngressAuth::default(),
         }
     }
 
@@ -97,6 +106,17 @@ impl Ingress {
     pub fn with_limits(mut self, limits: AttributeLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// How senders are authenticated and authorized (default: not at all).
+    pub fn with_auth(mut self, auth: IngressAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The EventPolicies in force; [`crate::auth::Authorizer::replace`] swaps them live.
+    pub fn authorizer(&self) -> &std::sync::Arc<crate::auth::Authorizer> {
+        &self.auth.authorizer
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -125,9 +145,15 @@ impl Ingress {
             .inc_by(events.max(1) as u64);
     }
 
-    /// Stamps and stores `events` on `broker`'s topic (in-process publishing: replies and
-    /// broker destinations); returns once the bus made them durable.
-    pub async fn publish(&self, broker: &BrokerId, events: Vec<Event>) -> Result<(), IngressError> {
+    /// Stamps and stores `events` on `broker`'s topic (in-process publishing: replies,
+    /// broker destinations and sources, each as its own resource `identity`, authorized
+    /// like any sender); returns once the bus made them durable.
+    pub async fn publish(
+        &self,
+        broker: &BrokerId,
+        events: Vec<Event>,
+        identity: &SenderIdentity,
+    ) -> Result<(), IngressError> {
         let key = broker.to_string();
         let Some(entry) = self.brokers.get(&key) else {
             let error = IngressError::UnknownBroker {
@@ -137,16 +163,20 @@ impl Ingress {
             self.count_rejected(UNKNOWN_BROKER, &error, events.len());
             return Err(error);
         };
-        self.publish_to(entry, events).await
+        self.publish_to(entry, events, Some(identity)).await
     }
 
-    /// Stamps and stores `events` on `entry`'s topic.
+    /// Authorizes `identity` for every event, then stamps and stores them on `entry`'s topic.
     pub async fn publish_to(
         &self,
         entry: &BrokerEntry,
         mut events: Vec<Event>,
+        identity: Option<&SenderIdentity>,
     ) -> Result<(), IngressError> {
-        let result = self.store(entry, &mut events).await;
+        let result = match self.authorize(entry, identity, &events) {
+            Ok(()) => self.store(entry, &mut events).await,
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(()) => {
                 entry.accepted.inc_by(events.len() as u64);

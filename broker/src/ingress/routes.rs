@@ -91,12 +91,19 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
     };
     match parts.method {
         Method::POST => {
+            let identity = match ingress.authenticate(entry, &parts).await {
+                Ok(identity) => identity,
+                Err(e) => {
+                    ingress.count_rejected(key, &e, 1);
+                    return e.into_response();
+                }
+            };
             let result = match read_limited(&parts.headers, body, ingress.max_body).await {
                 Ok(body) => decode(&parts.headers, body).map_err(IngressError::from),
                 Err(e) => Err(e),
             };
             let result = match result {
-                Ok(events) => ingress.publish_to(entry, events).await,
+                Ok(events) => ingress.publish_to(entry, events, identity.as_ref()).await,
                 Err(e) => {
                     ingress.count_rejected(key, &e, 1);
                     Err(e)
@@ -107,7 +114,10 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
                 Err(e) => e.into_response(),
             }
         }
-        Method::OPTIONS => handshake(&parts.headers),
+        Method::OPTIONS => match ingress.handshake_allowed(entry, &parts).await {
+            Ok(()) => handshake(&parts.headers),
+            Err(e) => e.into_response(),
+        },
         other => {
             let error = IngressError::MethodNotAllowed(other.to_string());
             ingress.count_rejected(key, &error, 1);
@@ -174,8 +184,9 @@ fn body_error(error: axum::Error) -> IngressError {
     }
 }
 
-/// The abuse-protection handshake of `http-webhook.md` §4: Herald accepts events from any
-/// origin at any rate, so it answers every validation request positively.
+/// The abuse-protection handshake of `http-webhook.md` §4, for a sender authorization lets
+/// publish (anyone when no authorization is configured): Herald has no per-origin rate, so
+/// it allows the origin at any rate.
 fn handshake(headers: &HeaderMap) -> Response {
     let mut response = StatusCode::OK.into_response();
     let out = response.headers_mut();

@@ -50,7 +50,7 @@ async fn in_process_publishes_are_checked_like_http_ones() {
     let mut forged = event("forged");
     forged.set_type("t\nforged");
     let error = ingress
-        .publish(&broker, vec![forged])
+        .publish(&broker, vec![forged], &publisher())
         .await
         .expect_err("a control character");
     assert!(matches!(
@@ -64,13 +64,13 @@ async fn in_process_publishes_are_checked_like_http_ones() {
         crowded.set_extension(&format!("x{i}"), "v");
     }
     let error = ingress
-        .publish(&broker, vec![event("fine"), crowded])
+        .publish(&broker, vec![event("fine"), crowded], &publisher())
         .await
         .expect_err("too many extensions in a batch");
     assert_eq!(error.reason(), "attribute_limit");
 
     ingress
-        .publish(&broker, vec![event("stored")])
+        .publish(&broker, vec![event("stored")], &publisher())
         .await
         .expect("a valid event is stored");
     assert_eq!(
@@ -90,7 +90,7 @@ async fn a_ttl_above_255_is_clamped_and_one_beyond_i64_too() {
     let mut small = event("small");
     small.set_extension(TTL, 7i64);
     ingress
-        .publish(&broker, vec![huge, beyond, small])
+        .publish(&broker, vec![huge, beyond, small], &publisher())
         .await
         .expect("stored");
     for expected in [255, 255, 7] {
@@ -104,11 +104,16 @@ async fn a_ttl_above_255_is_clamped_and_one_beyond_i64_too() {
     }
     let mut garbage = event("garbage");
     garbage.set_extension(TTL, "12abc");
-    assert!(ingress.publish(&broker, vec![garbage]).await.is_err());
+    assert!(
+        ingress
+            .publish(&broker, vec![garbage], &publisher())
+            .await
+            .is_err()
+    );
     let mut spent = event("spent");
     spent.set_extension(TTL, 0i64);
     assert!(matches!(
-        ingress.publish(&broker, vec![spent]).await,
+        ingress.publish(&broker, vec![spent], &publisher()).await,
         Err(IngressError::TtlExhausted(0))
     ));
 }
@@ -118,7 +123,12 @@ async fn refusals_for_unknown_brokers_are_one_unknown_series() {
     let (ingress, _subscription, _) = ingress().await;
     for i in 0..50 {
         let nowhere = BrokerId::new(format!("ns{i}"), "x\",reason=\"spoofed");
-        assert!(ingress.publish(&nowhere, vec![event("e")]).await.is_err());
+        assert!(
+            ingress
+                .publish(&nowhere, vec![event("e")], &publisher())
+                .await
+                .is_err()
+        );
     }
     let metrics = ingress.metrics.encode();
     assert!(!metrics.contains("spoofed"), "{metrics}");
@@ -128,4 +138,8 @@ async fn refusals_for_unknown_brokers_are_one_unknown_series() {
         ),
         "{metrics}"
     );
+}
+
+fn publisher() -> crate::identity::SenderIdentity {
+    crate::identity::SenderIdentity::resource("PingSource", "default", "test")
 }

@@ -20,13 +20,15 @@ use crate::metrics::SourceMetrics;
 pub struct BrokerSink {
     pub ingress: Arc<Ingress>,
     pub broker: BrokerId,
+    /// The source's own identity, authorized like any sender's.
+    pub identity: crate::identity::SenderIdentity,
 }
 
 #[async_trait]
 impl Sink for BrokerSink {
     async fn send(&self, events: Vec<Event>) -> Result<(), SinkError> {
         self.ingress
-            .publish(&self.broker, events)
+            .publish(&self.broker, events, &self.identity)
             .await
             .map_err(|e| {
                 let message = e.to_string();

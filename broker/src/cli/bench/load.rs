@@ -52,6 +52,8 @@ pub struct LoadSpec {
     pub size: usize,
     /// Events per second across all connections; `None` sends as fast as answers come.
     pub rate: Option<f64>,
+    /// An `Authorization` header sent with every request (the `ingest-jwt` phase).
+    pub authorization: Option<String>,
 }
 
 /// Runs the load; `epoch` is the clock the subscriber measures end-to-end latency against.
@@ -117,8 +119,11 @@ async fn connection(
         }
         seq += 1;
         let sent_at = Instant::now();
-        let request = http::Request::post(&spec.path)
-            .header("host", "bench")
+        let mut request = http::Request::post(&spec.path).header("host", "bench");
+        if let Some(authorization) = &spec.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let request = request
             .header("ce-specversion", "1.0")
             .header("ce-id", format!("{run_id:08x}-{conn}-{seq}"))
             .header("ce-source", "/herald/bench")

@@ -4,6 +4,8 @@
 //! Phases (each with a fresh Herald child process unless `--url` is given):
 //! - `noop`: the yardstick, a server that answers 202 and does nothing else;
 //! - `ingest`: a broker without triggers, closed-loop at `--connections`;
+//! - `ingest-jwt` (not run by default): the same with `--oidc-issuer` on, every request
+//!   carrying a valid Ed25519 JWT, reported as a ratio of `ingest` too;
 //! - `e2e`: one trigger to the bench's own subscriber, at a fixed fraction of the noop rate,
 //!   measuring end-to-end latency and whether the backlog grows;
 //! - `latency`: the same at `--latency-rate` events/s (1,000 by default);
@@ -11,6 +13,7 @@
 //!   Herald must push back (`503`, or a backlog on disk for the embedded bus) with bounded
 //!   memory.
 
+mod jwt;
 mod load;
 mod process;
 mod servers;
@@ -46,7 +49,7 @@ pub struct BenchArgs {
     /// Event data size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
-    /// Phases to run, comma-separated: noop, ingest, e2e, latency, overload.
+    /// Phases to run, comma-separated: noop, ingest, ingest-jwt, e2e, latency, overload.
     #[arg(
         long,
         default_value = "noop,ingest,e2e,latency,overload",
@@ -59,6 +62,10 @@ pub struct BenchArgs {
     /// Publish rate of the latency phase, events/s.
     #[arg(long, default_value_t = 1000.0)]
     latency_rate: f64,
+    /// Extra `herald serve` argument for the Herald the bench starts (repeatable), e.g.
+    /// `--serve-arg=--oidc-token-cache-entries=0`.
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -72,6 +79,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         max_events: args.max_events,
         size: args.size,
         rate,
+        authorization: None,
     };
     println!(
         "herald bench: {} connections, {} B events, {:.0} s per phase, bus {}, {} cores",
@@ -99,16 +107,21 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         print_load("ingest (running herald)", &result, noop_rate);
         return Ok(());
     }
+    let mut ingest_rate = None;
     if args.phases.iter().any(|p| p == "ingest") {
-        let child = Child::herald(&args.bus, None).await?;
+        let child = Child::herald(&args.bus, None, &args.serve_args).await?;
         let idle = child.rss_kib();
         let result = load::run(spec(child.addr, "/default/default", None), epoch).await?;
         print_load("ingest", &result, noop_rate);
+        ingest_rate = Some(result.rate());
         println!(
             "  memory: idle {} MiB, peak {} MiB",
             idle / 1024,
             child.peak_rss_kib() / 1024
         );
+    }
+    if args.phases.iter().any(|p| p == "ingest-jwt") {
+        ingest_with_jwt(&args, &spec, epoch, noop_rate, ingest_rate).await?;
     }
     let fraction_rate = noop_rate.map(|r| r * args.e2e_fraction);
     for (phase, rate) in [("e2e", fraction_rate), ("latency", Some(args.latency_rate))] {
@@ -127,6 +140,42 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ingest with `--oidc-issuer`: every request carries a bearer token Herald must accept.
+async fn ingest_with_jwt(
+    args: &BenchArgs,
+    spec: &dyn Fn(std::net::SocketAddr, &str, Option<f64>) -> LoadSpec,
+    epoch: Instant,
+    noop_rate: Option<f64>,
+    ingest_rate: Option<f64>,
+) -> anyhow::Result<()> {
+    let keys = tempfile::tempdir()?;
+    let issuer = jwt::mint(keys.path()).await?;
+    let mut serve_args = vec![
+        "--oidc-issuer".to_owned(),
+        issuer.flag.clone(),
+        "--default-authorization-mode".to_owned(),
+        "allow-same-namespace".to_owned(),
+    ];
+    serve_args.extend(args.serve_args.iter().cloned());
+    let child = Child::herald(&args.bus, None, &serve_args).await?;
+    let load_spec = LoadSpec {
+        authorization: Some(issuer.authorization.clone()),
+        ..spec(child.addr, "/default/default", None)
+    };
+    let result = load::run(load_spec, epoch).await?;
+    print_load("ingest with JWT", &result, noop_rate);
+    if let Some(plain) = ingest_rate {
+        println!(
+            "  {:.1}% of ingest without JWT",
+            100.0 * result.rate() / plain
+        );
+    }
+    if result.refused > 0 {
+        println!("  {} requests refused: is the token valid?", result.refused);
+    }
+    Ok(())
+}
+
 /// Publishers far faster than the subscriber: what Herald refuses and how much memory it takes.
 async fn overload(
     args: &BenchArgs,
@@ -138,7 +187,7 @@ async fn overload(
         ..Subscriber::default()
     });
     let sub_addr = subscriber.start(epoch).await?;
-    let child = Child::herald(&args.bus, Some(sub_addr)).await?;
+    let child = Child::herald(&args.bus, Some(sub_addr), &args.serve_args).await?;
     let result = load::run(spec(child.addr, "/default/default", None), epoch).await?;
     print_load("overload publish (subscriber 100 ms/event)", &result, None);
     println!(
@@ -162,7 +211,7 @@ async fn end_to_end(
 ) -> anyhow::Result<()> {
     let subscriber = Arc::new(Subscriber::default());
     let sub_addr = subscriber.start(epoch).await?;
-    let child = Child::herald(&args.bus, Some(sub_addr)).await?;
+    let child = Child::herald(&args.bus, Some(sub_addr), &args.serve_args).await?;
     let load_spec = LoadSpec {
         connections: args.connections.min((rate / 50.0).ceil().max(1.0) as usize),
         ..spec(child.addr, "/default/default", Some(rate))

@@ -34,8 +34,13 @@ impl Child {
         })
     }
 
-    /// Herald with broker default/default and, given a subscriber, one trigger to it.
-    pub async fn herald(bus: &str, subscriber: Option<SocketAddr>) -> anyhow::Result<Child> {
+    /// Herald with broker default/default and, given a subscriber, one trigger to it;
+    /// `extra_args` are added to `herald serve`.
+    pub async fn herald(
+        bus: &str,
+        subscriber: Option<SocketAddr>,
+        extra_args: &[String],
+    ) -> anyhow::Result<Child> {
         let dir = tempfile::tempdir()?;
         let mut manifest = String::from(
             "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: default}\n",
@@ -59,6 +64,7 @@ impl Child {
             .args(["--listen", &addr.to_string(), "--bus", bus])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
+            .args(extra_args)
             .env("HERALD_LOG", "warn")
             .kill_on_drop(true)
             .spawn()?;
