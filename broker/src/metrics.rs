@@ -132,6 +132,8 @@ pub struct Metrics {
     pub trigger_subscribed: Family<TriggerLabels, Gauge>,
     pub task_running: Family<TaskLabels, Gauge>,
     pub task_restarts: Family<TaskLabels, Counter>,
+    /// `herald_delivery_failures_total{sender, reason}`: failed HTTP attempts (outbound).
+    pub delivery_failures: Family<crate::outbound::FailureLabels, Counter>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -169,6 +171,7 @@ impl Default for Metrics {
             trigger_subscribed: Family::default(),
             task_running: Family::default(),
             task_restarts: Family::default(),
+            delivery_failures: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -266,6 +269,12 @@ impl Default for Metrics {
             "task_restarts",
             "Background tasks restarted after they ended or panicked before shutdown",
             m.task_restarts.clone(),
+        );
+        registry.register(
+            "delivery_failures",
+            "Failed HTTP delivery attempts of a trigger or source, by reason (egress_denied, \
+             connect, timeout, status)",
+            m.delivery_failures.clone(),
         );
         Metrics { registry, ..m }
     }

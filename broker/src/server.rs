@@ -36,6 +36,9 @@ pub struct ServeOptions {
     /// The bearer token of the admin endpoints (`--admin-token-file`); without it they are
     /// not mounted.
     pub admin_token: Option<String>,
+    /// Outbound clients (egress policy, system roots) and Herald's OIDC issuer; `None`: the
+    /// defaults with an in-memory key (see [`crate::outbound`]).
+    pub outbound: Option<crate::outbound::Outbound>,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +52,7 @@ impl Default for ServeOptions {
             listener: ListenerOptions::default(),
             source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
             admin_token: None,
+            outbound: None,
         }
     }
 }
@@ -74,7 +78,7 @@ pub async fn run(
         .with_limits(options.limits),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sender = dispatch::sender::Sender::default();
+    let sender = crate::outbound::sender_for(options.outbound.clone(), &metrics, &config).await?;
     for broker in &config.brokers {
         let topic = broker.id.topic();
         let groups: Vec<String> = config
@@ -162,7 +166,9 @@ pub async fn run(
     ingress.set_ready(true);
     tracing::info!(addr = %listener.local_addr()?, "herald serving");
     let ready = ingress.clone();
-    let mut app = router(ingress).merge(sources::github::router(started.github.clone()));
+    let mut app = router(ingress)
+        .merge(sources::github::router(started.github.clone()))
+        .merge(crate::outbound::issuer::router(sender.issuer().clone()));
     if let Some(token) = options.admin_token.clone() {
         app = app.merge(dispatch::admin::router(token, bus.clone(), trigger_names));
     }

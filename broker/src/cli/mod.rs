@@ -1,6 +1,7 @@
 //! Command-line interface: `serve`, `send`, `bench`, `parked`.
 
 mod bench;
+mod outbound;
 mod parked;
 mod send;
 
@@ -117,6 +118,8 @@ struct ServeArgs {
     /// it they are not served.
     #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    outbound: outbound::OutboundArgs,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -174,6 +177,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         source_attribute_max_bytes: args.source_attribute_max_bytes,
         admin_token,
+        outbound: Some(args.outbound.load(&args.listen, &args.data_dir).await?),
     };
     run(listener, config, bus, options, shutdown_signal()).await
 }

@@ -16,6 +16,7 @@ use super::sender::{Attempt, Failure, Reply, Sender};
 use crate::config::{Target, TriggerConfig};
 use crate::ingress::{self, Ingress};
 use crate::metrics::{Metrics, TriggerMetrics};
+use crate::outbound::SendAs;
 
 /// `knativeerrordata` carries at most this many bytes of the failed response body.
 const ERROR_DATA_LIMIT: usize = 1024;
@@ -35,6 +36,8 @@ pub struct TriggerContext {
     pub stats: TriggerMetrics,
     /// Adds up to 10% random jitter to backoff waits (off in tests that pin the formula).
     pub jitter: bool,
+    /// The trigger's outbound identity and signer, for its subscriber and dead-letter sink.
+    pub send_as: SendAs,
 }
 
 /// How processing an event ended.
@@ -69,7 +72,15 @@ impl TriggerContext {
     ) -> Self {
         let label = trigger.to_string();
         let metrics = ingress.metrics.clone();
+        let send_as = SendAs::resource(
+            "Trigger",
+            &trigger.namespace,
+            &trigger.name,
+            "trigger",
+            trigger.signer.clone(),
+        );
         Self {
+            send_as,
             stats: TriggerMetrics::new(&metrics, &label),
             parked_topic: super::parked::ParkingLot::new(&trigger.namespace, &trigger.name).parked,
             label,
@@ -178,9 +189,15 @@ impl TriggerContext {
                 }
             }
             let attempt = match target {
-                Target::Url(url) => {
+                Target::Url(endpoint) => {
                     self.sender
-                        .send(url, event, policy.format, policy.timeout)
+                        .send(
+                            endpoint,
+                            event,
+                            policy.format,
+                            policy.timeout,
+                            &self.send_as,
+                        )
                         .await
                 }
                 Target::Broker(id) => {

@@ -77,7 +77,7 @@ pub async fn start(
         let metrics = SourceMetrics::new(env.ingress.metrics.clone(), label, source.kind_name());
         let sink = |budget, permanent_is_rejection| -> Arc<dyn Sink> {
             Arc::new(MeteredSink {
-                inner: sink_for(&source.sink, env, budget),
+                inner: sink_for(source, env, budget),
                 metrics: metrics.clone(),
                 permanent_is_rejection,
             })
@@ -173,15 +173,22 @@ async fn remove_unconfigured_state(sources: &[SourceConfig], state_dir: &Path) {
     }
 }
 
-fn sink_for(target: &Target, env: &SourceEnv, budget: Option<Duration>) -> Arc<dyn Sink> {
-    match target {
+fn sink_for(source: &SourceConfig, env: &SourceEnv, budget: Option<Duration>) -> Arc<dyn Sink> {
+    match &source.sink {
         Target::Broker(id) => Arc::new(BrokerSink {
             ingress: env.ingress.clone(),
             broker: id.clone(),
         }),
-        Target::Url(url) => Arc::new(UrlSink {
+        Target::Url(endpoint) => Arc::new(UrlSink {
             sender: env.sender.clone(),
-            url: url.clone(),
+            endpoint: endpoint.clone(),
+            from: crate::outbound::SendAs::resource(
+                source.kind_name(),
+                &source.namespace,
+                &source.name,
+                "source",
+                source.signer.clone(),
+            ),
             policy: DeliveryPolicy::default(),
             budget,
             jitter: env.jitter,
