@@ -12,6 +12,7 @@ import base64
 import json
 import ssl
 import sys
+import threading
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,6 +23,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
 parser.add_argument("--secret", action="append", default=[])
 args = parser.parse_args()
+# Requests are handled on several threads: one line at a time on stdout.
+print_lock = threading.Lock()
 
 
 def verifies(secret, body, headers):
@@ -39,12 +42,15 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         headers = {k.lower(): v for k, v in self.headers.items()}
         verified = [verifies(s, body, headers) for s in args.secret]
-        print(json.dumps({
+        line = json.dumps({
             "path": self.path,
             "headers": headers,
             "body_b64": base64.b64encode(body).decode(),
             "verified": verified,
-        }), flush=True)
+        })
+        with print_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         ok = not args.secret or any(verified)
         self.send_response(204 if ok else 401)
         self.send_header("content-length", "0")

@@ -27,7 +27,11 @@ async fn assert_never_connected(listener: &TcpListener) {
         .await
         .unwrap();
     let (_, peer) = listener.accept().await.unwrap();
-    assert_eq!(peer, probe.local_addr().unwrap(), "herald connected to a denied address");
+    assert_eq!(
+        peer,
+        probe.local_addr().unwrap(),
+        "herald connected to a denied address"
+    );
 }
 
 async fn assert_parked_as_denied(herald: &Herald, trigger: &str, attempts: u64) {
@@ -45,7 +49,11 @@ async fn a_denied_subscriber_receives_nothing_while_an_allowed_one_receives() {
     let allowed = Subscriber::start().await;
     let docs = [
         broker("default"),
-        trigger("denied", "default", &format!("http://{}/", denied.local_addr().unwrap())),
+        trigger(
+            "denied",
+            "default",
+            &format!("http://{}/", denied.local_addr().unwrap()),
+        ),
         trigger("allowed", "default", &allowed.url("/")),
     ];
     let herald = Herald::start_with("embedded", &yaml(&docs), deny(&["127.0.0.2/32"])).await;
@@ -69,30 +77,38 @@ async fn a_literal_ip_and_a_hostname_resolving_to_a_denied_address_are_both_deni
         t["spec"]["delivery"]["retry"] = 0.into();
     }
     let docs = [broker("default"), literal, hostname];
-    let herald = Herald::start_with(
-        "embedded",
-        &yaml(&docs),
-        deny(&["127.0.0.0/8", "::1/128"]),
-    )
-    .await;
+    let herald =
+        Herald::start_with("embedded", &yaml(&docs), deny(&["127.0.0.0/8", "::1/128"])).await;
     publish(&herald, "e1").await;
     assert_parked_as_denied(&herald, "default/literal", 1).await;
     assert_parked_as_denied(&herald, "default/hostname", 1).await;
-    let line = log_line(&herald, &["refused by the egress policy", "default/hostname"]).await;
+    let line = log_line(
+        &herald,
+        &["refused by the egress policy", "default/hostname"],
+    )
+    .await;
     assert!(line.contains("localhost resolves to"), "{line}");
     assert_never_connected(&listener).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cloud_metadata_is_denied_by_default_without_a_connection_attempt() {
-    let mut metadata = trigger("metadata", "default", "http://169.254.169.254/latest/meta-data/");
+    let mut metadata = trigger(
+        "metadata",
+        "default",
+        "http://169.254.169.254/latest/meta-data/",
+    );
     metadata["spec"]["delivery"]["retry"] = 1.into();
     let docs = [broker("default"), metadata];
     // No flag at all: the built-in default denies link-local.
     let herald = Herald::start("embedded", &yaml(&docs)).await;
     publish(&herald, "e1").await;
     assert_parked_as_denied(&herald, "default/metadata", 2).await;
-    let line = log_line(&herald, &["refused by the egress policy", "default/metadata"]).await;
+    let line = log_line(
+        &herald,
+        &["refused by the egress policy", "default/metadata"],
+    )
+    .await;
     assert!(line.contains("default deny 169.254.0.0/16"), "{line}");
     // Refused by the policy, so never a connection error or a timeout.
     for reason in ["connect", "timeout"] {
