@@ -124,3 +124,51 @@ async fn a_secret_reference_that_leaves_the_secrets_dir_fails_the_start_naming_t
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_sink_gets_the_signature_and_the_sources_own_token() {
+    let secrets = Secrets::new();
+    let receiver = Receiver::start(&["--secret", &secret(1)]);
+    let ping = json!({
+        "apiVersion": "sources.knative.dev/v1",
+        "kind": "PingSource",
+        "metadata": {
+            "name": "tick",
+            "namespace": "default",
+            "annotations": {"herald.dev/delivery.signingSecret": "hooks/current"}
+        },
+        "spec": {
+            "schedule": "@every 1s",
+            "data": "{}",
+            "contentType": "application/json",
+            "sink": {
+                "uri": format!("http://127.0.0.1:{}/ping", receiver.port),
+                "audience": "ping-receiver"
+            }
+        }
+    });
+    let _herald = Herald::start_with(
+        "embedded",
+        &yaml(&[broker("default"), ping]),
+        secrets.options(),
+    )
+    .await;
+    let request = receiver.wait_for(1).await.remove(0);
+    assert_eq!(request["verified"], json!([true]), "{request}");
+    let token = request["headers"]["authorization"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .expect("a bearer token");
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["sub"],
+        "system:serviceaccount:default:herald-pingsource-tick"
+    );
+    assert_eq!(claims["aud"], "ping-receiver");
+}
