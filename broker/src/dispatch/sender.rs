@@ -139,28 +139,25 @@ impl Sender {
         let deadline = now
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-        let attempt = self
+        match self
             .attempt(endpoint, event, format, deadline, timeout, from)
-            .await;
-        if let Attempt::Failed(failure) = &attempt {
-            let reason = match failure.status {
-                Some(_) => "status",
-                None if failure.message.starts_with("egress_denied") => "egress_denied",
-                None if failure.message.starts_with("timed out") => "timeout",
-                None => "connect",
-            };
-            if reason == "egress_denied" {
-                tracing::warn!(sender = %from.label, url = %endpoint.url, reason, error = %failure.message,
-                    "delivery attempt refused by the egress policy: no connection made");
+            .await
+        {
+            Ok(reply) => Attempt::Delivered { reply },
+            Err((reason, failure)) => {
+                if reason == FailureReason::EgressDenied {
+                    tracing::warn!(sender = %from.label, url = %endpoint.url, reason = reason.label(),
+                        error = %failure.message, "delivery attempt refused by the egress policy: no connection made");
+                }
+                self.failures
+                    .get_or_create(&FailureLabels {
+                        sender: from.label.clone(),
+                        reason: reason.label(),
+                    })
+                    .inc();
+                Attempt::Failed(failure)
             }
-            self.failures
-                .get_or_create(&FailureLabels {
-                    sender: from.label.clone(),
-                    reason,
-                })
-                .inc();
         }
-        attempt
     }
 
     /// `timeout` bounds the whole exchange; once a 2xx status line is in, the event is
@@ -173,7 +170,7 @@ impl Sender {
         deadline: tokio::time::Instant,
         timeout: Duration,
         from: &SendAs,
-    ) -> Attempt {
+    ) -> Result<Reply, (FailureReason, Failure)> {
         let url = &endpoint.url;
         let (headers, body) = match format {
             Format::Binary => binding::encode::binary(event),
@@ -201,10 +198,11 @@ impl Sender {
         let request = match request.body(Full::new(body)) {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Failed(Failure {
+                let failure = Failure {
                     retryable: false,
                     ..Failure::transport(format!("cannot build request: {e}"))
-                });
+                };
+                return Err((FailureReason::Connect, failure));
             }
         };
         let client = self.clients.get(endpoint.ca_certs.as_ref());
@@ -214,15 +212,15 @@ impl Sender {
                 if let Some(denied) = ConnectError::egress_denied_in(&e) {
                     // Retryable like an unreachable destination: retries, then the dead
                     // letter sink or the parking lot; the message carries the reason.
-                    return Attempt::Failed(Failure::transport(denied.to_string()));
+                    let failure = Failure::transport(denied.to_string());
+                    return Err((FailureReason::EgressDenied, failure));
                 }
-                return Attempt::Failed(Failure::transport(format!(
-                    "request to {url} failed: {}",
-                    error_chain(&e)
-                )));
+                let message = format!("request to {url} failed: {}", error_chain(&e));
+                return Err((FailureReason::Connect, Failure::transport(message)));
             }
             Err(_) => {
-                return Attempt::Failed(Failure::transport(format!("timed out after {timeout:?}")));
+                let message = format!("timed out after {timeout:?}");
+                return Err((FailureReason::Timeout, Failure::transport(message)));
             }
         };
         let (parts, body) = response.into_parts();
@@ -242,7 +240,7 @@ impl Sender {
                 },
                 Ok(body) => reply_event(parts.status, &parts.headers, body),
             };
-            return Attempt::Delivered { reply };
+            return Ok(reply);
         }
         let body = body.unwrap_or_default();
         let retry_after = match parts.status.as_u16() {
@@ -253,13 +251,37 @@ impl Sender {
                 .and_then(parse_retry_after),
             _ => None,
         };
-        Attempt::Failed(Failure {
+        let failure = Failure {
             status: Some(parts.status),
             retryable: is_retryable(parts.status),
             retry_after,
             message: format!("subscriber answered {}", parts.status),
             body,
-        })
+        };
+        Err((FailureReason::Status, failure))
+    }
+}
+
+/// Why an attempt failed: the `reason` of `herald_delivery_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureReason {
+    /// Refused by the egress policy before any connection.
+    EgressDenied,
+    /// No answer: connection, TLS or protocol error (or a request that could not be built).
+    Connect,
+    Timeout,
+    /// A non-2xx answer.
+    Status,
+}
+
+impl FailureReason {
+    fn label(self) -> &'static str {
+        match self {
+            FailureReason::EgressDenied => "egress_denied",
+            FailureReason::Connect => "connect",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Status => "status",
+        }
     }
 }
 

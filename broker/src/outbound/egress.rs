@@ -260,4 +260,34 @@ mod tests {
         assert!(narrow.denies(ip("169.254.10.7")).is_none());
         assert!(narrow.denies(ip("169.254.169.254")).is_some());
     }
+
+    proptest::proptest! {
+        /// A prefix prints as it parses, and contains exactly the addresses that share its
+        /// first `len` bits.
+        #[test]
+        fn prefixes_round_trip_and_contain_what_shares_their_bits(
+            network in proptest::prelude::any::<u32>(),
+            len in 0u8..=32,
+            probe in proptest::prelude::any::<u32>(),
+        ) {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            let text = format!("{}/{len}", std::net::Ipv4Addr::from(network & mask));
+            let cidr: Cidr = text.parse().unwrap();
+            proptest::prop_assert_eq!(cidr.to_string(), text);
+            let inside = (probe & mask) == (network & mask);
+            proptest::prop_assert_eq!(cidr.contains(IpAddr::V4(probe.into())), inside);
+        }
+
+        #[test]
+        fn ipv6_prefixes_round_trip_and_contain_what_shares_their_bits(
+            network in proptest::prelude::any::<u128>(),
+            len in 0u8..=128,
+            probe in proptest::prelude::any::<u128>(),
+        ) {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            let cidr: Cidr = format!("{}/{len}", std::net::Ipv6Addr::from(network & mask)).parse().unwrap();
+            let inside = (probe & mask) == (network & mask);
+            proptest::prop_assert_eq!(cidr.contains(IpAddr::V6(probe.into())), inside);
+        }
+    }
 }

@@ -180,3 +180,29 @@ pub fn default_issuer_url(listen: &str) -> String {
     };
     format!("http://{host_port}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_issuer_url_follows_the_listen_address() {
+        assert_eq!(default_issuer_url("0.0.0.0:8080"), "http://localhost:8080");
+        assert_eq!(default_issuer_url("[::]:9000"), "http://localhost:9000");
+        assert_eq!(
+            default_issuer_url("127.0.0.1:8080"),
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn a_destination_audience_must_be_plain_text() {
+        let url: Url = "http://h/".parse().unwrap();
+        for bad in ["", "a\nb"] {
+            let error = Endpoint::with_destination(url.clone(), Some(bad), None).unwrap_err();
+            assert_eq!(error.0, "audience");
+        }
+        let ok = Endpoint::with_destination(url, Some("billing"), None).unwrap();
+        assert_eq!(ok.audience.as_deref(), Some("billing"));
+    }
+}
