@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
 use axum::Router;
 use axum::routing::get;
 use base64::Engine;
@@ -185,16 +184,22 @@ pub fn generate_pkcs8() -> Vec<u8> {
         .to_vec()
 }
 
-/// `GET /.well-known/openid-configuration` and `GET /.well-known/jwks.json`.
+/// `GET /.well-known/openid-configuration` and `GET /.well-known/jwks.json`: fixed documents,
+/// serialised once.
 pub fn router(issuer: Arc<Issuer>) -> Router {
-    let configuration = issuer.openid_configuration();
-    let jwks = issuer.jwks();
+    let json = |value: Value| {
+        let body = value.to_string();
+        move || {
+            let body = body.clone();
+            async move { ([(http::header::CONTENT_TYPE, "application/json")], body) }
+        }
+    };
     Router::new()
         .route(
             OPENID_CONFIGURATION_PATH,
-            get(move || async move { Json(configuration) }),
+            get(json(issuer.openid_configuration())),
         )
-        .route(JWKS_PATH, get(move || async move { Json(jwks) }))
+        .route(JWKS_PATH, get(json(issuer.jwks())))
 }
 
 #[cfg(test)]
