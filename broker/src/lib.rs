@@ -12,6 +12,7 @@
 //! - [`identity`]: who sent a request (mTLS subject, OIDC token, Herald's own resources).
 //! - [`live`]: configuration changed while running (watched files, the management API).
 //! - [`metrics`]: Prometheus metrics.
+//! - [`outbound`]: egress policy, destination CAs, signed deliveries, Herald's OIDC issuer.
 //! - [`listener`]: the serve loop (HTTP/1.1, or HTTPS with h2) with its connection limits.
 //! - [`units`]: flag values with units (durations, byte sizes).
 //! - [`server`]: [`run`], which ties them together on one listener.
@@ -27,6 +28,7 @@ pub mod ingress;
 pub mod listener;
 pub mod live;
 pub mod metrics;
+pub mod outbound;
 mod server;
 pub mod sources;
 pub mod units;

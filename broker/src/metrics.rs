@@ -139,6 +139,8 @@ pub struct Metrics {
     pub task_running: Family<TaskLabels, Gauge>,
     pub task_restarts: Family<TaskLabels, Counter>,
     pub tls_reloads: Family<TlsReloadLabels, Counter>,
+    /// `herald_delivery_failures_total{sender, reason}`: failed HTTP attempts (outbound).
+    pub delivery_failures: Family<crate::outbound::FailureLabels, Counter>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -177,6 +179,7 @@ impl Default for Metrics {
             task_running: Family::default(),
             task_restarts: Family::default(),
             tls_reloads: Family::default(),
+            delivery_failures: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -280,6 +283,12 @@ impl Default for Metrics {
             "Changed --tls-cert/--tls-key files re-read, by outcome (loaded; failed: the previous \
              certificate stays in use)",
             m.tls_reloads.clone(),
+        );
+        registry.register(
+            "delivery_failures",
+            "Failed HTTP delivery attempts of a trigger or source, by reason (egress_denied, \
+             connect, timeout, status)",
+            m.delivery_failures.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -43,6 +43,9 @@ pub struct ServeOptions {
     pub tls: Option<TlsOptions>,
     /// Sender authentication (OIDC) and authorization (EventPolicy); default: none.
     pub auth: crate::auth::AuthOptions,
+    /// Outbound clients (egress policy, system roots) and Herald's OIDC issuer; `None`: the
+    /// defaults with an in-memory key (see [`crate::outbound`]).
+    pub outbound: Option<crate::outbound::Outbound>,
 }
 
 impl Default for ServeOptions {
@@ -58,6 +61,7 @@ impl Default for ServeOptions {
             admin_token: None,
             tls: None,
             auth: crate::auth::AuthOptions::default(),
+            outbound: None,
         }
     }
 }
@@ -89,7 +93,7 @@ pub async fn run(
         .with_auth(options.auth.start(&config).await?),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sender = dispatch::sender::Sender::default();
+    let sender = crate::outbound::sender_for(options.outbound.clone(), &metrics, &config).await?;
     for broker in &config.brokers {
         let topic = broker.id.topic();
         let groups: Vec<String> = config
@@ -181,7 +185,8 @@ pub async fn run(
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(addr = %public.local_addr()?, %scheme, "herald serving");
     let ready = ingress.clone();
-    let public_app = public_router(ingress.clone(), started.github.clone());
+    let public_app = public_router(ingress.clone(), started.github.clone())
+        .merge(crate::outbound::issuer::router(sender.issuer().clone()));
     let admin_app = admin_router(
         ingress,
         options.admin_token.clone(),

@@ -2,6 +2,7 @@
 
 mod auth;
 mod bench;
+mod outbound;
 mod parked;
 mod send;
 mod tls;
@@ -123,6 +124,8 @@ struct ServeArgs {
     tls: tls::TlsArgs,
     #[command(flatten)]
     auth: auth::AuthArgs,
+    #[command(flatten)]
+    outbound: outbound::OutboundArgs,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -182,6 +185,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token,
         tls: args.tls.options(),
         auth: args.auth.options(),
+        outbound: Some(args.outbound.load(&args.listen, &args.data_dir).await?),
     };
     // A verified client certificate is a sender identity: authorization applies with it even
     // when no OIDC issuer or policy is configured.

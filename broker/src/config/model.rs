@@ -8,8 +8,6 @@ use herald_sources::github::GitHubConfig;
 use herald_sources::kubernetes::ApiServerConfig;
 use herald_sources::ping::PingConfig;
 
-use url::Url;
-
 use crate::filter::Filter;
 
 /// Knative's `config-br-defaults`: retry 10, exponential, PT0.2S.
@@ -84,6 +82,8 @@ pub struct SourceConfig {
     /// `spec.sink`, resolved like a trigger's subscriber.
     pub sink: Target,
     pub kind: SourceKind,
+    /// `herald.dev/delivery.signingSecret`: Standard Webhooks signatures on its sink requests.
+    pub signer: Option<Arc<crate::outbound::WebhookSigner>>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +129,8 @@ pub struct TriggerConfig {
     pub subscriber: Target,
     pub delivery: DeliveryPolicy,
     pub ordering: Ordering,
+    /// `herald.dev/delivery.signingSecret`: Standard Webhooks signatures on every attempt.
+    pub signer: Option<Arc<crate::outbound::WebhookSigner>>,
 }
 
 impl TriggerConfig {
@@ -148,7 +150,8 @@ impl fmt::Display for TriggerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Broker(BrokerId),
-    Url(Url),
+    /// A URL with its `audience` and `CACerts`.
+    Url(crate::outbound::Endpoint),
 }
 
 impl fmt::Display for Target {

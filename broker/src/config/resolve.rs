@@ -114,6 +114,7 @@ impl Resolver {
                     ));
                 }
             };
+            let signer = signer(located, &manifest.metadata.annotations, &self.options)?;
             triggers.push(TriggerConfig {
                 namespace: ns,
                 name,
@@ -122,6 +123,7 @@ impl Resolver {
                 subscriber,
                 delivery: delivery.resolve(&broker.delivery),
                 ordering,
+                signer,
             });
         }
         let known = |target: &Option<Target>| match target {
@@ -280,7 +282,7 @@ pub(super) fn destination<T>(
                     format!("scheme {:?} is not http or https", url.scheme()),
                 ));
             }
-            Ok(Target::Url(url))
+            endpoint(at, field, url, dest)
         }
         (Some(r), uri) => {
             let ref_ns = r.namespace.clone().unwrap_or_else(|| ns.to_owned());
@@ -297,11 +299,43 @@ pub(super) fn destination<T>(
             } else {
                 format!("{base}/{path}")
             };
-            Url::parse(&joined)
-                .map(Target::Url)
-                .map_err(|e| at.error(field, format!("cannot build URL {joined:?}: {e}")))
+            let url = Url::parse(&joined)
+                .map_err(|e| at.error(field, format!("cannot build URL {joined:?}: {e}")))?;
+            endpoint(at, field, url, dest)
         }
     }
+}
+
+/// A URL destination with its `audience` and `CACerts` (checked here, so a bad PEM fails the
+/// load naming the field).
+fn endpoint<T>(
+    at: &Located<T>,
+    field: &str,
+    url: Url,
+    dest: &Destination,
+) -> Result<Target, ConfigError> {
+    crate::outbound::Endpoint::with_destination(
+        url,
+        dest.audience.as_deref(),
+        dest.ca_certs.as_deref(),
+    )
+    .map(Target::Url)
+    .map_err(|(name, message)| at.error(&format!("{field}.{name}"), message))
+}
+
+/// `herald.dev/delivery.signingSecret`, read through `--secrets-dir`.
+pub(super) fn signer<T>(
+    at: &Located<T>,
+    annotations: &BTreeMap<String, String>,
+    options: &LoadOptions,
+) -> Result<Option<std::sync::Arc<crate::outbound::WebhookSigner>>, ConfigError> {
+    use crate::outbound::signing::{SIGNING_SECRET_ANNOTATION, from_annotations};
+    from_annotations(annotations, &options.secrets_dir).map_err(|e| {
+        at.error(
+            &format!("metadata.annotations.{SIGNING_SECRET_ANNOTATION}"),
+            e.to_string(),
+        )
+    })
 }
 
 fn trigger_filter<T>(at: &Located<T>, spec: &TriggerSpec) -> Result<Filter, ConfigError> {

@@ -10,7 +10,7 @@ use herald_sources::manifest::{
 
 use super::load::{ConfigError, Located};
 use super::model::{SourceConfig, SourceKind};
-use super::resolve::{Resolver, check_name, destination, filter, namespace};
+use super::resolve::{Resolver, check_name, destination, filter, namespace, signer};
 use super::resources::{Destination, Manifest};
 use crate::filter::Filter;
 
@@ -59,11 +59,13 @@ impl Resolver {
         kind: SourceKind,
     ) -> Result<(), ConfigError> {
         let sink = destination(at, "spec.sink", &meta.namespace, sink)?;
+        let signer = signer(at, &meta.annotations, &self.options)?;
         let source = SourceConfig {
             namespace: meta.namespace,
             name: meta.name,
             sink,
             kind,
+            signer,
         };
         let duplicate = self.sources.iter().any(|s| {
             s.value.kind_name() == source.kind_name()

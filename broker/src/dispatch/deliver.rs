@@ -16,6 +16,7 @@ use super::sender::{Attempt, Failure, Reply, Sender};
 use crate::config::{Target, TriggerConfig};
 use crate::ingress::{self, Ingress};
 use crate::metrics::{Metrics, TriggerMetrics};
+use crate::outbound::SendAs;
 
 /// `knativeerrordata` carries at most this many bytes of the failed response body.
 const ERROR_DATA_LIMIT: usize = 1024;
@@ -37,6 +38,8 @@ pub struct TriggerContext {
     pub jitter: bool,
     /// Who this trigger's replies and broker deliveries are published as.
     pub identity: crate::identity::SenderIdentity,
+    /// The trigger's outbound identity and signer, for its subscriber and dead-letter sink.
+    pub send_as: SendAs,
 }
 
 /// How processing an event ended.
@@ -71,7 +74,15 @@ impl TriggerContext {
     ) -> Self {
         let label = trigger.to_string();
         let metrics = ingress.metrics.clone();
+        let send_as = SendAs::resource(
+            "Trigger",
+            &trigger.namespace,
+            &trigger.name,
+            "trigger",
+            trigger.signer.clone(),
+        );
         Self {
+            send_as,
             stats: TriggerMetrics::new(&metrics, &label),
             parked_topic: super::parked::ParkingLot::new(&trigger.namespace, &trigger.name).parked,
             identity: crate::identity::SenderIdentity::resource(
@@ -185,9 +196,15 @@ impl TriggerContext {
                 }
             }
             let attempt = match target {
-                Target::Url(url) => {
+                Target::Url(endpoint) => {
                     self.sender
-                        .send(url, event, policy.format, policy.timeout)
+                        .send(
+                            endpoint,
+                            event,
+                            policy.format,
+                            policy.timeout,
+                            &self.send_as,
+                        )
                         .await
                 }
                 Target::Broker(id) => {

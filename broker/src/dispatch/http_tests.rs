@@ -78,7 +78,7 @@ async fn a_non_retryable_answer_goes_to_the_parking_lot_at_once() {
     let mut p = policy(BackoffPolicy::Exponential, 5);
     p.backoff_delay = Duration::from_secs(3600);
     let (bus, mut ctx) = context(p, 0);
-    ctx.trigger.subscriber = Target::Url(url);
+    ctx.trigger.subscriber = Target::Url(url.into());
     let (_tx, mut rx) = watch::channel(false);
     assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::Finished);
     assert_eq!(requests.load(Ordering::SeqCst), 1, "no retry after a 400");
@@ -110,7 +110,7 @@ async fn a_batch_reply_is_refused_counted_and_the_event_delivered() {
     );
     let (url, requests) = subscriber(response, false).await;
     let (bus, mut ctx) = context(policy(BackoffPolicy::Linear, 3), 0);
-    ctx.trigger.subscriber = Target::Url(url);
+    ctx.trigger.subscriber = Target::Url(url.into());
     let (_tx, mut rx) = watch::channel(false);
     assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::Finished);
     assert_eq!(requests.load(Ordering::SeqCst), 1);
@@ -143,7 +143,7 @@ async fn a_single_reply_is_published_with_the_ttl_decremented() {
     );
     let (url, _) = subscriber(response, false).await;
     let (bus, mut ctx) = context(policy(BackoffPolicy::Linear, 0), 0);
-    ctx.trigger.subscriber = Target::Url(url);
+    ctx.trigger.subscriber = Target::Url(url.into());
     let (_tx, mut rx) = watch::channel(false);
     let mut original = event();
     original.set_extension(crate::ingress::TTL, 7i64);
@@ -170,7 +170,7 @@ async fn a_2xx_whose_body_never_completes_is_delivered_and_only_the_reply_lost()
     let mut p = policy(BackoffPolicy::Linear, 3);
     p.timeout = Duration::from_millis(300);
     let (bus, mut ctx) = context(p, 0);
-    ctx.trigger.subscriber = Target::Url(url);
+    ctx.trigger.subscriber = Target::Url(url.into());
     let (_tx, mut rx) = watch::channel(false);
     assert_eq!(ctx.process(&event(), &mut rx).await, Outcome::Finished);
     assert_eq!(requests.load(Ordering::SeqCst), 1, "not retried");

@@ -1,19 +1,22 @@
 //! One HTTP delivery attempt: encode, send with a deadline, classify the answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloudevents::Event;
+use cloudevents::{AttributesReader, Event};
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use url::Url;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use crate::binding::{self, BindingError};
 use crate::config::Format;
+use crate::outbound::connect::ConnectError;
+use crate::outbound::egress::EgressPolicy;
+use crate::outbound::issuer::{DEFAULT_TOKEN_LIFETIME, Issuer};
+use crate::outbound::tls::Clients;
+use crate::outbound::{Endpoint, FailureLabels, SendAs};
 
 /// Largest reply body read from a subscriber.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -70,10 +73,14 @@ pub fn is_retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 404 | 408 | 409 | 429) || status.is_server_error()
 }
 
-/// A pooled HTTP/1.1 client with keep-alive; redirects are never followed.
+/// Pooled HTTP/1.1 clients with keep-alive (one per destination CA set), dialling through the
+/// egress policy; redirects are never followed. Adds the bearer token of destinations with an
+/// `audience` and the Standard Webhooks signature of senders with a signing secret.
 #[derive(Clone)]
 pub struct Sender {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    clients: Arc<Clients>,
+    issuer: Arc<Issuer>,
+    failures: Family<FailureLabels, Counter>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -83,52 +90,88 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Default for Sender {
+    /// The default egress policy, an in-memory issuer, metrics counted nowhere (tests).
     fn default() -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        // `https` checks certificates against the operating system's trusted roots.
-        let builder = HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no trusted roots found: https deliveries will fail");
-                HttpsConnectorBuilder::new().with_tls_config(rustls_config_without_roots())
-            });
-        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Self { client }
+        Self::new(
+            Arc::new(Clients::load(EgressPolicy::default())),
+            Arc::new(Issuer::ephemeral(
+                "http://localhost",
+                DEFAULT_TOKEN_LIFETIME,
+            )),
+            Family::default(),
+        )
     }
 }
 
 impl Sender {
+    /// `failures` is `herald_delivery_failures_total`.
+    pub fn new(
+        clients: Arc<Clients>,
+        issuer: Arc<Issuer>,
+        failures: Family<FailureLabels, Counter>,
+    ) -> Self {
+        Self {
+            clients,
+            issuer,
+            failures,
+        }
+    }
+
+    pub fn issuer(&self) -> &Arc<Issuer> {
+        &self.issuer
+    }
+
+    /// Builds the client of a CA set now rather than at its first delivery.
+    pub fn prepare(&self, endpoint: &Endpoint) {
+        let _ = self.clients.get(endpoint.ca_certs.as_ref());
+    }
+
     pub async fn send(
         &self,
-        url: &Url,
+        endpoint: &Endpoint,
         event: &Event,
         format: Format,
         timeout: Duration,
+        from: &SendAs,
     ) -> Attempt {
         let now = tokio::time::Instant::now();
         // A timeout too large to add is "no deadline" in practice: 30 years, as tokio does.
         let deadline = now
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-        self.attempt(url, event, format, deadline, timeout).await
+        match self
+            .attempt(endpoint, event, format, deadline, timeout, from)
+            .await
+        {
+            Ok(reply) => Attempt::Delivered { reply },
+            Err((reason, failure)) => {
+                if reason == FailureReason::EgressDenied {
+                    tracing::warn!(sender = %from.label, url = %endpoint.url, reason = reason.label(),
+                        error = %failure.message, "delivery attempt refused by the egress policy: no connection made");
+                }
+                self.failures
+                    .get_or_create(&FailureLabels {
+                        sender: from.label.clone(),
+                        reason: reason.label(),
+                    })
+                    .inc();
+                Attempt::Failed(failure)
+            }
+        }
     }
 
     /// `timeout` bounds the whole exchange; once a 2xx status line is in, the event is
     /// delivered: a body that does not arrive by then only loses the reply.
     async fn attempt(
         &self,
-        url: &Url,
+        endpoint: &Endpoint,
         event: &Event,
         format: Format,
         deadline: tokio::time::Instant,
         timeout: Duration,
-    ) -> Attempt {
+        from: &SendAs,
+    ) -> Result<Reply, (FailureReason, Failure)> {
+        let url = &endpoint.url;
         let (headers, body) = match format {
             Format::Binary => binding::encode::binary(event),
             Format::Structured => binding::encode::structured(event),
@@ -137,24 +180,47 @@ impl Sender {
         for (name, value) in headers {
             request = request.header(name, value);
         }
+        if let Some(audience) = &endpoint.audience {
+            let token = self.issuer.token(&from.subject, audience);
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(signer) = &from.signer {
+            // Signed per attempt: the receiver checks the timestamp's freshness.
+            let timestamp = chrono::Utc::now().timestamp();
+            request = request
+                .header("webhook-id", event.id())
+                .header("webhook-timestamp", timestamp.to_string())
+                .header(
+                    "webhook-signature",
+                    signer.signature(event.id(), timestamp, &body),
+                );
+        }
         let request = match request.body(Full::new(body)) {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Failed(Failure {
+                let failure = Failure {
                     retryable: false,
                     ..Failure::transport(format!("cannot build request: {e}"))
-                });
+                };
+                return Err((FailureReason::Connect, failure));
             }
         };
-        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+        let client = self.clients.get(endpoint.ca_certs.as_ref());
+        let response = match tokio::time::timeout_at(deadline, client.request(request)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                return Attempt::Failed(Failure::transport(format!(
-                    "request to {url} failed: {e}"
-                )));
+                if let Some(denied) = ConnectError::egress_denied_in(&e) {
+                    // Retryable like an unreachable destination: retries, then the dead
+                    // letter sink or the parking lot; the message carries the reason.
+                    let failure = Failure::transport(denied.to_string());
+                    return Err((FailureReason::EgressDenied, failure));
+                }
+                let message = format!("request to {url} failed: {}", error_chain(&e));
+                return Err((FailureReason::Connect, Failure::transport(message)));
             }
             Err(_) => {
-                return Attempt::Failed(Failure::transport(format!("timed out after {timeout:?}")));
+                let message = format!("timed out after {timeout:?}");
+                return Err((FailureReason::Timeout, Failure::transport(message)));
             }
         };
         let (parts, body) = response.into_parts();
@@ -174,7 +240,7 @@ impl Sender {
                 },
                 Ok(body) => reply_event(parts.status, &parts.headers, body),
             };
-            return Attempt::Delivered { reply };
+            return Ok(reply);
         }
         let body = body.unwrap_or_default();
         let retry_after = match parts.status.as_u16() {
@@ -185,21 +251,50 @@ impl Sender {
                 .and_then(parse_retry_after),
             _ => None,
         };
-        Attempt::Failed(Failure {
+        let failure = Failure {
             status: Some(parts.status),
             retryable: is_retryable(parts.status),
             retry_after,
             message: format!("subscriber answered {}", parts.status),
             body,
-        })
+        };
+        Err((FailureReason::Status, failure))
     }
 }
 
-fn rustls_config_without_roots() -> rustls::ClientConfig {
-    // Only reached where the system has no CA store: https then fails with a clear error.
-    rustls::ClientConfig::builder()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth()
+/// Why an attempt failed: the `reason` of `herald_delivery_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureReason {
+    /// Refused by the egress policy before any connection.
+    EgressDenied,
+    /// No answer: connection, TLS or protocol error (or a request that could not be built).
+    Connect,
+    Timeout,
+    /// A non-2xx answer.
+    Status,
+}
+
+impl FailureReason {
+    fn label(self) -> &'static str {
+        match self {
+            FailureReason::EgressDenied => "egress_denied",
+            FailureReason::Connect => "connect",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Status => "status",
+        }
+    }
+}
+
+/// An error with its sources (hyper's own message hides the connector's reason).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
 }
 
 /// A 200/201 answer carrying one CloudEvent (binary or structured) is a reply. A batch is

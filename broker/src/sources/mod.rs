@@ -184,9 +184,16 @@ fn sink_for(source: &SourceConfig, env: &SourceEnv, budget: Option<Duration>) ->
                 &source.name,
             ),
         }),
-        Target::Url(url) => Arc::new(UrlSink {
+        Target::Url(endpoint) => Arc::new(UrlSink {
             sender: env.sender.clone(),
-            url: url.clone(),
+            endpoint: endpoint.clone(),
+            from: crate::outbound::SendAs::resource(
+                source.kind_name(),
+                &source.namespace,
+                &source.name,
+                "source",
+                source.signer.clone(),
+            ),
             policy: DeliveryPolicy::default(),
             budget,
             jitter: env.jitter,

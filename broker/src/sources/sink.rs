@@ -7,13 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cloudevents::Event;
 use herald_sources::{Sink, SinkError};
-use url::Url;
 
 use crate::config::{BrokerId, DeliveryPolicy, Format};
 use crate::dispatch::retry::RetryPolicy;
 use crate::dispatch::sender::{Attempt, Failure, Sender};
 use crate::ingress::Ingress;
 use crate::metrics::SourceMetrics;
+use crate::outbound::{Endpoint, SendAs};
 
 /// A Herald broker: the events go through [`Ingress::publish`] (stamped like any published
 /// event) and `send` returns once the bus made them durable.
@@ -50,7 +50,9 @@ impl Sink for BrokerSink {
 /// so its sink gives up early and GitHub gets `503` rather than a timeout.
 pub struct UrlSink {
     pub sender: Sender,
-    pub url: Url,
+    pub endpoint: Endpoint,
+    /// The source's outbound identity and signer.
+    pub from: SendAs,
     pub policy: DeliveryPolicy,
     pub budget: Option<Duration>,
     /// Up to 10% random jitter on backoff waits (off in tests that pin the waits).
@@ -90,12 +92,12 @@ impl UrlSink {
             }
             match self
                 .sender
-                .send(&self.url, event, Format::Binary, timeout)
+                .send(&self.endpoint, event, Format::Binary, timeout, &self.from)
                 .await
             {
                 Attempt::Delivered { .. } => return Ok(()),
                 Attempt::Failed(failure) => {
-                    tracing::debug!(url = %self.url, attempt = n + 1, error = ?failure.message, "source sink attempt failed");
+                    tracing::debug!(url = %self.endpoint, attempt = n + 1, error = ?failure.message, "source sink attempt failed");
                     let retryable = failure.retryable;
                     last = Some(failure);
                     if !retryable {
@@ -108,7 +110,7 @@ impl UrlSink {
             Some(f) if !f.retryable => SinkError::Rejected { message: f.message },
             Some(f) => SinkError::Unavailable { message: f.message },
             None => SinkError::Unavailable {
-                message: format!("no time left to deliver to {}", self.url),
+                message: format!("no time left to deliver to {}", self.endpoint),
             },
         })
     }

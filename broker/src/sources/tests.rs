@@ -316,7 +316,8 @@ async fn scripted_server(statuses: Vec<u16>) -> (url::Url, Arc<AtomicUsize>) {
 fn url_sink(url: url::Url, budget: Option<Duration>) -> UrlSink {
     UrlSink {
         sender: Sender::default(),
-        url,
+        endpoint: url.into(),
+        from: crate::outbound::SendAs::resource("PingSource", "ns", "s", "source", None),
         policy: DeliveryPolicy {
             backoff_delay: Duration::from_millis(10),
             ..DeliveryPolicy::default()
