@@ -99,6 +99,7 @@ async fn policies_admit_by_subject_wildcard_and_source_ref_and_filter_batches_al
     let mixed = json!([event("o3", "order.created"), event("x1", "user.created")]);
     let refused = post(&client, &orders_url, Some(&other), &mixed).await;
     assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(oidc_common::reason(&refused), "forbidden");
     assert!(refused.text().contains("event 1"), "{}", refused.text());
     let stranger = keys.token_for(&sa("default", "stranger"), "default", "orders");
     let refused = post(

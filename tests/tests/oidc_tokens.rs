@@ -313,12 +313,9 @@ async fn a_jwks_served_over_https_is_fetched_and_refetched_for_a_new_kid() {
                 "1ms".into(),
                 "--default-authorization-mode".into(),
                 "allow-all".into(),
-            ],
-            // rustls-native-certs reads the trusted roots from SSL_CERT_FILE.
-            env: vec![(
-                "SSL_CERT_FILE".into(),
+                "--oidc-ca".into(),
                 tls.path().join("ca.pem").display().to_string(),
-            )],
+            ],
             ..Default::default()
         },
     )
@@ -334,6 +331,27 @@ async fn a_jwks_served_over_https_is_fetched_and_refetched_for_a_new_kid() {
     let answer = post(&client, &url, Some(&token[0]), &event("https-2", "t")).await;
     assert_eq!(answer.status, 202, "{}", answer.text());
     sub.wait_for(2, WAIT).await;
+
+    // Without --oidc-ca the issuer's certificate is not trusted: the keys cannot be fetched,
+    // and the refusal says so.
+    let untrusting = Herald::start_with(
+        "memory",
+        &yaml(&[broker("default")]),
+        HeraldOptions {
+            args: vec![
+                "--oidc-issuer".into(),
+                format!("{ISSUER}=https://127.0.0.1:{port}/jwks.json"),
+                "--default-authorization-mode".into(),
+                "allow-all".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = untrusting.broker_url("default", "default");
+    let answer = post(&client, &url, Some(&token[0]), &event("https-3", "t")).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(reason(&answer), "jwks_unavailable", "{}", answer.text());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,5 @@
-//! Reading a JWKS: a file (tokio::fs) or an `https` URL (the hyper + rustls client Herald
-//! delivers with, trusting the operating system's roots — `SSL_CERT_FILE` adds a private CA).
+//! Reading a JWKS: a file (tokio::fs) or an `https` URL (hyper + rustls, trusting the
+//! operating system's roots — which `SSL_CERT_FILE` replaces — plus `--oidc-ca`).
 
 use std::time::Duration;
 
@@ -9,6 +9,8 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::AuthError;
 use super::jwks::KeySet;
@@ -21,25 +23,49 @@ pub struct JwksFetcher {
 }
 
 impl JwksFetcher {
-    pub fn new(max_bytes: usize, timeout: Duration) -> Self {
-        let client = match HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(builder) => {
-                let mut http = HttpConnector::new();
-                http.enforce_http(false);
-                http.set_connect_timeout(Some(timeout));
-                let connector = builder.https_only().enable_http1().wrap_connector(http);
-                Some(Client::builder(TokioExecutor::new()).build(connector))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no trusted roots found: JWKS URLs cannot be fetched");
-                None
-            }
+    /// `extra_ca`: PEM certificates (`--oidc-ca`) trusted besides the system's roots.
+    pub fn new(max_bytes: usize, timeout: Duration, extra_ca: &[u8]) -> Result<Self, AuthError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::debug!(error = %error, "a system root certificate could not be read");
+        }
+        roots.add_parsable_certificates(native.certs);
+        let bad_ca = |message: String| AuthError::JwksUnavailable {
+            location: "--oidc-ca".to_owned(),
+            message,
         };
-        Self {
+        for cert in CertificateDer::pem_slice_iter(extra_ca) {
+            let cert = cert.map_err(|e| bad_ca(format!("not PEM certificates: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad_ca(format!("not a usable CA certificate: {e}")))?;
+        }
+        if !extra_ca.is_empty() && roots.is_empty() {
+            return Err(bad_ca("no certificate in the file".to_owned()));
+        }
+        let client = if roots.is_empty() {
+            tracing::warn!("no trusted roots found: JWKS URLs cannot be fetched");
+            None
+        } else {
+            let tls = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(timeout));
+            let connector = HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(http);
+            Some(Client::builder(TokioExecutor::new()).build(connector))
+        };
+        Ok(Self {
             client,
             max_bytes,
             timeout,
-        }
+        })
     }
 
     pub async fn load(&self, source: &JwksSource) -> Result<KeySet, AuthError> {

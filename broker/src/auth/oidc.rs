@@ -77,6 +77,8 @@ pub struct OidcOptions {
     pub max_age: Duration,
     pub fetch_timeout: Duration,
     pub cache_entries: usize,
+    /// `--oidc-ca`: a PEM file of CAs trusted for JWKS URLs besides the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for OidcOptions {
@@ -89,6 +91,7 @@ impl Default for OidcOptions {
             max_age: DEFAULT_JWKS_MAX_AGE,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
+            ca_file: None,
         }
     }
 }
@@ -99,6 +102,8 @@ struct Issuer {
     /// When the keys were last (re)loaded or tried; held while reloading so concurrent
     /// requests wait for one fetch instead of each starting their own.
     last_load: tokio::sync::Mutex<Option<Instant>>,
+    /// Why the last load failed, while it did: a token whose key is missing then says so.
+    last_error: RwLock<Option<String>>,
 }
 
 /// Verifies bearer tokens against the trusted issuers.
@@ -113,15 +118,24 @@ impl Authenticator {
     /// Loads every issuer's keys. A JWKS file that cannot be read or parsed fails start-up; an
     /// unreachable URL is logged and fetched again when a token needs it.
     pub async fn start(options: OidcOptions) -> Result<Self, AuthError> {
-        let fetcher = JwksFetcher::new(options.max_jwks_bytes, options.fetch_timeout);
+        let extra_ca = match &options.ca_file {
+            Some(path) => tokio::fs::read(path)
+                .await
+                .map_err(|e| AuthError::JwksUnavailable {
+                    location: path.display().to_string(),
+                    message: format!("--oidc-ca: {e}"),
+                })?,
+            None => Vec::new(),
+        };
+        let fetcher = JwksFetcher::new(options.max_jwks_bytes, options.fetch_timeout, &extra_ca)?;
         let mut issuers = HashMap::new();
         for (name, source) in &options.issuers {
-            let keys = match fetcher.load(source).await {
-                Ok(keys) => keys,
+            let (keys, failed) = match fetcher.load(source).await {
+                Ok(keys) => (keys, None),
                 Err(e) if matches!(source, JwksSource::File(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(issuer = ?name, error = %e, "JWKS not loaded yet; fetched again when a token needs it");
-                    KeySet::default()
+                    (KeySet::default(), Some(e.to_string()))
                 }
             };
             tracing::info!(issuer = ?name, jwks = %source, keys = keys.keys.len(), "trusting OIDC issuer");
@@ -131,6 +145,7 @@ impl Authenticator {
                     source: source.clone(),
                     keys: RwLock::new(Arc::new(keys)),
                     last_load: tokio::sync::Mutex::new(Some(Instant::now())),
+                    last_error: RwLock::new(failed),
                 },
             );
         }
@@ -175,6 +190,14 @@ impl Authenticator {
             if outcome.is_ok() {
                 break;
             }
+        }
+        if let Err(AuthError::UnknownKey { .. }) = &outcome
+            && let Some(message) = issuer.last_error.read().expect("not poisoned").clone()
+        {
+            return Err(AuthError::JwksUnavailable {
+                location: issuer.source.to_string(),
+                message,
+            });
         }
         outcome?;
         let verified = CachedToken {
@@ -233,8 +256,10 @@ impl Authenticator {
                         self.cache.clear();
                     }
                     *current = Arc::new(keys);
+                    *issuer.last_error.write().expect("not poisoned") = None;
                 }
                 Err(e) => {
+                    *issuer.last_error.write().expect("not poisoned") = Some(e.to_string());
                     tracing::warn!(issuer = ?name, error = %e, "JWKS reload failed; keeping the keys loaded before")
                 }
             }

@@ -5,6 +5,7 @@
 //! ([`Authorizer::replace`]): a request sees either the old or the new table, never a mix.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use cloudevents::{AttributesReader, Event};
@@ -189,13 +190,22 @@ fn selects(policy: &EventPolicyConfig, broker: &BrokerConfig) -> bool {
 #[derive(Debug, Default)]
 pub struct Authorizer {
     table: RwLock<Arc<AccessTable>>,
+    /// The table's [`AccessTable::enforced`], readable without the lock: with no
+    /// authorization configured a request costs one relaxed load.
+    enforced: AtomicBool,
 }
 
 impl Authorizer {
     pub fn new(table: AccessTable) -> Self {
         Self {
+            enforced: AtomicBool::new(table.enforced()),
             table: RwLock::new(Arc::new(table)),
         }
+    }
+
+    /// Whether authorization applies at all (see [`AccessTable::enforced`]).
+    pub fn enforced(&self) -> bool {
+        self.enforced.load(Ordering::Relaxed)
     }
 
     pub fn current(&self) -> Arc<AccessTable> {
@@ -204,7 +214,9 @@ impl Authorizer {
 
     /// Installs a new table (a configuration reload); requests already deciding keep the old.
     pub fn replace(&self, table: AccessTable) {
-        *self.table.write().expect("not poisoned") = Arc::new(table);
+        let mut current = self.table.write().expect("not poisoned");
+        self.enforced.store(table.enforced(), Ordering::Relaxed);
+        *current = Arc::new(table);
     }
 
     /// Recompiles for a new configuration (brokers and policies), keeping the default mode

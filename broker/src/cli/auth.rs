@@ -29,6 +29,10 @@ pub struct AuthArgs {
     /// trusted (and tokens they signed leave the cache).
     #[arg(long, env = "HERALD_OIDC_JWKS_MAX_AGE", default_value = "10m", value_parser = herald::units::parse_duration)]
     oidc_jwks_max_age: Duration,
+    /// A PEM file of CA certificates trusted for JWKS URLs besides the system's roots (a
+    /// cluster's own CA, for its `/openid/v1/jwks`).
+    #[arg(long, env = "HERALD_OIDC_CA", value_name = "FILE")]
+    oidc_ca: Option<std::path::PathBuf>,
     /// Time a JWKS URL has to answer.
     #[arg(long, env = "HERALD_OIDC_JWKS_TIMEOUT", default_value = "10s", value_parser = herald::units::parse_duration)]
     oidc_jwks_timeout: Duration,
@@ -52,6 +56,7 @@ impl AuthArgs {
                 max_age: self.oidc_jwks_max_age,
                 fetch_timeout: self.oidc_jwks_timeout,
                 cache_entries: self.oidc_token_cache_entries,
+                ca_file: self.oidc_ca.clone(),
             },
             default_mode: self.default_authorization_mode,
             client_certificates: false,

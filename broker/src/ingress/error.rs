@@ -81,8 +81,10 @@ impl IntoResponse for IngressError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut body = serde_json::json!({ "error": self.to_string() });
-        if let IngressError::Unauthenticated(e) = &self {
-            body["reason"] = e.code().into();
+        match &self {
+            IngressError::Unauthenticated(e) => body["reason"] = e.code().into(),
+            IngressError::Forbidden(_) => body["reason"] = "forbidden".into(),
+            _ => {}
         }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
