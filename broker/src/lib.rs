@@ -29,4 +29,4 @@ mod server;
 pub mod sources;
 pub mod units;
 
-pub use server::{ServeOptions, run};
+pub use server::{ApiRouter, ConfigFiles, ServeOptions, run};
