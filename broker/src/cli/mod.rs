@@ -119,7 +119,7 @@ struct ServeArgs {
     admin_token_file: Option<PathBuf>,
     /// How often the `-f` files are compared with what runs, and a change applied (`1s`,
     /// `500ms`); `0s`: only on SIGHUP.
-    #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = herald::units::parse_duration)]
+    #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = parse_poll_interval)]
     config_poll_interval: std::time::Duration,
 }
 
@@ -192,6 +192,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         api_router: None,
     };
     run(listener, config, bus, options, shutdown_signal()).await
+}
+
+/// A duration, or `0`/`0s` for "do not poll".
+fn parse_poll_interval(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim() {
+        "0" | "0s" => Ok(std::time::Duration::ZERO),
+        other => herald::units::parse_duration(other).map_err(|e| e.to_string()),
+    }
 }
 
 /// At least 64 bytes, so a Kubernetes uid (36) and resourceVersion stay whole in an event id.
