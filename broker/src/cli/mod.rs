@@ -2,6 +2,7 @@
 
 mod bench;
 mod parked;
+mod pause;
 mod send;
 
 use std::path::PathBuf;
@@ -33,6 +34,11 @@ enum Command {
     /// A trigger's parking lot (events whose delivery failed for good): list, show, redrive,
     /// purge.
     Parked(parked::ParkedArgs),
+    /// Stop delivering to a trigger of a running Herald; it keeps its position (durable
+    /// across restarts).
+    Pause(pause::PauseArgs),
+    /// Deliver again to a paused trigger, from where it stopped, in order.
+    Resume(pause::PauseArgs),
     /// Load-test Herald and print throughput and latency as ratios of a no-op server.
     Bench(bench::BenchArgs),
     /// The no-op HTTP server `herald bench` measures against (answers 202, does nothing).
@@ -129,6 +135,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::send(args).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::Parked(args) => parked::parked(args).await,
+        Command::Pause(args) => pause::run(args, true).await,
+        Command::Resume(args) => pause::run(args, false).await,
         Command::BenchNoop { listen } => bench::noop_server(listen).await,
     }
 }
@@ -188,6 +196,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             load,
             poll_interval: (!args.config_poll_interval.is_zero())
                 .then_some(args.config_poll_interval),
+            pause_file: Some(args.data_dir.join("live").join("paused.json")),
         },
         api_router: None,
     };

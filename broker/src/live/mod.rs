@@ -64,7 +64,9 @@ pub struct Condition {
     pub message: Option<String>,
 }
 
+pub mod admin;
 pub mod apply;
+pub mod pause;
 pub mod reload;
 pub mod runtime;
 pub mod status;
