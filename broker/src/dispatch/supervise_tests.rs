@@ -65,7 +65,12 @@ impl Bus for ScriptedBus {
             .push((topic.to_owned(), Instant::now()));
         Ok(())
     }
-    async fn subscribe(&self, topic: &str, _: &str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe_from(
+        &self,
+        topic: &str,
+        _: &str,
+        _: herald_buses::StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         if topic.ends_with("-parked") {
             return Ok(Box::new(Script(VecDeque::new())));
         }

@@ -51,7 +51,12 @@ impl Bus for FlakyBus {
         }
         Ok(())
     }
-    async fn subscribe(&self, _: &str, _: &str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe_from(
+        &self,
+        _: &str,
+        _: &str,
+        _: herald_buses::StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         Err(BusError::unavailable("not used"))
     }
 }
