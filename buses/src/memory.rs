@@ -104,6 +104,14 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    async fn forget_other_groups(
+        &self,
+        topic: &str,
+        keep: &[&str],
+    ) -> Result<Vec<String>, BusError> {
+        Ok(self.forget(topic, keep))
+    }
+
     /// `Earliest` is the oldest event some group has not acknowledged: the memory bus keeps
     /// nothing else.
     async fn subscribe_from(
@@ -135,6 +143,24 @@ impl Bus for MemoryBus {
             topic,
             tracker,
         }))
+    }
+}
+
+impl MemoryBus {
+    fn forget(&self, topic_name: &str, keep: &[&str]) -> Vec<String> {
+        let topic = self.topic(topic_name);
+        let mut log = topic.log.lock().unwrap();
+        let mut forgotten: Vec<String> = log
+            .groups
+            .keys()
+            .filter(|g| !keep.contains(&g.as_str()))
+            .cloned()
+            .collect();
+        forgotten.sort();
+        for group in &forgotten {
+            log.groups.remove(group);
+        }
+        forgotten
     }
 }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod parked;
 mod pause;
+mod replay;
 mod send;
 
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ enum Command {
     Pause(pause::PauseArgs),
     /// Deliver again to a paused trigger, from where it stopped, in order.
     Resume(pause::PauseArgs),
+    /// Deliver the events a trigger's broker received in a time window again, to that
+    /// trigger only (marked with the extension heraldreplay).
+    Replay(replay::ReplayArgs),
     /// Load-test Herald and print throughput and latency as ratios of a no-op server.
     Bench(bench::BenchArgs),
     /// The no-op HTTP server `herald bench` measures against (answers 202, does nothing).
@@ -137,6 +141,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Parked(args) => parked::parked(args).await,
         Command::Pause(args) => pause::run(args, true).await,
         Command::Resume(args) => pause::run(args, false).await,
+        Command::Replay(args) => replay::run(args).await,
         Command::BenchNoop { listen } => bench::noop_server(listen).await,
     }
 }

@@ -110,6 +110,7 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         delivery: DeliveryPolicy::default(),
         ordering: crate::config::Ordering::Unordered,
         paused: false,
+        start_from: herald_buses::StartPosition::Latest,
     };
     let ctx = Arc::new(TriggerContext::new(
         trigger,
@@ -126,6 +127,7 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         task: "trigger ns/t".into(),
         window: 8,
         lot: Some(parked::ParkingLot::new("ns", "t")),
+        start: herald_buses::StartPosition::Latest,
     };
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

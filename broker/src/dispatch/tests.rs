@@ -90,6 +90,7 @@ pub(super) fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, 
         delivery: policy,
         ordering: crate::config::Ordering::Unordered,
         paused: false,
+        start_from: herald_buses::StartPosition::Latest,
     };
     let ctx = TriggerContext::new(
         trigger,

@@ -68,6 +68,7 @@ pub mod admin;
 pub mod apply;
 pub mod pause;
 pub mod reload;
+pub mod replay;
 pub mod runtime;
 pub mod status;
 

@@ -119,6 +119,10 @@ impl Runtime {
             .is_some()
     }
 
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.env.bus.clone()
+    }
+
     /// `/readyz`'s reasons now (`task: reason` lines).
     pub fn unready(&self) -> Vec<String> {
         self.env.ingress.metrics.unready()
@@ -255,7 +259,11 @@ impl Runtime {
             // The group must exist to keep a position from now on: join it once, read nothing.
             let first = tokio::time::timeout(
                 FIRST_SUBSCRIBE,
-                bus.subscribe(&trigger.broker.topic(), &trigger.group()),
+                bus.subscribe_from(
+                    &trigger.broker.topic(),
+                    &trigger.group(),
+                    trigger.start_from,
+                ),
             )
             .await;
             if let Ok(Err(e)) = &first {
@@ -287,6 +295,7 @@ impl Runtime {
                 task: main_task,
                 window: self.env.window,
                 lot: Some(lot.clone()),
+                start: ctx.trigger.start_from,
             },
             // Redriven parked events come back to this trigger only, through its own topic.
             DispatcherSpec {
@@ -297,6 +306,7 @@ impl Runtime {
                 task: redrive_task,
                 window: self.env.window,
                 lot: None,
+                start: herald_buses::StartPosition::Latest,
             },
         ];
         for spec in specs {
@@ -304,9 +314,11 @@ impl Runtime {
             // counts every event accepted once it is applied; a network bus that cannot
             // assign the group yet must not block: it keeps trying in the background, and
             // /readyz answers 503 naming it meanwhile.
-            let first =
-                tokio::time::timeout(FIRST_SUBSCRIBE, bus.subscribe(&spec.topic, &spec.group))
-                    .await;
+            let first = tokio::time::timeout(
+                FIRST_SUBSCRIBE,
+                bus.subscribe_from(&spec.topic, &spec.group, spec.start),
+            )
+            .await;
             // A configuration that was valid never fails to apply because of the bus: a name
             // the bus refuses is retried slowly and shown in /readyz, like a bus that is down.
             let first = match first {
