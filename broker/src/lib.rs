@@ -33,4 +33,4 @@ mod server;
 pub mod sources;
 pub mod units;
 
-pub use server::{Listeners, ServeOptions, run};
+pub use server::{ApiRouter, ConfigFiles, Listeners, ServeOptions, run};

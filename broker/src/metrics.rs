@@ -109,6 +109,12 @@ pub struct TlsReloadLabels {
     pub outcome: &'static str,
 }
 
+/// `result` of `herald_config_reloads_total`: `applied` or `invalid` (a closed set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -141,6 +147,7 @@ pub struct Metrics {
     pub tls_reloads: Family<TlsReloadLabels, Counter>,
     /// `herald_delivery_failures_total{sender, reason}`: failed HTTP attempts (outbound).
     pub delivery_failures: Family<crate::outbound::FailureLabels, Counter>,
+    pub config_reloads: Family<ReloadLabels, Counter>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -180,6 +187,7 @@ impl Default for Metrics {
             task_restarts: Family::default(),
             tls_reloads: Family::default(),
             delivery_failures: Family::default(),
+            config_reloads: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -289,6 +297,11 @@ impl Default for Metrics {
             "Failed HTTP delivery attempts of a trigger or source, by reason (egress_denied, \
              connect, timeout, status)",
             m.delivery_failures.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Reloads of the -f files (watched or SIGHUP) by result: applied or invalid",
+            m.config_reloads.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -100,6 +100,11 @@ impl Herald {
         &self.data_dir
     }
 
+    /// The `-f` file (hot-reload tests edit it in place).
+    pub fn manifest_path(&self) -> &Path {
+        &self.manifest
+    }
+
     /// Replaces the manifests used by the next [`Herald::restart`].
     pub fn rewrite_manifests(&self, manifests: &str) {
         std::fs::write(&self.manifest, manifests).expect("write manifests");

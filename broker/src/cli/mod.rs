@@ -4,6 +4,8 @@ mod auth;
 mod bench;
 mod outbound;
 mod parked;
+mod pause;
+mod replay;
 mod send;
 mod tls;
 
@@ -37,6 +39,14 @@ enum Command {
     /// A trigger's parking lot (events whose delivery failed for good): list, show, redrive,
     /// purge.
     Parked(parked::ParkedArgs),
+    /// Stop delivering to a trigger of a running Herald; it keeps its position (durable
+    /// across restarts).
+    Pause(pause::PauseArgs),
+    /// Deliver again to a paused trigger, from where it stopped, in order.
+    Resume(pause::PauseArgs),
+    /// Deliver the events a trigger's broker received in a time window again, to that
+    /// trigger only (marked with the extension heraldreplay).
+    Replay(replay::ReplayArgs),
     /// Load-test Herald and print throughput and latency as ratios of a no-op server.
     Bench(bench::BenchArgs),
     /// The no-op HTTP server `herald bench` measures against (answers 202, does nothing).
@@ -127,6 +137,10 @@ struct ServeArgs {
     auth: auth::AuthArgs,
     #[command(flatten)]
     outbound: outbound::OutboundArgs,
+    /// How often the `-f` files are compared with what runs, and a change applied (`1s`,
+    /// `500ms`); `0s`: only on SIGHUP.
+    #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = parse_poll_interval)]
+    config_poll_interval: std::time::Duration,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -135,20 +149,27 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::send(args).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::Parked(args) => parked::parked(args).await,
+        Command::Pause(args) => pause::run(args, true).await,
+        Command::Resume(args) => pause::run(args, false).await,
+        Command::Replay(args) => replay::run(args).await,
         Command::BenchNoop { listen } => bench::noop_server(listen).await,
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = if args.files.is_empty() {
-        Config::default_broker()
+    let load = config::LoadOptions {
+        secrets_dir: args.secrets_dir.clone(),
+    };
+    let (config, texts) = if args.files.is_empty() {
+        (Config::default_broker(), Vec::new())
     } else {
-        let options = config::LoadOptions {
-            secrets_dir: args.secrets_dir.clone(),
-        };
         // Reading manifests and secrets is file I/O: off the async workers.
-        let files = args.files.clone();
-        tokio::task::spawn_blocking(move || config::load_paths_with(&files, &options)).await??
+        let (files, load) = (args.files.clone(), load.clone());
+        tokio::task::spawn_blocking(move || {
+            let texts = config::read_files(&files)?;
+            config::resolve_all(&texts, &[], &load).map(|config| (config, texts))
+        })
+        .await??
     };
     let embedded = herald::bus::EmbeddedOptions {
         retention: herald_buses::embedded::Retention {
@@ -187,6 +208,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls: args.tls.options(),
         auth: args.auth.options(),
         outbound: Some(args.outbound.load(&args.listen, &args.data_dir).await?),
+        config_files: herald::ConfigFiles {
+            paths: args.files.clone(),
+            texts,
+            load,
+            poll_interval: (!args.config_poll_interval.is_zero())
+                .then_some(args.config_poll_interval),
+            pause_file: Some(args.data_dir.join("live").join("paused.json")),
+        },
+        api_router: None,
     };
     // A verified client certificate is a sender identity: authorization applies with it even
     // when no OIDC issuer or policy is configured.
@@ -199,6 +229,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin: args.tls.bind_admin().await?,
     };
     run(listeners, config, bus, options, shutdown_signal()).await
+}
+
+/// A duration, or `0`/`0s` for "do not poll".
+fn parse_poll_interval(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim() {
+        "0" | "0s" => Ok(std::time::Duration::ZERO),
+        other => herald::units::parse_duration(other).map_err(|e| e.to_string()),
+    }
 }
 
 /// At least 64 bytes, so a Kubernetes uid (36) and resourceVersion stay whole in an event id.

@@ -131,6 +131,12 @@ pub struct TriggerConfig {
     pub ordering: Ordering,
     /// `herald.dev/delivery.signingSecret`: Standard Webhooks signatures on every attempt.
     pub signer: Option<Arc<crate::outbound::WebhookSigner>>,
+    /// `herald.dev/paused: "true"`: the trigger keeps its consumer group (and position) but
+    /// reads and delivers nothing until resumed.
+    pub paused: bool,
+    /// `herald.dev/startFrom`: where the trigger's consumer group starts if it has no
+    /// position yet (a new trigger); `latest` by default.
+    pub start_from: herald_buses::StartPosition,
 }
 
 impl TriggerConfig {

@@ -31,14 +31,17 @@ pub const DEFAULT_LIST: usize = 100;
 struct Admin {
     token: String,
     bus: Arc<dyn Bus>,
-    /// `namespace/name` of every configured trigger.
-    triggers: HashSet<String>,
+    /// `namespace/name` of every configured trigger, kept current by the running broker.
+    triggers: TriggerNames,
     /// One parking-lot operation at a time: two readers of one lot would split it.
     busy: tokio::sync::Mutex<()>,
 }
 
+/// The names (`namespace/name`) of the configured triggers, replaced on every reload.
+pub type TriggerNames = Arc<std::sync::RwLock<HashSet<String>>>;
+
 /// The admin router; `token` is the content of `--admin-token-file`.
-pub fn router(token: String, bus: Arc<dyn Bus>, triggers: HashSet<String>) -> Router {
+pub fn router(token: String, bus: Arc<dyn Bus>, triggers: TriggerNames) -> Router {
     let admin = Arc::new(Admin {
         token,
         bus,
@@ -74,7 +77,18 @@ pub struct TakeAnswer {
     pub missing: Vec<String>,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// Whether `headers` carry `Authorization: Bearer {token}`, compared in constant time.
+pub(crate) fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
+    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
@@ -86,20 +100,19 @@ impl Admin {
         namespace: &str,
         name: &str,
     ) -> Result<ParkingLot, Box<Response>> {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or("", |(_, token)| token.trim());
-        if !bool::from(given.as_bytes().ct_eq(self.token.as_bytes())) {
+        if !bearer_matches(headers, &self.token) {
             return Err(Box::new(error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token (see --admin-token-file)",
             )));
         }
         let trigger = format!("{namespace}/{name}");
-        if !self.triggers.contains(&trigger) {
+        if !self
+            .triggers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&trigger)
+        {
             return Err(Box::new(error(
                 StatusCode::NOT_FOUND,
                 format!("no trigger {trigger:?} is configured"),
@@ -186,7 +199,7 @@ mod tests {
 
     fn app() -> (Router, Arc<dyn Bus>) {
         let bus: Arc<dyn Bus> = Arc::new(herald_buses::memory::MemoryBus::default());
-        let triggers = HashSet::from(["ns/t".to_owned()]);
+        let triggers = Arc::new(std::sync::RwLock::new(HashSet::from(["ns/t".to_owned()])));
         (router(TOKEN.into(), bus.clone(), triggers), bus)
     }
 

@@ -33,6 +33,8 @@ pub struct DispatcherSpec {
     /// Created with the first subscription (the main dispatcher creates the parking lot's
     /// reader group, so that every event parked later is listed).
     pub lot: Option<ParkingLot>,
+    /// Where the group starts if it has no position yet (`herald.dev/startFrom`).
+    pub start: herald_buses::StartPosition,
 }
 
 /// The names of a trigger's two dispatchers.
@@ -142,7 +144,11 @@ async fn subscribe(
     wait: &mut Duration,
 ) -> Option<Box<dyn Subscription>> {
     loop {
-        let error = match spec.bus.subscribe(&spec.topic, &spec.group).await {
+        let error = match spec
+            .bus
+            .subscribe_from(&spec.topic, &spec.group, spec.start)
+            .await
+        {
             Ok(subscription) => return Some(subscription),
             Err(e) => e,
         };

@@ -65,7 +65,12 @@ impl Bus for ScriptedBus {
             .push((topic.to_owned(), Instant::now()));
         Ok(())
     }
-    async fn subscribe(&self, topic: &str, _: &str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe_from(
+        &self,
+        topic: &str,
+        _: &str,
+        _: herald_buses::StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         if topic.ends_with("-parked") {
             return Ok(Box::new(Script(VecDeque::new())));
         }
@@ -105,6 +110,8 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         delivery: DeliveryPolicy::default(),
         ordering: crate::config::Ordering::Unordered,
         signer: None,
+        paused: false,
+        start_from: herald_buses::StartPosition::Latest,
     };
     let ctx = Arc::new(TriggerContext::new(
         trigger,
@@ -121,6 +128,7 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         task: "trigger ns/t".into(),
         window: 8,
         lot: Some(parked::ParkingLot::new("ns", "t")),
+        start: herald_buses::StartPosition::Latest,
     };
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

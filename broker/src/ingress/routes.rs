@@ -91,7 +91,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
     };
     match parts.method {
         Method::POST => {
-            let identity = match ingress.authenticate(entry, &parts).await {
+            let identity = match ingress.authenticate(&entry, &parts).await {
                 Ok(identity) => identity,
                 Err(e) => {
                     ingress.count_rejected(key, &e, 1);
@@ -103,7 +103,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
                 Err(e) => Err(e),
             };
             let result = match result {
-                Ok(events) => ingress.publish_to(entry, events, identity.as_ref()).await,
+                Ok(events) => ingress.publish_to(&entry, events, identity.as_ref()).await,
                 Err(e) => {
                     ingress.count_rejected(key, &e, 1);
                     Err(e)
@@ -114,7 +114,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
                 Err(e) => e.into_response(),
             }
         }
-        Method::OPTIONS => match ingress.handshake_allowed(entry, &parts).await {
+        Method::OPTIONS => match ingress.handshake_allowed(&entry, &parts).await {
             Ok(()) => handshake(&parts.headers),
             Err(e) => e.into_response(),
         },

@@ -63,3 +63,13 @@ pub struct Condition {
     pub reason: Option<String>,
     pub message: Option<String>,
 }
+
+pub mod admin;
+pub mod apply;
+pub mod pause;
+pub mod reload;
+pub mod replay;
+pub mod runtime;
+pub mod status;
+
+pub use apply::{Live, ReloadError, SharedLive};

@@ -53,6 +53,9 @@ pub enum SigningError {
 /// The keys a destination's deliveries are signed with (several during a rotation).
 pub struct WebhookSigner {
     keys: Vec<hmac::Key>,
+    /// SHA-256 over the length-prefixed secrets: tells a live reload whether the secrets
+    /// changed without keeping them in a comparable form (ring's keys cannot be compared).
+    fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for WebhookSigner {
@@ -69,7 +72,7 @@ impl WebhookSigner {
         reason = "configuration loading: runs off the async workers"
     )]
     pub fn load(annotation: &str, secrets_dir: &Path) -> Result<Self, SigningError> {
-        let mut keys = Vec::new();
+        let mut all = Vec::new();
         let references = split_list(annotation);
         if references.is_empty() {
             return Err(SigningError::NoReference);
@@ -82,19 +85,33 @@ impl WebhookSigner {
                 source,
             })?;
             let secrets = parse_secrets(&text, &path)?;
-            keys.extend(secrets.iter().map(|s| hmac::Key::new(hmac::HMAC_SHA256, s)));
+            all.extend(secrets);
         }
-        Ok(Self { keys })
+        Ok(Self::from_secrets(&all))
     }
 
     /// A signer over raw secret bytes (tests, and callers that hold decoded secrets).
     pub fn from_secrets<S: AsRef<[u8]>>(secrets: &[S]) -> Self {
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        for secret in secrets {
+            let secret = secret.as_ref();
+            digest.update(&(secret.len() as u64).to_be_bytes());
+            digest.update(secret);
+        }
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(digest.finish().as_ref());
         Self {
             keys: secrets
                 .iter()
                 .map(|s| hmac::Key::new(hmac::HMAC_SHA256, s.as_ref()))
                 .collect(),
+            fingerprint,
         }
+    }
+
+    /// Whether `other` signs with the same secrets, in the same order.
+    pub fn same_as(&self, other: &WebhookSigner) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.fingerprint[..], &other.fingerprint[..]).into()
     }
 
     /// The `webhook-signature` value for one attempt.

@@ -3,7 +3,6 @@
 //! `--admin-listen` both are served on the one listener; with it, each on its own, so the
 //! public port answers `404` for `/metrics`, `/healthz`, `/readyz` and `/admin/...`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Router;
@@ -11,7 +10,7 @@ use herald_buses::Bus;
 use tokio::net::TcpListener;
 
 use crate::ingress::{self, Ingress};
-use crate::sources::github::{self, GitHubEndpoints};
+use crate::sources::github::{self, LiveEndpoints};
 
 /// The listening sockets `run` serves: the public one (`--listen`) and, optionally, the
 /// admin one (`--admin-listen`).
@@ -31,8 +30,8 @@ impl From<TcpListener> for Listeners {
 }
 
 /// What publishers reach: broker ingress and GitHubSource webhooks.
-pub fn public_router(ingress: Arc<Ingress>, github: Arc<GitHubEndpoints>) -> Router {
-    ingress::events_router(ingress).merge(github::router(github))
+pub fn public_router(ingress: Arc<Ingress>, github: Arc<LiveEndpoints>) -> Router {
+    ingress::events_router(ingress).merge(github::live_router(github))
 }
 
 /// What operators reach: health, readiness, metrics and, with `--admin-token-file`, the
@@ -41,7 +40,7 @@ pub fn admin_router(
     ingress: Arc<Ingress>,
     admin_token: Option<String>,
     bus: Arc<dyn Bus>,
-    triggers: HashSet<String>,
+    triggers: crate::dispatch::admin::TriggerNames,
 ) -> Router {
     let mut router = ingress::health_router(ingress);
     if let Some(token) = admin_token {
