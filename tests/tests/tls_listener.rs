@@ -25,6 +25,19 @@ fn tls_args(server: &Issued, more: &[&str]) -> Vec<String> {
     args
 }
 
+const MTLS_POLICY: &str = r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default, namespace: default}
+---
+apiVersion: eventing.knative.dev/v1alpha1
+kind: EventPolicy
+metadata: {name: shop-orders, namespace: default}
+spec:
+  from:
+    - sub: "CN=orders,O=shop"
+"#;
+
 async fn https_herald(manifests: &str, client: TlsClient, args: Vec<String>) -> Herald {
     Herald::start_with(
         "memory",
@@ -359,8 +372,10 @@ async fn mtls_refuses_missing_and_foreign_client_certificates_and_accepts_a_vali
     let foreign = Ca::new(dir.path(), "foreign").client("intruder", "/CN=intruder");
     let good = TlsClient::new(&ca.pem(), BOTH, Some(&valid));
     let client_ca = clients.pem().display().to_string();
+    // A verified certificate is an identity (its RFC 4514 subject) that authorization
+    // decides on: this policy admits `orders` only, so `billing` (same CA) is refused.
     let herald = https_herald(
-        "",
+        MTLS_POLICY,
         good.clone(),
         tls_args(&server, &["--tls-client-ca", &client_ca]),
     )
@@ -368,6 +383,9 @@ async fn mtls_refuses_missing_and_foreign_client_certificates_and_accepts_a_vali
     let port = herald.port();
 
     assert_eq!(publish(&good, port, "with-cert").await.unwrap().0, 202);
+    let billing = clients.client("billing", "/O=shop/CN=billing");
+    let other = TlsClient::new(&ca.pem(), BOTH, Some(&billing));
+    assert_eq!(publish(&other, port, "other-subject").await.unwrap().0, 403);
     for (what, client) in [
         (
             "no client certificate",
