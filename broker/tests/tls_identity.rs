@@ -30,6 +30,10 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// `ca.pem`/`ca.key`, then `{name}.pem`/`{name}.key` signed by it with `subject` and `ext`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test setup: files written before any server runs"
+)]
 fn certificates(dir: &Path) {
     let ec = [
         "-newkey",

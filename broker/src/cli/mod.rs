@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker: ingress, triggers and delivery on one listener.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Publish one CloudEvent to a broker URL and print the answer.
     Send(send::SendArgs),
     /// A trigger's parking lot (events whose delivery failed for good): list, show, redrive,
@@ -124,7 +124,7 @@ struct ServeArgs {
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Send(args) => send::send(args).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::Parked(args) => parked::parked(args).await,
