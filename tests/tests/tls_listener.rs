@@ -457,3 +457,78 @@ async fn the_admin_listener_serves_metrics_and_health_which_the_public_port_no_l
     // Events are not taken on the admin port.
     assert_eq!(publish(&client, admin_port, "admin").await.unwrap().0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_streams_are_held_to_the_body_budget_and_the_header_list_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let client = TlsClient::new(&ca.pem(), &[b"h2"], None);
+    let herald = https_herald(
+        "",
+        client.clone(),
+        tls_args(
+            &server,
+            &[
+                "--max-body-bytes-in-flight",
+                "4096",
+                "--h2-max-header-list-size",
+                "4096",
+            ],
+        ),
+    )
+    .await;
+    let mut session = client.connect(herald.port()).await.unwrap();
+    assert_eq!(session.negotiated.alpn.as_deref(), Some(b"h2".as_slice()));
+    let headers = binary_headers("small");
+    let small = session
+        .send(
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            binary_body("small"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(small.status, 202, "{}", small.text());
+    // 3000 bytes cost 6000 of the 4096-byte budget while they stream in: refused up front.
+    let big_body = format!("{{\"pad\": \"{}\"}}", "x".repeat(3000));
+    let headers = binary_headers("big");
+    let big = session
+        .send(
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            big_body,
+        )
+        .await
+        .unwrap();
+    assert_eq!(big.status, 503, "{}", big.text());
+    assert!(big.header("retry-after").is_some());
+    // A header list over 4 KiB: 431, and the connection goes on.
+    let padding = "y".repeat(8192);
+    let owned = binary_headers("huge-head");
+    let mut headers = borrow(&owned);
+    headers.push(("x-padding", &padding));
+    let huge = session
+        .send(
+            Method::POST,
+            "/default/default",
+            &headers,
+            binary_body("huge-head"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(huge.status, 431);
+    let headers = binary_headers("after");
+    let after = session
+        .send(
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            binary_body("after"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.status, 202, "{}", after.text());
+}
