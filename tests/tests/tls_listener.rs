@@ -532,3 +532,26 @@ async fn http2_streams_are_held_to_the_body_budget_and_the_header_list_limit() {
         .unwrap();
     assert_eq!(after.status, 202, "{}", after.text());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_works_without_tls_too() {
+    let admin_port = free_port();
+    let admin_addr = format!("127.0.0.1:{admin_port}");
+    let herald = Herald::start_with(
+        "memory",
+        "",
+        HeraldOptions {
+            args: vec!["--admin-listen".into(), admin_addr],
+            ready_port: Some(admin_port),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = herald_tests::Client::new();
+    assert_eq!(client.get(&herald.url("/metrics")).await.status, 404);
+    let metrics = client
+        .get(&format!("http://127.0.0.1:{admin_port}/metrics"))
+        .await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.text().contains("herald_"), "{}", metrics.text());
+}
