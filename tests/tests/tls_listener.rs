@@ -555,3 +555,43 @@ async fn the_admin_listener_works_without_tls_too() {
     assert_eq!(metrics.status, 200);
     assert!(metrics.text().contains("herald_"), "{}", metrics.text());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let client = TlsClient::new(&ca.pem(), &[b"h2"], None);
+    let herald = https_herald(
+        "",
+        client.clone(),
+        tls_args(&server, &["--header-read-timeout", "1s"]),
+    )
+    .await;
+    // One connection that never sends a request, one that sends one and then goes quiet.
+    let silent = client.connect(herald.port()).await.unwrap();
+    let mut quiet = client.connect(herald.port()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let headers = binary_headers("one");
+    let response = quiet
+        .send(
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            binary_body("one"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 202);
+    let (silent, quiet) = (&silent, &quiet);
+    eventually(
+        Duration::from_secs(20),
+        "both idle connections closed",
+        || async move { (silent.is_closed() && quiet.is_closed()).then_some(()) },
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the timeout"
+    );
+}
