@@ -109,6 +109,14 @@ pub struct TlsReloadLabels {
     pub outcome: &'static str,
 }
 
+/// Why a TLS handshake did not give a connection: `timeout`, `failed` (not TLS, no common
+/// protocol, a client certificate refused by the verifier), `client_certificate` (verified but
+/// its subject unreadable).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsHandshakeLabels {
+    pub reason: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -139,6 +147,7 @@ pub struct Metrics {
     pub task_running: Family<TaskLabels, Gauge>,
     pub task_restarts: Family<TaskLabels, Counter>,
     pub tls_reloads: Family<TlsReloadLabels, Counter>,
+    pub tls_handshake_failures: Family<TlsHandshakeLabels, Counter>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -177,6 +186,7 @@ impl Default for Metrics {
             task_running: Family::default(),
             task_restarts: Family::default(),
             tls_reloads: Family::default(),
+            tls_handshake_failures: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -280,6 +290,11 @@ impl Default for Metrics {
             "Changed --tls-cert/--tls-key files re-read, by outcome (loaded; failed: the previous \
              certificate stays in use)",
             m.tls_reloads.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS connections closed before HTTP, by reason (timeout, failed, client_certificate)",
+            m.tls_handshake_failures.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -200,8 +200,12 @@ async fn plain_http_and_a_stalled_handshake_get_no_service_and_are_closed() {
     );
     // Nothing sent at all: closed too.
     raw_until_closed(port, &[], Duration::from_secs(20)).await;
-    // Service goes on for proper clients.
+    // Service goes on for proper clients; the refusals are counted.
     assert_eq!(publish(&client, port, "after").await.unwrap().0, 202);
+    let failures = "herald_tls_handshake_failures_total";
+    let failed = metric(&client, port, &format!("{failures}{{reason=\"failed\"}}")).await;
+    let timed_out = metric(&client, port, &format!("{failures}{{reason=\"timeout\"}}")).await;
+    assert_eq!((failed, timed_out), (1, 2));
 }
 
 /// Writes a new certificate pair over the served one: key and certificate each replaced

@@ -68,10 +68,12 @@ pub async fn serve(
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                tls.handshake_failed("failed");
                 return;
             }
             Err(_) => {
                 tracing::debug!(%peer, ?timeout, "TLS handshake not completed in time (--tls-handshake-timeout)");
+                tls.handshake_failed("timeout");
                 return;
             }
         },
@@ -85,6 +87,7 @@ pub async fn serve(
             Ok(identity) => Some(identity),
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "client certificate refused");
+                tls.handshake_failed("client_certificate");
                 return;
             }
         },
