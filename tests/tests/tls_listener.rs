@@ -599,3 +599,64 @@ async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
         "closed before the timeout"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_and_key_that_do_not_belong_together_stop_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let (one, other) = (ca.server("one"), ca.server("other"));
+    let key_text = std::fs::read_to_string(&other.key).unwrap();
+    let key_body = key_text.lines().nth(1).unwrap().to_owned();
+    let (cert, key) = (
+        one.cert.display().to_string(),
+        other.key.display().to_string(),
+    );
+    let out = herald_tests::process::run_cli(
+        &[
+            "serve",
+            "--bus",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("--tls-key") && out.stderr.contains("does not belong to --tls-cert"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(&key_body),
+        "key material printed: {}",
+        out.stderr
+    );
+    // A key file that is not PEM at all.
+    std::fs::write(&other.key, "not a key").unwrap();
+    let out = herald_tests::process::run_cli(
+        &[
+            "serve",
+            "--bus",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        out.stderr.contains("no PEM PRIVATE KEY block"),
+        "{}",
+        out.stderr
+    );
+}
