@@ -169,16 +169,6 @@ impl TlsServer {
             .inc();
     }
 
-    /// The certificate new handshakes get now (its DER, leaf first).
-    pub fn current_chain(&self) -> Vec<CertificateDer<'static>> {
-        self.current
-            .0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .cert
-            .clone()
-    }
-
     /// Polls the certificate and key files until `stop`; on a change, loads the new pair and
     /// swaps it in, or logs and counts why it could not and keeps the old one.
     pub async fn watch_files(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
