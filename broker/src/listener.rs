@@ -9,6 +9,7 @@
 
 mod budget;
 mod connection;
+mod idle;
 mod peer;
 pub mod tls;
 
@@ -90,6 +91,7 @@ pub async fn serve(
     let http2 = tls
         .as_ref()
         .map(|tls| connection::http2_builder(tls, options.header_read_timeout));
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut failures = 0u32;
     loop {
@@ -129,9 +131,13 @@ pub async fn serve(
                 stream,
                 peer,
                 service.clone(),
-                builder.clone(),
-                http2.clone(),
-                graceful.watcher(),
+                connection::Serving {
+                    http1: builder.clone(),
+                    http2: http2.clone(),
+                    idle_timeout: options.header_read_timeout,
+                    graceful: graceful.watcher(),
+                    closing: closing_rx.clone(),
+                },
             );
             tokio::spawn(async move {
                 serving.await;
@@ -150,7 +156,16 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(REQUEST_GRACE, graceful.shutdown())
+    let _ = closing.send(true);
+    // Every connection holds a slot until it ends: all slots back means all connections
+    // (HTTP/2 ones included, which `graceful` does not track) have finished.
+    let all_closed = async {
+        graceful.shutdown().await;
+        let _ = slots
+            .acquire_many(u32::try_from(cap).unwrap_or(u32::MAX))
+            .await;
+    };
+    if tokio::time::timeout(REQUEST_GRACE, all_closed)
         .await
         .is_err()
     {

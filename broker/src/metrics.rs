@@ -115,6 +115,14 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// Why a TLS handshake did not give a connection: `timeout`, `failed` (not TLS, no common
+/// protocol, a client certificate refused by the verifier), `client_certificate` (verified but
+/// its subject unreadable).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsHandshakeLabels {
+    pub reason: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -148,6 +156,7 @@ pub struct Metrics {
     /// `herald_delivery_failures_total{sender, reason}`: failed HTTP attempts (outbound).
     pub delivery_failures: Family<crate::outbound::FailureLabels, Counter>,
     pub config_reloads: Family<ReloadLabels, Counter>,
+    pub tls_handshake_failures: Family<TlsHandshakeLabels, Counter>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -188,6 +197,7 @@ impl Default for Metrics {
             tls_reloads: Family::default(),
             delivery_failures: Family::default(),
             config_reloads: Family::default(),
+            tls_handshake_failures: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -302,6 +312,11 @@ impl Default for Metrics {
             "config_reloads",
             "Reloads of the -f files (watched or SIGHUP) by result: applied or invalid",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS connections closed before HTTP, by reason (timeout, failed, client_certificate)",
+            m.tls_handshake_failures.clone(),
         );
         Metrics { registry, ..m }
     }

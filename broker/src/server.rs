@@ -111,11 +111,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let Listeners { public, admin } = listeners.into();
+    let metrics = Arc::new(Metrics::default());
     let tls = match options.tls.clone() {
-        Some(tls) => Some(Arc::new(TlsServer::load(tls).await?)),
+        Some(tls) => Some(Arc::new(TlsServer::load(tls, metrics.clone()).await?)),
         None => None,
     };
-    let metrics = Arc::new(Metrics::default());
     metrics.read_bus_counters(bus.clone());
     let ingress = Arc::new(
         Ingress::new(
@@ -190,7 +190,7 @@ pub async fn run(
     });
     let tls_watch = tls
         .clone()
-        .map(|tls| tokio::spawn(tls.watch_files(metrics.clone(), stop_rx.clone())));
+        .map(|tls| tokio::spawn(tls.watch_files(stop_rx.clone())));
     ingress.set_ready(true);
     tracing::info!(addr = %public.local_addr()?, %scheme, "herald serving");
     let ready = ingress.clone();

@@ -30,6 +30,10 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// `ca.pem`/`ca.key`, then `{name}.pem`/`{name}.key` signed by it with `subject` and `ext`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test setup: files written before any server runs"
+)]
 fn certificates(dir: &Path) {
     let ec = [
         "-newkey",
@@ -151,7 +155,11 @@ async fn the_client_certificate_subject_is_the_sender_identity_over_http1_and_h2
     certificates(dir.path());
     let mut tls = TlsOptions::new(dir.path().join("server.pem"), dir.path().join("server.key"));
     tls.client_ca = Some(dir.path().join("ca.pem"));
-    let tls = Arc::new(herald::listener::TlsServer::load(tls).await.unwrap());
+    let tls = Arc::new(
+        herald::listener::TlsServer::load(tls, Default::default())
+            .await
+            .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let app = Router::new().route("/who", get(who));

@@ -10,6 +10,8 @@
 //! - [`client`]: a small HTTP client for publishing (also chunked and raw requests).
 //! - [`manifests`]: Knative Broker/Trigger manifests built as JSON (valid YAML).
 //! - [`fixtures`]: canonical events in binary, structured and batch form.
+//! - [`https`]: starting a Herald with a certificate, publishing and reading metrics over
+//!   HTTPS.
 //! - [`tls`]: certificates made with `openssl`, and an HTTPS client (h2 or http/1.1) that
 //!   verifies the chain and reports what it negotiated.
 //! - [`load`]: concurrent publishers that record every `202`, and the zero-loss check.
@@ -25,6 +27,7 @@
 pub mod binary;
 pub mod client;
 pub mod fixtures;
+pub mod https;
 pub mod load;
 pub mod manifests;
 pub mod process;

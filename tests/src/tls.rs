@@ -286,6 +286,14 @@ impl TlsClient {
 }
 
 impl Session {
+    /// Whether the server closed this connection (HTTP/2: after GOAWAY).
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
     /// Sends one request on this connection and reads the whole answer.
     pub async fn send(
         &mut self,

@@ -1,87 +1,17 @@
 //! HTTPS on the listener, end to end with the built `herald` binary: certificates made by
 //! `openssl`, clients that verify the chain (the harness's rustls client and `curl`), ALPN,
-//! plain HTTP refused, a handshake slowloris closed, certificate rotation under a publishing
-//! client, mTLS, and `--admin-listen`.
+//! plain HTTP and a handshake slowloris closed, HTTP/2 held to the listener's limits, and
+//! start-up errors of a bad certificate pair.
 
 use std::time::Duration;
 
 use herald_tests::fixtures::{binary_body, binary_headers, borrow};
+use herald_tests::https::{BOTH, https_herald, metric, publish, tls_args};
 use herald_tests::manifests::one_trigger;
-use herald_tests::tls::{Ca, Issued, TlsClient};
-use herald_tests::{Herald, HeraldOptions, Subscriber, eventually, process::free_port};
+use herald_tests::tls::{Ca, TlsClient};
+use herald_tests::{Subscriber, eventually};
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const BOTH: &[&[u8]] = &[b"h2", b"http/1.1"];
-
-fn tls_args(server: &Issued, more: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        "--tls-cert".to_owned(),
-        server.cert.display().to_string(),
-        "--tls-key".to_owned(),
-        server.key.display().to_string(),
-    ];
-    args.extend(more.iter().map(|s| (*s).to_owned()));
-    args
-}
-
-const MTLS_POLICY: &str = r#"
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: default, namespace: default}
----
-apiVersion: eventing.knative.dev/v1alpha1
-kind: EventPolicy
-metadata: {name: shop-orders, namespace: default}
-spec:
-  from:
-    - sub: "CN=orders,O=shop"
-"#;
-
-async fn https_herald(manifests: &str, client: TlsClient, args: Vec<String>) -> Herald {
-    Herald::start_with(
-        "memory",
-        manifests,
-        HeraldOptions {
-            args,
-            https: Some(client),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
-async fn publish(
-    client: &TlsClient,
-    port: u16,
-    id: &str,
-) -> Result<(u16, Option<Vec<u8>>), String> {
-    let headers = binary_headers(id);
-    let (response, negotiated) = client
-        .request(
-            port,
-            Method::POST,
-            "/default/default",
-            &borrow(&headers),
-            binary_body(id),
-        )
-        .await?;
-    Ok((response.status, negotiated.alpn))
-}
-
-/// The sum of the samples of a metric line prefix, read over HTTPS.
-async fn metric(client: &TlsClient, port: u16, prefix: &str) -> u64 {
-    let (response, _) = client
-        .request(port, Method::GET, "/metrics", &[], "")
-        .await
-        .expect("metrics over https");
-    response
-        .text()
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_publish_is_verified_and_alpn_picks_h2_or_http1() {
@@ -213,265 +143,186 @@ async fn plain_http_and_a_stalled_handshake_get_no_service_and_are_closed() {
     );
     // Nothing sent at all: closed too.
     raw_until_closed(port, &[], Duration::from_secs(20)).await;
-    // Service goes on for proper clients.
+    // Service goes on for proper clients; the refusals are counted.
     assert_eq!(publish(&client, port, "after").await.unwrap().0, 202);
-}
-
-/// Writes a new certificate pair over the served one: key and certificate each replaced
-/// whole (written beside, then renamed), the key first.
-fn replace_pair(served: &Issued, new: &Issued) {
-    for (from, to) in [(&new.key, &served.key), (&new.cert, &served.cert)] {
-        let staged = to.with_extension("staged");
-        std::fs::copy(from, &staged).unwrap();
-        std::fs::rename(&staged, to).unwrap();
-    }
+    let failures = "herald_tls_handshake_failures_total";
+    let failed = metric(&client, port, &format!("{failures}{{reason=\"failed\"}}")).await;
+    let timed_out = metric(&client, port, &format!("{failures}{{reason=\"timeout\"}}")).await;
+    assert_eq!((failed, timed_out), (1, 2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn certificates_rotate_under_a_publishing_client_and_a_broken_pair_is_refused() {
+async fn http2_streams_are_held_to_the_body_budget_and_the_header_list_limit() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "ca");
-    let served = ca.server("served");
-    let first_der = served.der();
-    let second = ca.server("second");
-    let client = TlsClient::new(&ca.pem(), BOTH, None);
+    let server = ca.server("server");
+    let client = TlsClient::new(&ca.pem(), &[b"h2"], None);
     let herald = https_herald(
         "",
         client.clone(),
-        tls_args(&served, &["--tls-reload-interval", "100ms"]),
+        tls_args(
+            &server,
+            &[
+                "--max-body-bytes-in-flight",
+                "4096",
+                "--h2-max-header-list-size",
+                "4096",
+            ],
+        ),
     )
     .await;
-    let port = herald.port();
-
-    // One keep-alive HTTP/2 connection keeps publishing through the rotation.
-    let mut session = client.connect(port).await.unwrap();
-    assert_eq!(session.negotiated.server_cert, first_der);
-    // It goes on until the rotation was seen plus 20 more requests (at most 3000 in all).
-    let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen_rotation = rotated.clone();
-    let publishing = tokio::spawn(async move {
-        let (mut statuses, mut after) = (Vec::new(), 0);
-        for n in 0..3000 {
-            let id = format!("kept-{n}");
-            let headers = binary_headers(&id);
-            let status = session
-                .send(
-                    Method::POST,
-                    "/default/default",
-                    &borrow(&headers),
-                    binary_body(&id),
-                )
-                .await
-                .map(|r| r.status);
-            statuses.push(status);
-            if seen_rotation.load(std::sync::atomic::Ordering::Acquire) {
-                after += 1;
-                if after == 20 {
-                    break;
-                }
-            }
-        }
-        (session, statuses, after)
-    });
-    replace_pair(&served, &second);
-    let (client_ref, second_der) = (&client, second.der());
-    eventually(
-        Duration::from_secs(20),
-        "a new handshake with the new certificate",
-        || {
-            let want = second_der.clone();
-            async move {
-                let session = client_ref.connect(port).await.ok()?;
-                (session.negotiated.server_cert == want).then_some(())
-            }
-        },
-    )
-    .await;
-    rotated.store(true, std::sync::atomic::Ordering::Release);
-    let (mut session, statuses, after) = publishing.await.unwrap();
-    assert_eq!(
-        after, 20,
-        "the client published before and after the rotation"
-    );
-    let failed: Vec<_> = statuses.iter().filter(|s| !matches!(s, Ok(202))).collect();
-    assert!(
-        failed.is_empty(),
-        "requests of the running client failed: {failed:?}"
-    );
-    // The old connection still works, with the session it negotiated.
-    let headers = binary_headers("old-session-after");
-    let status = session
+    let mut session = client.connect(herald.port()).await.unwrap();
+    assert_eq!(session.negotiated.alpn.as_deref(), Some(b"h2".as_slice()));
+    let headers = binary_headers("small");
+    let small = session
         .send(
             Method::POST,
             "/default/default",
             &borrow(&headers),
-            binary_body("x"),
+            binary_body("small"),
         )
         .await
-        .unwrap()
-        .status;
-    assert_eq!(status, 202);
-    let client_ref = &client;
-    eventually(
-        Duration::from_secs(10),
-        "the reload counted",
-        || async move {
-            let loaded = metric(
-                client_ref,
-                port,
-                "herald_tls_reloads_total{outcome=\"loaded\"}",
-            )
-            .await;
-            (loaded >= 1).then_some(())
-        },
-    )
-    .await;
+        .unwrap();
+    assert_eq!(small.status, 202, "{}", small.text());
+    // 3000 bytes cost 6000 of the 4096-byte budget while they stream in: refused up front.
+    let big_body = format!("{{\"pad\": \"{}\"}}", "x".repeat(3000));
+    let headers = binary_headers("big");
+    let big = session
+        .send(
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            big_body,
+        )
+        .await
+        .unwrap();
+    assert_eq!(big.status, 503, "{}", big.text());
+    assert!(big.header("retry-after").is_some());
+    // A header list over 4 KiB: 431, and the connection goes on.
+    let padding = "y".repeat(8192);
+    let owned = binary_headers("huge-head");
+    let mut headers = borrow(&owned);
+    headers.push(("x-padding", &padding));
+    let huge = session
+        .send(
+            Method::POST,
+            "/default/default",
+            &headers,
+            binary_body("huge-head"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(huge.status, 431);
+    let headers = binary_headers("after");
+    let after = session
+        .send(
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            binary_body("after"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.status, 202, "{}", after.text());
+}
 
-    // A broken pair (a key of another certificate): logged, counted, the current one stays.
-    let failed_before = metric(
-        &client,
-        port,
-        "herald_tls_reloads_total{outcome=\"failed\"}",
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let client = TlsClient::new(&ca.pem(), &[b"h2"], None);
+    let herald = https_herald(
+        "",
+        client.clone(),
+        tls_args(&server, &["--header-read-timeout", "1s"]),
     )
     .await;
-    let stranger = ca.server("stranger");
-    std::fs::copy(&stranger.key, served.key.with_extension("staged")).unwrap();
-    std::fs::rename(served.key.with_extension("staged"), &served.key).unwrap();
-    let client_ref = &client;
+    // One connection that never sends a request, one that sends one and then goes quiet.
+    let silent = client.connect(herald.port()).await.unwrap();
+    let mut quiet = client.connect(herald.port()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let headers = binary_headers("one");
+    let response = quiet
+        .send(
+            Method::POST,
+            "/default/default",
+            &borrow(&headers),
+            binary_body("one"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 202);
+    let (silent, quiet) = (&silent, &quiet);
     eventually(
         Duration::from_secs(20),
-        "the broken pair counted",
-        || async move {
-            let now = metric(
-                client_ref,
-                port,
-                "herald_tls_reloads_total{outcome=\"failed\"}",
-            )
-            .await;
-            (now > failed_before).then_some(())
-        },
+        "both idle connections closed",
+        || async move { (silent.is_closed() && quiet.is_closed()).then_some(()) },
     )
     .await;
-    let fresh = client.connect(port).await.unwrap();
-    assert_eq!(fresh.negotiated.server_cert, second.der());
-    let stderr = herald.stderr();
-    assert!(stderr.contains("TLS certificate not reloaded"), "{stderr}");
     assert!(
-        !stderr.contains("PRIVATE KEY"),
-        "key material in the log: {stderr}"
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the timeout"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn mtls_refuses_missing_and_foreign_client_certificates_and_accepts_a_valid_one() {
+async fn a_certificate_and_key_that_do_not_belong_together_stop_the_start_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "ca");
-    let server = ca.server("server");
-    let clients = Ca::new(dir.path(), "clients");
-    let valid = clients.client("orders", "/O=shop/CN=orders");
-    let foreign = Ca::new(dir.path(), "foreign").client("intruder", "/CN=intruder");
-    let good = TlsClient::new(&ca.pem(), BOTH, Some(&valid));
-    let client_ca = clients.pem().display().to_string();
-    // A verified certificate is an identity (its RFC 4514 subject) that authorization
-    // decides on: this policy admits `orders` only, so `billing` (same CA) is refused.
-    let herald = https_herald(
-        MTLS_POLICY,
-        good.clone(),
-        tls_args(&server, &["--tls-client-ca", &client_ca]),
-    )
-    .await;
-    let port = herald.port();
-
-    assert_eq!(publish(&good, port, "with-cert").await.unwrap().0, 202);
-    let billing = clients.client("billing", "/O=shop/CN=billing");
-    let other = TlsClient::new(&ca.pem(), BOTH, Some(&billing));
-    assert_eq!(publish(&other, port, "other-subject").await.unwrap().0, 403);
-    for (what, client) in [
-        (
-            "no client certificate",
-            TlsClient::new(&ca.pem(), BOTH, None),
-        ),
-        (
-            "a certificate of another CA",
-            TlsClient::new(&ca.pem(), BOTH, Some(&foreign)),
-        ),
-    ] {
-        // Under TLS 1.3 the refusal arrives after the client's side of the handshake: the
-        // connection or its first request fails; never an HTTP answer.
-        let outcome = publish(&client, port, "refused").await;
-        assert!(outcome.is_err(), "{what}: got {outcome:?}");
-    }
-    // An independent client without a certificate (curl) is refused as well.
-    let curl = tokio::process::Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(ca.pem())
-        .arg(format!("https://localhost:{port}/readyz"))
-        .output()
-        .await
-        .expect("run curl");
-    assert!(
-        !curl.status.success(),
-        "curl without a client certificate got through"
+    let (one, other) = (ca.server("one"), ca.server("other"));
+    let key_text = std::fs::read_to_string(&other.key).unwrap();
+    let key_body = key_text.lines().nth(1).unwrap().to_owned();
+    let (cert, key) = (
+        one.cert.display().to_string(),
+        other.key.display().to_string(),
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_admin_listener_serves_metrics_and_health_which_the_public_port_no_longer_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path(), "ca");
-    let server = ca.server("server");
-    let client = TlsClient::new(&ca.pem(), BOTH, None);
-    let admin_port = free_port();
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, "an-admin-token-of-some-length").unwrap();
-    let admin_addr = format!("127.0.0.1:{admin_port}");
-    let token_arg = token_file.display().to_string();
-    let herald = Herald::start_with(
-        "memory",
-        "",
-        HeraldOptions {
-            args: tls_args(
-                &server,
-                &[
-                    "--admin-listen",
-                    &admin_addr,
-                    "--admin-token-file",
-                    &token_arg,
-                ],
-            ),
-            https: Some(client.clone()),
-            ready_port: Some(admin_port),
-            ..Default::default()
-        },
+    let out = herald_tests::process::run_cli(
+        &[
+            "serve",
+            "--bus",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        Duration::from_secs(30),
     )
     .await;
-    let public = herald.port();
-
-    for path in [
-        "/metrics",
-        "/healthz",
-        "/readyz",
-        "/admin/triggers/default/t/parked",
-    ] {
-        let (response, _) = client
-            .request(public, Method::GET, path, &[], "")
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status,
-            404,
-            "{path} on the public port: {}",
-            response.text()
-        );
-        let (response, _) = client
-            .request(admin_port, Method::GET, path, &[], "")
-            .await
-            .unwrap();
-        assert_ne!(response.status, 404, "{path} on the admin port");
-    }
-    assert_eq!(publish(&client, public, "public").await.unwrap().0, 202);
-    let accepted = metric(&client, admin_port, "herald_events_accepted_total").await;
-    assert_eq!(accepted, 1);
-    // Events are not taken on the admin port.
-    assert_eq!(publish(&client, admin_port, "admin").await.unwrap().0, 404);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("--tls-key") && out.stderr.contains("does not belong to --tls-cert"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(&key_body),
+        "key material printed: {}",
+        out.stderr
+    );
+    // A key file that is not PEM at all.
+    std::fs::write(&other.key, "not a key").unwrap();
+    let out = herald_tests::process::run_cli(
+        &[
+            "serve",
+            "--bus",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        out.stderr.contains("no PEM PRIVATE KEY block"),
+        "{}",
+        out.stderr
+    );
 }

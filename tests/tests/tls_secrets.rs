@@ -174,3 +174,16 @@ async fn a_secret_reference_out_of_the_secrets_dir_is_refused_at_load_naming_the
         assert!(!out.stderr.contains("outside-value"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn serve_help_does_not_print_the_kafka_options_from_the_environment() {
+    let out = std::process::Command::new(herald_tests::binary::herald_bin())
+        .args(["serve", "--help"])
+        .env("HERALD_KAFKA_OPTIONS", "sasl.password=do-not-print-me")
+        .output()
+        .expect("run herald serve --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--kafka-option"), "{help}");
+    assert!(!help.contains("do-not-print-me"), "{help}");
+}

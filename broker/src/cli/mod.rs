@@ -74,7 +74,8 @@ struct ServeArgs {
     /// `producer.KEY=VALUE` or `consumer.KEY=VALUE` for one kind, e.g.
     /// `security.protocol=SASL_SSL`. Options Herald's guarantees rest on are refused.
     /// The environment variable takes a comma-separated list.
-    #[arg(long = "kafka-option", env = "HERALD_KAFKA_OPTIONS", value_delimiter = ',', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    // `hide_env_values`: `--help` would otherwise print the variable's value (SASL passwords).
+    #[arg(long = "kafka-option", env = "HERALD_KAFKA_OPTIONS", hide_env_values = true, value_delimiter = ',', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     kafka_options: Vec<(String, String)>,
     /// Directory of the embedded bus and of the sources' state (under `sources/`).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]

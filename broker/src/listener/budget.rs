@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 use hyper_util::service::TowerToHyperService;
 use tokio::time::{Instant, Sleep};
 
+use super::idle::{Activity, Open};
 use super::{ListenerOptions, MAX_READ_BUFFER};
 use crate::identity::SenderIdentity;
 use crate::ingress::IngressError;
@@ -182,6 +183,8 @@ pub struct Guarded {
     limits: BodyLimits,
     /// The sender of every request on this connection (an mTLS client certificate's subject).
     identity: Option<SenderIdentity>,
+    /// Counts this connection's requests being answered (HTTP/2: its idle timeout).
+    activity: Option<Arc<Activity>>,
 }
 
 impl Guarded {
@@ -190,7 +193,14 @@ impl Guarded {
             app: TowerToHyperService::new(app),
             limits,
             identity: None,
+            activity: None,
         }
+    }
+
+    /// This connection's service, counting its open requests in `activity`.
+    pub fn with_activity(mut self, activity: Arc<Activity>) -> Self {
+        self.activity = Some(activity);
+        self
     }
 
     /// This connection's service, putting `identity` in each request's extensions.
@@ -208,6 +218,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Guarded {
     type Future = Answer;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
+        let open = self.activity.clone().map(Open::new);
         let (mut parts, inner) = request.into_parts();
         if let Some(identity) = &self.identity {
             parts.extensions.insert(identity.clone());
@@ -245,7 +256,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Guarded {
         let answer = hyper::service::Service::call(&self.app, request);
         Box::pin(async move {
             let response = answer.await;
-            drop(reservation);
+            drop((reservation, open));
             response
         })
     }

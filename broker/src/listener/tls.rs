@@ -20,7 +20,7 @@ use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::metrics::{Metrics, TlsReloadLabels};
+use crate::metrics::{Metrics, TlsHandshakeLabels, TlsReloadLabels};
 
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -94,6 +94,8 @@ pub struct TlsServer {
     pub acceptor: TlsAcceptor,
     pub options: TlsOptions,
     current: Arc<CurrentKey>,
+    /// Where handshake failures and reloads are counted (`herald_tls_*`).
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for TlsServer {
@@ -119,14 +121,15 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 impl TlsServer {
-    /// Reads the files (off the async workers) and builds the acceptor.
-    pub async fn load(options: TlsOptions) -> Result<Self, TlsError> {
-        tokio::task::spawn_blocking(move || Self::load_blocking(options))
+    /// Reads the files (off the async workers) and builds the acceptor; `metrics` counts its
+    /// handshake failures and reloads.
+    pub async fn load(options: TlsOptions, metrics: Arc<Metrics>) -> Result<Self, TlsError> {
+        tokio::task::spawn_blocking(move || Self::load_blocking(options, metrics))
             .await
             .map_err(|e| TlsError::Config(format!("loading task failed: {e}")))?
     }
 
-    fn load_blocking(options: TlsOptions) -> Result<Self, TlsError> {
+    fn load_blocking(options: TlsOptions, metrics: Arc<Metrics>) -> Result<Self, TlsError> {
         let key = load_pair(&options.cert, &options.key)?;
         let current = Arc::new(CurrentKey(RwLock::new(Arc::new(key))));
         let builder = rustls::ServerConfig::builder_with_provider(provider())
@@ -154,26 +157,22 @@ impl TlsServer {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             options,
             current,
+            metrics,
         })
     }
 
-    /// The certificate new handshakes get now (its DER, leaf first).
-    pub fn current_chain(&self) -> Vec<CertificateDer<'static>> {
-        self.current
-            .0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .cert
-            .clone()
+    /// Counts a connection closed before HTTP (`reason` from a closed set).
+    pub fn handshake_failed(&self, reason: &'static str) {
+        self.metrics
+            .tls_handshake_failures
+            .get_or_create(&TlsHandshakeLabels { reason })
+            .inc();
     }
 
     /// Polls the certificate and key files until `stop`; on a change, loads the new pair and
     /// swaps it in, or logs and counts why it could not and keeps the old one.
-    pub async fn watch_files(
-        self: Arc<Self>,
-        metrics: Arc<Metrics>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    pub async fn watch_files(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let metrics = self.metrics.clone();
         let interval = self.options.reload_interval;
         if interval.is_zero() {
             return;

@@ -118,6 +118,31 @@ mod tests {
         assert_eq!(ok.path(Path::new("/s")), PathBuf::from("/s/gh/token.v2"));
     }
 
+    proptest::proptest! {
+        /// Whatever a manifest says, an accepted reference names a file exactly two levels
+        /// under the secrets directory: no root, no `..`, no `.`.
+        #[test]
+        fn an_accepted_reference_stays_inside_the_secrets_dir(
+            name in r"[a-z./\\\x00-]{0,6}",
+            key in r"[a-z./\\\x00-]{0,6}",
+        ) {
+            let parsed = SecretRef::parse("f", &format!("{name}/{key}"));
+            let selected = SecretRef::from_selector("f", &selector(&name, &key));
+            for accepted in [parsed, selected].into_iter().flatten() {
+                let path = accepted.path(Path::new("/secrets"));
+                let inside = path.strip_prefix("/secrets").unwrap();
+                let parts: Vec<_> = inside.components().collect();
+                proptest::prop_assert_eq!(parts.len(), 2, "{:?}", path);
+                for part in parts {
+                    proptest::prop_assert!(
+                        matches!(part, std::path::Component::Normal(p) if p != ".." && p != "."),
+                        "{:?}", path
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_annotation_reference_is_name_slash_key() {
         let f = "metadata.annotations.x";
