@@ -116,3 +116,72 @@ async fn the_signing_key_is_generated_once_into_the_data_dir_and_kept_across_res
     herald.restart().await;
     assert_eq!(jwks(&herald).await, before);
 }
+
+/// Two Heralds trust each other: A's trigger forwards to B's broker with the audience Knative
+/// gives that broker, B trusts A as an `--oidc-issuer` (A's JWKS saved to a file, since B
+/// fetches keys over https only), and only A's signed hop gets through B's ingress.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_herald_trusts_another_heralds_tokens_and_refuses_unsigned_publishers() {
+    let a = Herald::start("memory", &yaml(&[broker("default")])).await;
+    let issuer = a.url("");
+    let jwks = Client::new().get(&a.url("/.well-known/jwks.json")).await;
+    assert_eq!(jwks.status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_file = dir.path().join("herald-a.jwks.json");
+    std::fs::write(&jwks_file, jwks.text()).unwrap();
+
+    let sub = Subscriber::start().await;
+    let b = Herald::start_with(
+        "memory",
+        &yaml(&[
+            broker("default"),
+            trigger("sink", "default", &sub.url("/b")),
+        ]),
+        herald_tests::HeraldOptions {
+            args: vec![
+                "--oidc-issuer".into(),
+                format!("{issuer}={}", jwks_file.display()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let unsigned = Client::new()
+        .post_structured(
+            &b.broker_url("default", "default"),
+            &structured_event("direct"),
+        )
+        .await;
+    assert_eq!(unsigned.status, 401, "{}", unsigned.text());
+
+    // A learns of B live (its -f file is watched): a trigger that forwards with the audience.
+    let mut forward = trigger("forward", "default", &b.broker_url("default", "default"));
+    forward["spec"]["subscriber"]["audience"] =
+        json!("eventing.knative.dev/broker/default/default");
+    a.rewrite_manifests(&yaml(&[broker("default"), forward]));
+    let a_ref = &a;
+    herald_tests::eventually(WAIT, "A applied its new trigger", || async move {
+        let metrics = Client::new().get(&a_ref.url("/metrics")).await.text();
+        metrics
+            .contains(r#"herald_config_reloads_total{result="applied"} 1"#)
+            .then_some(())
+    })
+    .await;
+    let r = Client::new()
+        .post_structured(
+            &a.broker_url("default", "default"),
+            &structured_event("hop"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let seen = sub.wait_for(1, WAIT).await;
+    assert!(
+        seen.iter()
+            .all(|r| r.header("ce-id").is_some_and(|id| id == "hop")),
+        "only A's forwarded event reaches B's subscriber"
+    );
+}
+
+fn structured_event(id: &str) -> Value {
+    herald_tests::fixtures::structured(id)
+}
