@@ -119,6 +119,7 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         bus.clone(),
         false,
     ));
+    let (tx, rx) = watch::channel(false);
     let spec = DispatcherSpec {
         ctx: ctx.clone(),
         bus: bus.clone(),
@@ -128,8 +129,8 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         window: 8,
         lot: Some(parked::ParkingLot::new("ns", "t")),
         start: herald_buses::StartPosition::Latest,
+        abandon: rx.clone(),
     };
-    let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     supervise::spawn(&mut tasks, spec, None, rx);
     (bus, metrics, tasks, tx, ingress)

@@ -153,6 +153,8 @@ impl Runtime {
             if wanted.contains_key(&name) {
                 changes.restarted.push(name);
             } else {
+                let metrics = &self.env.ingress.metrics;
+                metrics.trigger_paused.remove(&metrics.trigger(&name));
                 changes.stopped.push(name);
             }
         }
@@ -255,6 +257,11 @@ impl Runtime {
         forward_shutdown(self.env.stop.clone(), stop_tx.clone());
         let mut tasks = JoinSet::new();
         let bus = &self.env.bus;
+        let metrics = &self.env.ingress.metrics;
+        metrics
+            .trigger_paused
+            .get_or_create(&metrics.trigger(&trigger.to_string()))
+            .set(i64::from(trigger.paused));
         if trigger.paused {
             // The group must exist to keep a position from now on: join it once, read nothing.
             let first = tokio::time::timeout(
@@ -296,6 +303,7 @@ impl Runtime {
                 window: self.env.window,
                 lot: Some(lot.clone()),
                 start: ctx.trigger.start_from,
+                abandon: self.env.stop.clone(),
             },
             // Redriven parked events come back to this trigger only, through its own topic.
             DispatcherSpec {
@@ -307,6 +315,7 @@ impl Runtime {
                 window: self.env.window,
                 lot: None,
                 start: herald_buses::StartPosition::Latest,
+                abandon: self.env.stop.clone(),
             },
         ];
         for spec in specs {
