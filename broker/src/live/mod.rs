@@ -73,3 +73,6 @@ pub mod runtime;
 pub mod status;
 
 pub use apply::{Live, ReloadError, SharedLive};
+
+#[cfg(test)]
+mod tests;
