@@ -248,3 +248,43 @@ async fn triggers_and_brokers_are_added_and_removed_live() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_added_live_is_served_and_removed_live_is_gone() {
+    let secrets = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(secrets.path().join("gh-secret")).unwrap();
+    std::fs::write(secrets.path().join("gh-secret/token"), "s3cret\n").unwrap();
+    let mut options = polling("100ms");
+    options
+        .args
+        .extend(["--secrets-dir".into(), secrets.path().display().to_string()]);
+    let herald = Herald::start_with("embedded", &yaml(&[broker("default")]), options).await;
+    let hook = herald.url("/sources/default/repo");
+    let post = || async {
+        Client::new()
+            .post(&hook, &[("content-type", "application/json")], "{}")
+            .await
+            .status
+    };
+    assert_eq!(post().await, 404);
+    let source = serde_json::json!({
+        "apiVersion": "sources.knative.dev/v1alpha1",
+        "kind": "GitHubSource",
+        "metadata": { "name": "repo", "namespace": "default" },
+        "spec": {
+            "ownerAndRepository": "octo-org/hello-world",
+            "secretToken": { "secretKeyRef": { "name": "gh-secret", "key": "token" } },
+            "sink": { "ref": { "apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default" } }
+        }
+    });
+    edit_manifests(&herald, &yaml(&[broker("default"), source]));
+    wait_reloads(&herald, "applied", 1, WAIT).await;
+    let unsigned = post().await;
+    assert!(
+        unsigned != 404 && (400..500).contains(&unsigned),
+        "the new source answers (an unsigned delivery is refused), not 404: {unsigned}"
+    );
+    edit_manifests(&herald, &yaml(&[broker("default")]));
+    wait_reloads(&herald, "applied", 2, WAIT).await;
+    assert_eq!(post().await, 404, "the removed source is gone");
+}

@@ -158,7 +158,10 @@ impl Runtime {
                 changes.stopped.push(name);
             }
         }
-        self.forget_removed(&config, &changes.stopped).await;
+        // A restarted trigger may have moved to another broker: its group on the old topic
+        // goes like a removed trigger's.
+        let gone = changes.stopped.len() + changes.restarted.len();
+        self.forget_removed(&config, gone).await;
         self.env
             .ingress
             .set_brokers(config.brokers.iter().map(|b| b.id.clone()));
@@ -216,10 +219,10 @@ impl Runtime {
         }
     }
 
-    /// Forgets the cursors of `removed` triggers (the groups of their brokers' topics not
-    /// kept by a trigger still configured).
-    async fn forget_removed(&self, config: &Config, removed: &[String]) {
-        if removed.is_empty() {
+    /// After `gone` triggers stopped or restarted, forgets the groups of every broker's topic
+    /// that no configured trigger of that broker keeps.
+    async fn forget_removed(&self, config: &Config, gone: usize) {
+        if gone == 0 {
             return;
         }
         let mut topics = HashSet::new();
