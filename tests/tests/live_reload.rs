@@ -42,6 +42,19 @@ fn polling(interval: &str) -> HeraldOptions {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edit_under_load_switches_the_changed_trigger_and_leaves_the_other_untouched() {
+    edit_under_load("embedded").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_under_load_on_nats_loses_and_doubles_nothing() {
+    let nats = tokio::task::spawn_blocking(herald_buses::nats::testing::NatsServer::start)
+        .await
+        .unwrap();
+    edit_under_load(&nats.url()).await;
+}
+
+/// 2,000 events at 500/s to two triggers; the file is edited after 700 to change one of them.
+async fn edit_under_load(bus: &str) {
     let steady = Subscriber::start().await;
     let old = Subscriber::start().await;
     let new = Subscriber::start().await;
@@ -50,7 +63,7 @@ async fn an_edit_under_load_switches_the_changed_trigger_and_leaves_the_other_un
         trigger("steady", "default", &steady.url("/")),
         trigger("moving", "default", &old.url("/")),
     ];
-    let herald = Herald::start_with("embedded", &yaml(&before), polling("100ms")).await;
+    let herald = Herald::start_with(bus, &yaml(&before), polling("100ms")).await;
     let url = herald.broker_url("default", "default");
     let mut published = publish_paced(&url, "e", 0..700, PACE).await;
     let after = [
