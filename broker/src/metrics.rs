@@ -157,6 +157,7 @@ pub struct Metrics {
     pub delivery_failures: Family<crate::outbound::FailureLabels, Counter>,
     pub config_reloads: Family<ReloadLabels, Counter>,
     pub tls_handshake_failures: Family<TlsHandshakeLabels, Counter>,
+    pub trigger_paused: Family<TriggerLabels, Gauge>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -198,6 +199,7 @@ impl Default for Metrics {
             delivery_failures: Family::default(),
             config_reloads: Family::default(),
             tls_handshake_failures: Family::default(),
+            trigger_paused: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -317,6 +319,11 @@ impl Default for Metrics {
             "tls_handshake_failures",
             "TLS connections closed before HTTP, by reason (timeout, failed, client_certificate)",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "trigger_paused",
+            "1 while a trigger is paused (herald.dev/paused or herald pause): it delivers nothing",
+            m.trigger_paused.clone(),
         );
         Metrics { registry, ..m }
     }

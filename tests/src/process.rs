@@ -267,6 +267,11 @@ impl Herald {
         self.spawn_and_wait().await;
     }
 
+    /// Starts herald again after [`Herald::terminate`] (same port, data and manifests).
+    pub async fn start_again(&mut self) {
+        self.spawn_and_wait().await;
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

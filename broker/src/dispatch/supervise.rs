@@ -35,6 +35,9 @@ pub struct DispatcherSpec {
     pub lot: Option<ParkingLot>,
     /// Where the group starts if it has no position yet (`herald.dev/startFrom`).
     pub start: herald_buses::StartPosition,
+    /// Turns true when in-flight deliveries must be handed back (process shutdown); the
+    /// supervisor's own stop only ends reading.
+    pub abandon: watch::Receiver<bool>,
 }
 
 /// The names of a trigger's two dispatchers.
@@ -100,18 +103,18 @@ async fn supervise(
         metrics.set_unready(&spec.task, None);
         tracing::info!(task = %spec.task, topic = %spec.topic, subscriber = %spec.ctx.trigger.subscriber, "trigger subscribed");
         let started = Instant::now();
-        let (ctx, topic, window, stop_rx) = (
+        let (ctx, topic, window, stop_rx, abandon) = (
             spec.ctx.clone(),
             spec.topic.clone(),
             spec.window,
             stop.clone(),
+            spec.abandon.clone(),
         );
         // Its own task, so that a panic ends this dispatcher only and is seen here.
-        let outcome =
-            tokio::spawn(
-                async move { run_trigger(ctx, subscription, &topic, stop_rx, window).await },
-            )
-            .await;
+        let outcome = tokio::spawn(async move {
+            run_trigger(ctx, subscription, &topic, stop_rx, abandon, window).await
+        })
+        .await;
         subscribed.dec();
         running.set(0);
         let why = match outcome {

@@ -65,6 +65,10 @@ impl Bus for ScriptedBus {
             .push((topic.to_owned(), Instant::now()));
         Ok(())
     }
+    async fn forget_group(&self, _: &str, _: &str) -> Result<(), BusError> {
+        Ok(())
+    }
+
     async fn subscribe_from(
         &self,
         topic: &str,
@@ -120,6 +124,7 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         bus.clone(),
         false,
     ));
+    let (tx, rx) = watch::channel(false);
     let spec = DispatcherSpec {
         ctx: ctx.clone(),
         bus: bus.clone(),
@@ -129,8 +134,8 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         window: 8,
         lot: Some(parked::ParkingLot::new("ns", "t")),
         start: herald_buses::StartPosition::Latest,
+        abandon: rx.clone(),
     };
-    let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     supervise::spawn(&mut tasks, spec, None, rx);
     (bus, metrics, tasks, tx, ingress)

@@ -153,10 +153,15 @@ impl Runtime {
             if wanted.contains_key(&name) {
                 changes.restarted.push(name);
             } else {
+                let metrics = &self.env.ingress.metrics;
+                metrics.trigger_paused.remove(&metrics.trigger(&name));
                 changes.stopped.push(name);
             }
         }
-        self.forget_removed(&config, &changes.stopped).await;
+        // A restarted trigger may have moved to another broker: its group on the old topic
+        // goes like a removed trigger's.
+        let gone = changes.stopped.len() + changes.restarted.len();
+        self.forget_removed(&config, gone).await;
         // EventPolicies are swapped before the broker table: a broker that appears is never
         // reachable under the previous policies.
         self.env.ingress.authorizer().reload(&config);
@@ -215,10 +220,10 @@ impl Runtime {
         }
     }
 
-    /// Forgets the cursors of `removed` triggers (the groups of their brokers' topics not
-    /// kept by a trigger still configured).
-    async fn forget_removed(&self, config: &Config, removed: &[String]) {
-        if removed.is_empty() {
+    /// After `gone` triggers stopped or restarted, forgets the groups of every broker's topic
+    /// that no configured trigger of that broker keeps.
+    async fn forget_removed(&self, config: &Config, gone: usize) {
+        if gone == 0 {
             return;
         }
         let mut topics = HashSet::new();
@@ -256,6 +261,11 @@ impl Runtime {
         forward_shutdown(self.env.stop.clone(), stop_tx.clone());
         let mut tasks = JoinSet::new();
         let bus = &self.env.bus;
+        let metrics = &self.env.ingress.metrics;
+        metrics
+            .trigger_paused
+            .get_or_create(&metrics.trigger(&trigger.to_string()))
+            .set(i64::from(trigger.paused));
         if trigger.paused {
             // The group must exist to keep a position from now on: join it once, read nothing.
             let first = tokio::time::timeout(
@@ -297,6 +307,7 @@ impl Runtime {
                 window: self.env.window,
                 lot: Some(lot.clone()),
                 start: ctx.trigger.start_from,
+                abandon: self.env.stop.clone(),
             },
             // Redriven parked events come back to this trigger only, through its own topic.
             DispatcherSpec {
@@ -308,6 +319,7 @@ impl Runtime {
                 window: self.env.window,
                 lot: None,
                 start: herald_buses::StartPosition::Latest,
+                abandon: self.env.stop.clone(),
             },
         ];
         for spec in specs {
