@@ -10,11 +10,13 @@
 //! - [`sources`]: GitHub, Ping and ApiServerSource running against their sinks.
 //! - [`identity`]: who sent a request (mTLS subject, OIDC token, Herald's own resources).
 //! - [`live`]: configuration changed while running (watched files, the management API).
+//! - [`api`]: the Kubernetes-shaped management API (kubectl works against it).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`listener`]: the HTTP/1.1 serve loop with its connection limits.
 //! - [`units`]: flag values with units (durations, byte sizes).
 //! - [`server`]: [`run`], which ties them together on one listener.
 
+pub mod api;
 pub mod binding;
 pub mod bus;
 pub mod config;

@@ -1,0 +1,129 @@
+//! The management API: Kubernetes-shaped, so `kubectl` works against Herald.
+//!
+//! - discovery: `/version`, `/api`, `/apis`, `/apis/{group}`, `/apis/{group}/{version}`,
+//!   `/openapi/v2` and `/openapi/v3` (empty documents: kubectl then patches with JSON merge
+//!   patch, which is what the API implements);
+//! - `/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]`: list (`?watch=true`), get,
+//!   create, update, patch, delete; `/apis/{group}/{version}/{plural}` lists all namespaces.
+//!
+//! Every request needs `Authorization: Bearer {token}` (`--admin-token-file`), compared in
+//! constant time. Objects come from [`registry::Registry`]: the `-f` files' (read-only) and
+//! those created here, stored by a [`store::Store`] and applied through [`crate::live::Apply`].
+
+mod discovery;
+mod handlers;
+pub mod kinds;
+pub mod merge;
+pub mod names;
+pub mod registry;
+mod selectors;
+pub mod status;
+pub mod store;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use subtle::ConstantTimeEq;
+
+use registry::Registry;
+use status::ApiError;
+
+/// Largest request body the API reads unless `--api-max-body` says otherwise.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// How often a watch looks for status changes unless `--api-watch-status-interval` says
+/// otherwise.
+pub const DEFAULT_WATCH_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a watch stays open unless `--api-watch-max` says otherwise (a client's
+/// `timeoutSeconds` may ask for less).
+pub const DEFAULT_WATCH_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// Settings of the management API.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    pub max_body: usize,
+    pub watch_status_interval: Duration,
+    pub watch_max: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            max_body: DEFAULT_MAX_BODY,
+            watch_status_interval: DEFAULT_WATCH_STATUS_INTERVAL,
+            watch_max: DEFAULT_WATCH_MAX,
+        }
+    }
+}
+
+struct Api {
+    token: String,
+    registry: Arc<Registry>,
+    options: ApiOptions,
+    /// Becomes true at shutdown: open watches end.
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The API's router; `token` is the content of `--admin-token-file`.
+pub fn router(
+    token: String,
+    registry: Arc<Registry>,
+    options: ApiOptions,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let api = Arc::new(Api {
+        token,
+        registry,
+        options,
+        stop,
+    });
+    let objects = "/apis/{group}/{version}/namespaces/{namespace}/{plural}";
+    Router::new()
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::core))
+        .route("/apis", get(discovery::groups))
+        .route("/apis/{group}", get(discovery::group))
+        .route("/apis/{group}/{version}", get(discovery::resources))
+        .route("/openapi/v2", get(discovery::openapi_v2))
+        .route("/openapi/v3", get(discovery::openapi_v3))
+        .route("/apis/{group}/{version}/{plural}", get(handlers::list_all))
+        .route(objects, get(handlers::list).post(handlers::create))
+        .route(
+            &format!("{objects}/{{name}}"),
+            get(handlers::get)
+                .put(handlers::replace)
+                .patch(handlers::patch)
+                .delete(handlers::delete),
+        )
+        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .with_state(api)
+}
+
+/// Refuses a request without the right bearer token, with a `Status` body.
+async fn authorize(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
+    if !bool::from(given.as_bytes().ct_eq(api.token.as_bytes())) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "missing or wrong bearer token (see --admin-token-file)",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,584 @@
+//! The API's objects in memory: reads, validated writes (store, then the running broker),
+//! resource versions and the event history watches resume from.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::kinds::{self, Kind};
+use super::merge::merge_patch;
+use super::names;
+use super::status::ApiError;
+use super::store::{ObjectKey, Store, StoreError};
+use crate::live::{ApiDocument, Apply};
+
+/// The annotation that marks an object read from a `-f` file (value: `path, document N`).
+pub const SOURCE_FILE_ANNOTATION: &str = "herald.dev/source-file";
+/// How many changes a watch can resume from; older resource versions answer 410 Gone.
+pub const HISTORY: usize = 1024;
+
+/// What a watch reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "ADDED",
+            Change::Modified => "MODIFIED",
+            Change::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change of an API object, at `revision`.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub revision: u64,
+    pub change: Change,
+    pub key: ObjectKey,
+    /// The object (without status), after the change; before it for a delete.
+    pub object: Value,
+}
+
+struct State {
+    objects: BTreeMap<ObjectKey, Value>,
+    revision: u64,
+    history: VecDeque<WatchEvent>,
+    /// uid and first-seen revision of each file object, so they stay stable across reads.
+    file_meta: HashMap<ObjectKey, (String, u64)>,
+}
+
+/// The management API's view of every resource.
+pub struct Registry {
+    apply: Arc<dyn Apply>,
+    store: Arc<dyn Store>,
+    state: Mutex<State>,
+    /// One write at a time: validate, store and apply must see the same previous set.
+    writing: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<WatchEvent>,
+    /// `creationTimestamp` of file objects: when this process started.
+    started: String,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "management API store failed");
+    ApiError::internal(format!("storing the change failed: {e}"))
+}
+
+/// The key of a stored or file object, if it names a served kind.
+pub fn key_of(object: &Value) -> Option<(ObjectKey, &'static Kind)> {
+    let kind = kinds::by_manifest(object["apiVersion"].as_str()?, object["kind"].as_str()?)?;
+    let meta = &object["metadata"];
+    Some((
+        ObjectKey {
+            group: kind.group.into(),
+            plural: kind.plural.into(),
+            namespace: meta["namespace"].as_str().unwrap_or("default").into(),
+            name: meta["name"].as_str()?.into(),
+        },
+        kind,
+    ))
+}
+
+fn revision_of(object: &Value) -> u64 {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Registry {
+    /// Loads the stored objects and hands them to the running broker.
+    pub async fn open(apply: Arc<dyn Apply>, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let mut objects = BTreeMap::new();
+        for object in store.load().await? {
+            let Some((key, _)) = key_of(&object) else {
+                anyhow::bail!("the API store holds an object of no served kind: {object}");
+            };
+            objects.insert(key, object);
+        }
+        let revision = objects.values().map(revision_of).max().unwrap_or(0);
+        let documents: Vec<ApiDocument> = objects.values().cloned().collect();
+        if !documents.is_empty() {
+            apply.set_api_documents(documents).await.map_err(|e| {
+                anyhow::anyhow!("the stored API resources do not apply with the files: {e}")
+            })?;
+        }
+        let (events, _) = broadcast::channel(HISTORY);
+        Ok(Self {
+            apply,
+            store,
+            state: Mutex::new(State {
+                objects,
+                revision,
+                history: VecDeque::new(),
+                file_meta: HashMap::new(),
+            }),
+            writing: tokio::sync::Mutex::new(()),
+            events,
+            started: now(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The newest resource version.
+    pub fn revision(&self) -> u64 {
+        self.state().revision
+    }
+
+    /// Objects of `kind` (in `namespace`, or all), files' and API's, without status; and the
+    /// revision they are current at.
+    pub fn list(&self, kind: &Kind, namespace: Option<&str>) -> (Vec<Value>, u64) {
+        let files = self.file_objects();
+        let state = self.state();
+        let mut out: BTreeMap<ObjectKey, Value> = files;
+        for (key, object) in &state.objects {
+            out.entry(key.clone()).or_insert_with(|| object.clone());
+        }
+        let items = out
+            .into_iter()
+            .filter(|(k, _)| k.group == kind.group && k.plural == kind.plural)
+            .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(_, v)| v)
+            .collect();
+        (items, state.revision)
+    }
+
+    /// One object, without status.
+    pub fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let key = object_key(kind, namespace, name);
+        if let Some(object) = self.file_objects().remove(&key) {
+            return Ok(object);
+        }
+        self.state()
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind.plural, name))
+    }
+
+    /// The `-f` files' objects, marked read-only.
+    fn file_objects(&self) -> BTreeMap<ObjectKey, Value> {
+        let documents = self.apply.file_documents();
+        let mut state = self.state();
+        let revision = state.revision;
+        let mut out = BTreeMap::new();
+        for document in documents {
+            let mut object = document.value;
+            if object["metadata"]["namespace"].is_null() && object["metadata"].is_object() {
+                object["metadata"]["namespace"] = json!("default");
+            }
+            let Some((key, _)) = key_of(&object) else {
+                continue;
+            };
+            let (uid, seen) = state
+                .file_meta
+                .entry(key.clone())
+                .or_insert_with(|| (uuid::Uuid::new_v4().to_string(), revision.max(1)))
+                .clone();
+            let meta = &mut object["metadata"];
+            meta["uid"] = json!(uid);
+            meta["resourceVersion"] = json!(seen.to_string());
+            meta["generation"] = json!(1);
+            meta["creationTimestamp"] = json!(self.started);
+            let source = format!("{}, document {}", document.path.display(), document.index);
+            if !meta["annotations"].is_object() {
+                meta["annotations"] = json!({});
+            }
+            meta["annotations"][SOURCE_FILE_ANNOTATION] = json!(source);
+            out.insert(key, object);
+        }
+        out
+    }
+
+    fn refuse_file_object(&self, key: &ObjectKey) -> Result<(), ApiError> {
+        if let Some(object) = self.file_objects().get(key) {
+            let source = object["metadata"]["annotations"][SOURCE_FILE_ANNOTATION]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            return Err(ApiError::conflict(format!(
+                "{} {:?} is read from the file {source} (given with -f): edit the file instead",
+                key.plural, key.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates an object from `body` in `namespace`.
+    pub async fn create(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let mut object = prepare(kind, namespace, None, body)?;
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let key = object_key(kind, namespace, &name);
+        let _writing = self.writing.lock().await;
+        self.refuse_file_object(&key)?;
+        if self.state().objects.contains_key(&key) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "AlreadyExists",
+                format!("{} {name:?} already exists", kind.plural),
+            ));
+        }
+        let meta = &mut object["metadata"];
+        meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        meta["generation"] = json!(1);
+        meta["creationTimestamp"] = json!(now());
+        self.commit(kind, key, Some(object), Change::Added).await
+    }
+
+    /// Replaces the object `name` with `body` (PUT); `metadata.resourceVersion`, when given,
+    /// must be the current one.
+    pub async fn replace(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let object = prepare(kind, namespace, Some(name), body)?;
+        let _writing = self.writing.lock().await;
+        self.update(kind, namespace, name, object).await
+    }
+
+    /// Applies a JSON merge patch to the object `name`.
+    pub async fn patch(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: Value,
+    ) -> Result<Value, ApiError> {
+        if !patch.is_object() {
+            return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+        }
+        let _writing = self.writing.lock().await;
+        let key = object_key(kind, namespace, name);
+        self.refuse_file_object(&key)?;
+        let mut object = self
+            .state()
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
+        // The stored resourceVersion stays unless the patch names one, which must then match.
+        merge_patch(&mut object, &patch);
+        let object = prepare(kind, namespace, Some(name), object)?;
+        self.update(kind, namespace, name, object).await
+    }
+
+    async fn update(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        mut object: Value,
+    ) -> Result<Value, ApiError> {
+        let key = object_key(kind, namespace, name);
+        self.refuse_file_object(&key)?;
+        let current = self
+            .state()
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
+        let given = &object["metadata"]["resourceVersion"];
+        if let Some(given) = given.as_str()
+            && given != current["metadata"]["resourceVersion"]
+        {
+            return Err(ApiError::conflict(format!(
+                "Operation cannot be fulfilled on {} {name:?}: the object has been modified \
+                 (resourceVersion {given} is not the current {}); read it again and retry",
+                kind.plural, current["metadata"]["resourceVersion"]
+            )));
+        }
+        let old = &current["metadata"];
+        let generation = old["generation"].as_u64().unwrap_or(1);
+        let spec_changed = object["spec"] != current["spec"];
+        let meta = &mut object["metadata"];
+        meta["uid"] = old["uid"].clone();
+        meta["creationTimestamp"] = old["creationTimestamp"].clone();
+        meta["generation"] = json!(if spec_changed {
+            generation + 1
+        } else {
+            generation
+        });
+        self.commit(kind, key, Some(object), Change::Modified).await
+    }
+
+    /// Deletes the object `name`; answers it as it was.
+    pub async fn delete(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let key = object_key(kind, namespace, name);
+        let _writing = self.writing.lock().await;
+        self.refuse_file_object(&key)?;
+        let current = self
+            .state()
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind.plural, name))?;
+        self.commit(kind, key, None, Change::Deleted).await?;
+        Ok(current)
+    }
+
+    /// Validates the new set, stores the change, applies it, then publishes it. Called with
+    /// `writing` held. `object` is `None` for a delete.
+    async fn commit(
+        &self,
+        kind: &Kind,
+        key: ObjectKey,
+        object: Option<Value>,
+        change: Change,
+    ) -> Result<Value, ApiError> {
+        let (previous, mut next, revision) = {
+            let state = self.state();
+            (
+                state.objects.get(&key).cloned(),
+                state.objects.clone(),
+                state.revision + 1,
+            )
+        };
+        let mut object = object;
+        if let Some(object) = object.as_mut() {
+            object["metadata"]["resourceVersion"] = json!(revision.to_string());
+            next.insert(key.clone(), object.clone());
+        } else {
+            next.remove(&key);
+        }
+        let documents: Vec<ApiDocument> = next.values().cloned().collect();
+        self.apply
+            .validate(&documents)
+            .map_err(|e| ApiError::invalid(kind.kind, &key.name, &e.field, e.to_string()))?;
+        match &object {
+            Some(object) => self.store.put(&key, object).await,
+            None => self.store.delete(&key).await,
+        }
+        .map_err(store_error)?;
+        if let Err(e) = self.apply.set_api_documents(documents).await {
+            // Nothing changed in the broker: put the store back as it was.
+            let undo = match &previous {
+                Some(previous) => self.store.put(&key, previous).await,
+                None => self.store.delete(&key).await,
+            };
+            if let Err(undo) = undo {
+                tracing::error!(error = %undo, key = ?key, "could not undo a refused change in the API store");
+            }
+            return Err(ApiError::invalid(
+                kind.kind,
+                &key.name,
+                &e.field,
+                e.to_string(),
+            ));
+        }
+        let published = object
+            .clone()
+            .or(previous)
+            .expect("a delete has a previous object");
+        let event = WatchEvent {
+            revision,
+            change,
+            key: key.clone(),
+            object: published.clone(),
+        };
+        let mut state = self.state();
+        state.objects = next;
+        state.revision = revision;
+        state.history.push_back(event.clone());
+        if state.history.len() > HISTORY {
+            state.history.pop_front();
+        }
+        // No receiver is fine: nobody watches.
+        let _ = self.events.send(event);
+        Ok(published)
+    }
+
+    /// The changes after `since` and a receiver of those to come; `Err` with 410 Gone when
+    /// `since` is older than the history kept.
+    pub fn watch_from(
+        &self,
+        since: u64,
+    ) -> Result<(Vec<WatchEvent>, broadcast::Receiver<WatchEvent>), ApiError> {
+        let state = self.state();
+        let receiver = self.events.subscribe();
+        let oldest_known = state
+            .history
+            .front()
+            .map_or(state.revision, |e| e.revision - 1);
+        if since < oldest_known {
+            return Err(ApiError::new(
+                axum::http::StatusCode::GONE,
+                "Expired",
+                format!("too old resource version: {since} ({oldest_known})"),
+            ));
+        }
+        let backlog = state
+            .history
+            .iter()
+            .filter(|e| e.revision > since)
+            .cloned()
+            .collect();
+        Ok((backlog, receiver))
+    }
+
+    /// The `status` Herald reports for `object`.
+    pub fn status_of(&self, kind: &Kind, object: &Value) -> Value {
+        let meta = &object["metadata"];
+        let (namespace, name) = (
+            meta["namespace"].as_str().unwrap_or("default"),
+            meta["name"].as_str().unwrap_or_default(),
+        );
+        let found = self.apply.status().into_iter().find(|s| {
+            s.group == kind.group
+                && s.kind == kind.kind
+                && s.namespace == namespace
+                && s.name == name
+        });
+        let mut status = json!({ "observedGeneration": meta["generation"] });
+        let Some(found) = found else {
+            status["conditions"] = json!([{
+                "type": "Ready",
+                "status": "Unknown",
+                "reason": "NotRunning",
+                "message": "Herald reports no state for this resource yet",
+            }]);
+            return status;
+        };
+        let conditions: Vec<Value> = found
+            .conditions
+            .iter()
+            .map(|c| {
+                let mut condition = json!({ "type": c.kind, "status": c.status });
+                if let Some(reason) = &c.reason {
+                    condition["reason"] = json!(reason);
+                }
+                if let Some(message) = &c.message {
+                    condition["message"] = json!(message);
+                }
+                condition
+            })
+            .collect();
+        status["conditions"] = json!(conditions);
+        if let Some(url) = found.address {
+            status["address"] = json!({ "url": url });
+        }
+        status
+    }
+
+    /// `object` with its `status` filled in.
+    pub fn with_status(&self, kind: &Kind, mut object: Value) -> Value {
+        object["status"] = self.status_of(kind, &object);
+        object
+    }
+}
+
+pub fn object_key(kind: &Kind, namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        group: kind.group.into(),
+        plural: kind.plural.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+/// Checks a request body against the URL and strips what the server owns (`status`,
+/// `managedFields`); `name` is the URL's for an update.
+fn prepare(
+    kind: &Kind,
+    namespace: &str,
+    name: Option<&str>,
+    mut body: Value,
+) -> Result<Value, ApiError> {
+    let Value::Object(fields) = &mut body else {
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object (a manifest)",
+        ));
+    };
+    let api_version = kind.api_version();
+    for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", kind.kind)] {
+        match fields.get(field).and_then(Value::as_str) {
+            Some(given) if given == expected => {}
+            None if !fields.contains_key(field) => {
+                fields.insert(field.into(), json!(expected));
+            }
+            given => {
+                return Err(ApiError::bad_request(format!(
+                    "{field} {given:?} does not match the URL, which serves {expected}"
+                )));
+            }
+        }
+    }
+    fields.remove("status");
+    let Some(Value::Object(meta)) = fields.get_mut("metadata") else {
+        return Err(ApiError::invalid(
+            kind.kind,
+            "",
+            "metadata",
+            "metadata is required",
+        ));
+    };
+    meta.remove("managedFields");
+    let given_name = meta.get("name").and_then(Value::as_str).map(str::to_owned);
+    let given_name = match (given_name, name) {
+        (Some(given), Some(url)) if given != url => {
+            return Err(ApiError::bad_request(format!(
+                "metadata.name {given:?} does not match the name in the URL {url:?}"
+            )));
+        }
+        (Some(given), _) => given,
+        (None, Some(url)) => url.to_owned(),
+        (None, None) => {
+            let field = if meta.contains_key("generateName") {
+                "metadata.generateName"
+            } else {
+                "metadata.name"
+            };
+            return Err(ApiError::invalid(
+                kind.kind,
+                "",
+                field,
+                "metadata.name is required (generateName is not supported)",
+            ));
+        }
+    };
+    names::check_name(&given_name)
+        .map_err(|why| ApiError::invalid(kind.kind, &given_name, "metadata.name", why))?;
+    names::check_namespace(namespace).map_err(ApiError::bad_request)?;
+    meta.insert("name".into(), json!(given_name));
+    match meta.get("namespace").and_then(Value::as_str) {
+        Some(given) if given != namespace => {
+            return Err(ApiError::bad_request(format!(
+                "metadata.namespace {given:?} does not match the namespace in the URL {namespace:?}"
+            )));
+        }
+        _ => {
+            meta.insert("namespace".into(), json!(namespace));
+        }
+    }
+    Ok(body)
+}
