@@ -31,4 +31,4 @@ mod server;
 pub mod sources;
 pub mod units;
 
-pub use server::{ServeOptions, run};
+pub use server::{ApiRouter, ConfigFiles, ServeOptions, run};

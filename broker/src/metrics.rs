@@ -103,6 +103,12 @@ pub struct TaskLabels {
     pub task: String,
 }
 
+/// `result` of `herald_config_reloads_total`: `applied` or `invalid` (a closed set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -132,6 +138,7 @@ pub struct Metrics {
     pub trigger_subscribed: Family<TriggerLabels, Gauge>,
     pub task_running: Family<TaskLabels, Gauge>,
     pub task_restarts: Family<TaskLabels, Counter>,
+    pub config_reloads: Family<ReloadLabels, Counter>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -169,6 +176,7 @@ impl Default for Metrics {
             trigger_subscribed: Family::default(),
             task_running: Family::default(),
             task_restarts: Family::default(),
+            config_reloads: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -266,6 +274,11 @@ impl Default for Metrics {
             "task_restarts",
             "Background tasks restarted after they ended or panicked before shutdown",
             m.task_restarts.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Reloads of the -f files (watched or SIGHUP) by result: applied or invalid",
+            m.config_reloads.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -9,12 +9,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::binding::AttributeLimits;
-use crate::config::Config;
-use crate::dispatch::parked::ParkingLot;
-use crate::dispatch::supervise::{self, DispatcherSpec};
-use crate::dispatch::{self, TriggerContext};
+use crate::config::{Config, FileText, LoadOptions};
+use crate::dispatch;
 use crate::ingress::{Ingress, router};
 use crate::listener::{ListenerOptions, serve_http1};
+use crate::live::runtime::{Runtime, RuntimeEnv};
+use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
 use crate::sources::{self, SourceEnv};
 use herald_buses::Bus;
@@ -36,6 +36,33 @@ pub struct ServeOptions {
     /// The bearer token of the admin endpoints (`--admin-token-file`); without it they are
     /// not mounted.
     pub admin_token: Option<String>,
+    /// The `-f` files the configuration came from, watched for changes.
+    pub config_files: ConfigFiles,
+    /// Routes served over the live configuration (the management API mounts itself here).
+    pub api_router: Option<ApiRouter>,
+}
+
+/// The `-f` files of `herald serve`: what was read at start and how to read them again.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFiles {
+    /// As given (files or directories); empty: nothing is watched.
+    pub paths: Vec<PathBuf>,
+    /// Their content when the configuration given to [`run`] was resolved from them.
+    pub texts: Vec<FileText>,
+    pub load: LoadOptions,
+    /// How often they are compared with what runs (`None`: only on `SIGHUP`).
+    pub poll_interval: Option<std::time::Duration>,
+}
+
+/// Builds routes over the live configuration (`Arc<Live>` implements
+/// [`crate::live::Apply`]).
+#[derive(Clone)]
+pub struct ApiRouter(pub Arc<dyn Fn(SharedLive) -> axum::Router + Send + Sync>);
+
+impl std::fmt::Debug for ApiRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiRouter(..)")
+    }
 }
 
 impl Default for ServeOptions {
@@ -49,12 +76,16 @@ impl Default for ServeOptions {
             listener: ListenerOptions::default(),
             source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
             admin_token: None,
+            config_files: ConfigFiles::default(),
+            api_router: None,
         }
     }
 }
 
 /// Serves `config` on `listener` over `bus` until `shutdown` resolves; then stops accepting,
 /// lets in-flight deliveries finish (or hands them back), flushes the bus and returns.
+/// With `options.config_files`, the files `config` was read from are watched and reloaded
+/// (see [`crate::live`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -75,6 +106,8 @@ pub async fn run(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = dispatch::sender::Sender::default();
+    // At start, cursors of triggers no longer configured are forgotten (a reload forgets
+    // those it removes itself).
     for broker in &config.brokers {
         let topic = broker.id.topic();
         let groups: Vec<String> = config
@@ -88,83 +121,53 @@ pub async fn run(
             tracing::info!(%group, broker = %broker.id, "forgot the cursor of a trigger no longer configured");
         }
     }
-    let mut dispatchers = JoinSet::new();
-    let trigger_names = config.triggers.iter().map(|t| t.to_string()).collect();
-    for trigger in config.triggers {
-        let lot = ParkingLot::new(&trigger.namespace, &trigger.name);
-        let ctx = Arc::new(TriggerContext::new(
-            trigger,
-            sender.clone(),
-            ingress.clone(),
-            bus.clone(),
-            options.jitter,
-        ));
-        let [main_task, redrive_task] = supervise::task_names(&ctx.label);
-        let specs = [
-            DispatcherSpec {
-                ctx: ctx.clone(),
-                bus: bus.clone(),
-                topic: ctx.trigger.broker.topic(),
-                group: ctx.trigger.group(),
-                task: main_task,
-                window: options.window,
-                lot: Some(lot.clone()),
-            },
-            // Redriven parked events come back to this trigger only, through its own topic.
-            DispatcherSpec {
-                ctx: ctx.clone(),
-                bus: bus.clone(),
-                topic: lot.redrive.clone(),
-                group: lot.redrive.clone(),
-                task: redrive_task,
-                window: options.window,
-                lot: None,
-            },
-        ];
-        for spec in specs {
-            // The first subscription is awaited (briefly) so that a new trigger on a local bus
-            // counts every event accepted once Herald is ready; a network bus that cannot
-            // assign the group yet (a crashed replica's session still open, more replicas than
-            // partitions, NATS restarting) must not keep Herald from starting: it keeps
-            // trying in the background, and /readyz answers 503 naming it meanwhile.
-            let first =
-                tokio::time::timeout(FIRST_SUBSCRIBE, bus.subscribe(&spec.topic, &spec.group))
-                    .await;
-            let first = match first {
-                Ok(Ok(subscription)) => Some(subscription),
-                Ok(Err(e)) if !e.is_retryable() => return Err(e.into()),
-                outcome => {
-                    let why = match outcome {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => format!("no answer within {FIRST_SUBSCRIBE:?}"),
-                    };
-                    tracing::warn!(task = %spec.task, error = %why, "trigger not subscribed yet; retrying in the background");
-                    None
-                }
-            };
-            supervise::spawn(&mut dispatchers, spec, first, stop_rx.clone());
-        }
-    }
-    let env = SourceEnv {
+    let github = Arc::new(sources::github::LiveEndpoints::new(Arc::new(
+        sources::github::GitHubEndpoints::empty(options.max_body),
+    )));
+    let trigger_names: dispatch::admin::TriggerNames = Arc::default();
+    let env = RuntimeEnv {
+        bus: bus.clone(),
         ingress: ingress.clone(),
         sender: sender.clone(),
-        state_dir: options.state_dir.clone(),
-        clock: herald_sources::ping::Clock::System,
+        window: options.window,
         jitter: options.jitter,
-        attribute_max_bytes: options.source_attribute_max_bytes,
+        sources: SourceEnv {
+            ingress: ingress.clone(),
+            sender: sender.clone(),
+            state_dir: options.state_dir.clone(),
+            clock: herald_sources::ping::Clock::System,
+            jitter: options.jitter,
+            attribute_max_bytes: options.source_attribute_max_bytes,
+        },
+        github: github.clone(),
+        trigger_names: trigger_names.clone(),
+        stop: stop_rx.clone(),
     };
-    let mut started = sources::start(&config.sources, &env, stop_rx.clone()).await?;
-    let sources_watch = watch_sources(
-        std::mem::take(&mut started.tasks),
-        metrics.clone(),
-        stop_rx.clone(),
-    );
+    let live = Arc::new(Live::new(
+        Runtime::new(env),
+        options.config_files.paths.clone(),
+        options.config_files.load.clone(),
+    ));
+    live.start(config, options.config_files.texts.clone())
+        .await?;
+    live.set_address_base(format!("http://{}", listener.local_addr()?));
+    let reloader = (!options.config_files.paths.is_empty()).then(|| {
+        crate::live::reload::spawn(
+            live.clone(),
+            metrics.clone(),
+            options.config_files.poll_interval,
+            stop_rx.clone(),
+        )
+    });
     ingress.set_ready(true);
     tracing::info!(addr = %listener.local_addr()?, "herald serving");
     let ready = ingress.clone();
-    let mut app = router(ingress).merge(sources::github::router(started.github.clone()));
+    let mut app = router(ingress).merge(sources::github::live_router(github));
     if let Some(token) = options.admin_token.clone() {
         app = app.merge(dispatch::admin::router(token, bus.clone(), trigger_names));
+    }
+    if let Some(api) = &options.api_router {
+        app = app.merge((api.0)(live.clone()));
     }
     serve_http1(
         listener,
@@ -179,11 +182,13 @@ pub async fn run(
         },
     )
     .await;
-    while dispatchers.join_next().await.is_some() {}
-    let _ = sources_watch.await;
+    if let Some(reloader) = reloader {
+        let _ = reloader.await;
+    }
+    live.runtime().stop_all().await;
     // Every other holder of the bus (the sources' ingress handle among them) must be gone for
     // a network bus to flush its last acknowledgements.
-    drop((env, started));
+    drop(live);
     bus.close().await;
     tracing::info!("herald stopped");
     Ok(())
@@ -191,7 +196,7 @@ pub async fn run(
 
 /// Awaits the sources' tasks; one that ends (or panics) before shutdown is shown in /readyz
 /// and `herald_task_running{task="sources"}` (the number still running).
-fn watch_sources(
+pub(crate) fn watch_sources(
     mut tasks: JoinSet<()>,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
@@ -226,9 +231,6 @@ fn watch_sources(
         }
     })
 }
-
-/// How long start-up waits for a trigger's first subscription before going on without it.
-const FIRST_SUBSCRIBE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -117,6 +117,10 @@ struct ServeArgs {
     /// it they are not served.
     #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// How often the `-f` files are compared with what runs, and a change applied (`1s`,
+    /// `500ms`); `0s`: only on SIGHUP.
+    #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = herald::units::parse_duration)]
+    config_poll_interval: std::time::Duration,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -130,15 +134,19 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = if args.files.is_empty() {
-        Config::default_broker()
+    let load = config::LoadOptions {
+        secrets_dir: args.secrets_dir.clone(),
+    };
+    let (config, texts) = if args.files.is_empty() {
+        (Config::default_broker(), Vec::new())
     } else {
-        let options = config::LoadOptions {
-            secrets_dir: args.secrets_dir.clone(),
-        };
         // Reading manifests and secrets is file I/O: off the async workers.
-        let files = args.files.clone();
-        tokio::task::spawn_blocking(move || config::load_paths_with(&files, &options)).await??
+        let (files, load) = (args.files.clone(), load.clone());
+        tokio::task::spawn_blocking(move || {
+            let texts = config::read_files(&files)?;
+            config::resolve_all(&texts, &[], &load).map(|config| (config, texts))
+        })
+        .await??
     };
     let embedded = herald::bus::EmbeddedOptions {
         retention: herald_buses::embedded::Retention {
@@ -174,6 +182,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         source_attribute_max_bytes: args.source_attribute_max_bytes,
         admin_token,
+        config_files: herald::ConfigFiles {
+            paths: args.files.clone(),
+            texts,
+            load,
+            poll_interval: (!args.config_poll_interval.is_zero())
+                .then_some(args.config_poll_interval),
+        },
+        api_router: None,
     };
     run(listener, config, bus, options, shutdown_signal()).await
 }

@@ -85,7 +85,24 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Config, ConfigError> {
     reason = "blocking by contract: callers run it off the async workers"
 )]
 pub fn load_paths_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Config, ConfigError> {
-    let mut resolver = Resolver::new(options.clone());
+    resolve_all(&read_files(paths)?, &[], options)
+}
+
+/// A manifest file's path and text, as read (the running broker keeps them to validate API
+/// documents against without reading again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileText {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Reads every manifest file of `paths` (directories expanded, sorted). Blocking.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "blocking by contract: callers run it off the async workers"
+)]
+pub fn read_files(paths: &[PathBuf]) -> Result<Vec<FileText>, ConfigError> {
+    let mut files = Vec::new();
     for path in paths {
         for file in expand(path)? {
             let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
@@ -94,10 +111,62 @@ pub fn load_paths_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Confi
                 field: String::new(),
                 message: format!("cannot read: {e}"),
             })?;
-            read_documents(&file.display().to_string(), &text, &mut resolver)?;
+            files.push(FileText { path: file, text });
         }
     }
+    Ok(files)
+}
+
+/// Resolves the files' manifests and the management API's documents as one configuration.
+/// An API document is named `api {kind} {namespace}/{name}` in errors. Reads secret files
+/// (`secretKeyRef`): call it off the async workers.
+pub fn resolve_all(
+    files: &[FileText],
+    api: &[serde_json::Value],
+    options: &LoadOptions,
+) -> Result<Config, ConfigError> {
+    let mut resolver = Resolver::new(options.clone());
+    for file in files {
+        read_documents(&file.path.display().to_string(), &file.text, &mut resolver)?;
+    }
+    for (index, value) in api.iter().enumerate() {
+        let at = Located {
+            file: api_name(value),
+            document: index + 1,
+            value: (),
+        };
+        add_document(&at, &Body::Json(value), &mut resolver)?;
+    }
     resolver.finish()
+}
+
+fn api_name(value: &serde_json::Value) -> String {
+    let text = |pointer: &str| value.pointer(pointer).and_then(|v| v.as_str());
+    format!(
+        "api {} {}/{}",
+        text("/kind").unwrap_or("?"),
+        text("/metadata/namespace").unwrap_or("default"),
+        text("/metadata/name").unwrap_or("?")
+    )
+}
+
+/// Every document of `files` as a JSON value, with its file and 1-based position.
+pub fn file_documents(files: &[FileText]) -> Vec<crate::live::FileDocument> {
+    let mut documents = Vec::new();
+    for file in files {
+        for (index, (_, doc)) in split_documents(&file.text).into_iter().enumerate() {
+            // The typed load accepted this text, so it is YAML; a value YAML cannot give as
+            // JSON (a non-string key) is left out rather than shown wrong.
+            if let Ok(value) = serde_saphyr::from_str::<serde_json::Value>(&doc) {
+                documents.push(crate::live::FileDocument {
+                    path: file.path.clone(),
+                    index: index + 1,
+                    value,
+                });
+            }
+        }
+    }
+    documents
 }
 
 /// Loads manifests from a string (`name` stands for the file in errors).
@@ -171,59 +240,95 @@ fn read_documents(file: &str, text: &str, resolver: &mut Resolver) -> Result<(),
             document: index + 1,
             value: (),
         };
-        let meta: TypeMeta = parse(&at, first_line, &doc)?;
-        let (Some(api_version), Some(kind)) = (meta.api_version, meta.kind) else {
-            return Err(at.error("", "every document needs apiVersion and kind"));
-        };
-        match (api_version.as_str(), kind.as_str()) {
-            ("eventing.knative.dev/v1", "Broker") => {
-                let manifest: Manifest<Option<BrokerSpec>> = parse(&at, first_line, &doc)?;
-                resolver.add_broker(at.with(manifest))?;
-            }
-            ("eventing.knative.dev/v1", "Trigger") => {
-                let manifest: Manifest<TriggerSpec> = parse(&at, first_line, &doc)?;
-                resolver.add_trigger(at.with(manifest))?;
-            }
-            PING_SOURCE => {
-                let manifest: Manifest<PingSourceSpec> = parse(&at, first_line, &doc)?;
-                resolver.add_ping(at.with(manifest))?;
-            }
-            API_SERVER_SOURCE => {
-                let manifest: Manifest<ApiServerSourceSpec> = parse(&at, first_line, &doc)?;
-                resolver.add_api_server(at.with(manifest))?;
-            }
-            GITHUB_SOURCE => {
-                let manifest: Manifest<GitHubSourceSpec> = parse(&at, first_line, &doc)?;
-                resolver.add_github(at.with(manifest))?;
-            }
-            (_, "PingSource" | "ApiServerSource" | "GitHubSource") => {
-                let expected = [PING_SOURCE, API_SERVER_SOURCE, GITHUB_SOURCE]
-                    .into_iter()
-                    .find(|(_, k)| *k == kind)
-                    .map_or("", |(v, _)| v);
-                return Err(at.error(
-                    "apiVersion",
-                    format!("{kind} is read as apiVersion {expected}, not {api_version}"),
-                ));
-            }
-            _ => {
-                return Err(at.error(
-                    "kind",
-                    format!(
-                        "unknown kind {kind} of apiVersion {api_version} (expected \
-                         eventing.knative.dev/v1 Broker or Trigger, sources.knative.dev/v1 \
-                         PingSource or ApiServerSource, sources.knative.dev/v1alpha1 \
-                         GitHubSource)"
-                    ),
-                ));
-            }
+        add_document(
+            &at,
+            &Body::Yaml {
+                first_line,
+                text: &doc,
+            },
+            resolver,
+        )?;
+    }
+    Ok(())
+}
+
+/// One manifest's text: a `---` document of a file, or a JSON document the management API
+/// stored.
+pub(super) enum Body<'a> {
+    Yaml { first_line: usize, text: &'a str },
+    Json(&'a serde_json::Value),
+}
+
+impl Body<'_> {
+    fn parse<T: DeserializeOwned>(&self, at: &Located<()>) -> Result<T, ConfigError> {
+        match self {
+            Body::Yaml { first_line, text } => parse(at, *first_line, text),
+            Body::Json(value) => T::deserialize(*value).map_err(|e| {
+                let message = e.to_string();
+                at.error(&field_of(&message), message)
+            }),
+        }
+    }
+}
+
+/// Adds one manifest to `resolver`, by its `apiVersion` and `kind`.
+pub(super) fn add_document(
+    at: &Located<()>,
+    body: &Body<'_>,
+    resolver: &mut Resolver,
+) -> Result<(), ConfigError> {
+    let meta: TypeMeta = body.parse(at)?;
+    let (Some(api_version), Some(kind)) = (meta.api_version, meta.kind) else {
+        return Err(at.error("", "every document needs apiVersion and kind"));
+    };
+    match (api_version.as_str(), kind.as_str()) {
+        ("eventing.knative.dev/v1", "Broker") => {
+            let manifest: Manifest<Option<BrokerSpec>> = body.parse(at)?;
+            resolver.add_broker(at.with(manifest))?;
+        }
+        ("eventing.knative.dev/v1", "Trigger") => {
+            let manifest: Manifest<TriggerSpec> = body.parse(at)?;
+            resolver.add_trigger(at.with(manifest))?;
+        }
+        PING_SOURCE => {
+            let manifest: Manifest<PingSourceSpec> = body.parse(at)?;
+            resolver.add_ping(at.with(manifest))?;
+        }
+        API_SERVER_SOURCE => {
+            let manifest: Manifest<ApiServerSourceSpec> = body.parse(at)?;
+            resolver.add_api_server(at.with(manifest))?;
+        }
+        GITHUB_SOURCE => {
+            let manifest: Manifest<GitHubSourceSpec> = body.parse(at)?;
+            resolver.add_github(at.with(manifest))?;
+        }
+        (_, "PingSource" | "ApiServerSource" | "GitHubSource") => {
+            let expected = [PING_SOURCE, API_SERVER_SOURCE, GITHUB_SOURCE]
+                .into_iter()
+                .find(|(_, k)| *k == kind)
+                .map_or("", |(v, _)| v);
+            return Err(at.error(
+                "apiVersion",
+                format!("{kind} is read as apiVersion {expected}, not {api_version}"),
+            ));
+        }
+        _ => {
+            return Err(at.error(
+                "kind",
+                format!(
+                    "unknown kind {kind} of apiVersion {api_version} (expected \
+                     eventing.knative.dev/v1 Broker or Trigger, sources.knative.dev/v1 \
+                     PingSource or ApiServerSource, sources.knative.dev/v1alpha1 \
+                     GitHubSource)"
+                ),
+            ));
         }
     }
     Ok(())
 }
 
 impl Located<()> {
-    fn with<T>(&self, value: T) -> Located<T> {
+    pub(super) fn with<T>(&self, value: T) -> Located<T> {
         Located {
             file: self.file.clone(),
             document: self.document,
@@ -239,19 +344,23 @@ fn parse<T: DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     serde_saphyr::from_str(doc).map_err(|e| {
         let message = e.to_string();
-        // Name the field when serde says which one; the parser's own message has the position.
-        let field = message
-            .split("unknown field `")
-            .nth(1)
-            .or_else(|| message.split("missing field `").nth(1))
-            .and_then(|rest| rest.split('`').next())
-            .unwrap_or("")
-            .to_owned();
         at.error(
-            &field,
+            &field_of(&message),
             format!("{message} (document starts at line {first_line})"),
         )
     })
+}
+
+/// The field serde names in `message` (unknown or missing), if it names one; the parser's
+/// own message has the position.
+fn field_of(message: &str) -> String {
+    message
+        .split("unknown field `")
+        .nth(1)
+        .or_else(|| message.split("missing field `").nth(1))
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[cfg(test)]

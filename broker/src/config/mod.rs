@@ -15,8 +15,8 @@ pub mod resources;
 mod sources;
 
 pub use load::{
-    ConfigError, DEFAULT_SECRETS_DIR, LoadOptions, load_paths, load_paths_with, load_str,
-    load_str_with,
+    ConfigError, DEFAULT_SECRETS_DIR, FileText, LoadOptions, file_documents, load_paths,
+    load_paths_with, load_str, load_str_with, read_files, resolve_all,
 };
 pub use model::*;
 

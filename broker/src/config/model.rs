@@ -123,6 +123,9 @@ pub struct TriggerConfig {
     pub subscriber: Target,
     pub delivery: DeliveryPolicy,
     pub ordering: Ordering,
+    /// `herald.dev/paused: "true"`: the trigger keeps its consumer group (and position) but
+    /// reads and delivers nothing until resumed.
+    pub paused: bool,
 }
 
 impl TriggerConfig {

@@ -14,6 +14,8 @@ use herald_sources::manifest::parse_iso8601;
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
 /// Herald's cap on the backoff wait (Knative has no field for it).
 pub const BACKOFF_CAP_ANNOTATION: &str = "herald.dev/delivery.backoffCap";
+/// A paused trigger keeps its position and delivers nothing (`"true"` or `"false"`).
+pub const PAUSED_ANNOTATION: &str = "herald.dev/paused";
 
 #[derive(Default)]
 pub(super) struct Resolver {
@@ -106,6 +108,17 @@ impl Resolver {
                     ));
                 }
             };
+            let paused = match manifest.metadata.annotations.get(PAUSED_ANNOTATION) {
+                None => false,
+                Some(v) if v == "true" => true,
+                Some(v) if v == "false" => false,
+                Some(v) => {
+                    return Err(located.error(
+                        &format!("metadata.annotations.{PAUSED_ANNOTATION}"),
+                        format!("must be \"true\" or \"false\", not {v:?}"),
+                    ));
+                }
+            };
             triggers.push(TriggerConfig {
                 namespace: ns,
                 name,
@@ -114,6 +127,7 @@ impl Resolver {
                 subscriber,
                 delivery: delivery.resolve(&broker.delivery),
                 ordering,
+                paused,
             });
         }
         let known = |target: &Option<Target>| match target {

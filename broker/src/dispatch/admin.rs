@@ -31,14 +31,17 @@ pub const DEFAULT_LIST: usize = 100;
 struct Admin {
     token: String,
     bus: Arc<dyn Bus>,
-    /// `namespace/name` of every configured trigger.
-    triggers: HashSet<String>,
+    /// `namespace/name` of every configured trigger, kept current by the running broker.
+    triggers: TriggerNames,
     /// One parking-lot operation at a time: two readers of one lot would split it.
     busy: tokio::sync::Mutex<()>,
 }
 
+/// The names (`namespace/name`) of the configured triggers, replaced on every reload.
+pub type TriggerNames = Arc<std::sync::RwLock<HashSet<String>>>;
+
 /// The admin router; `token` is the content of `--admin-token-file`.
-pub fn router(token: String, bus: Arc<dyn Bus>, triggers: HashSet<String>) -> Router {
+pub fn router(token: String, bus: Arc<dyn Bus>, triggers: TriggerNames) -> Router {
     let admin = Arc::new(Admin {
         token,
         bus,
@@ -99,7 +102,12 @@ impl Admin {
             )));
         }
         let trigger = format!("{namespace}/{name}");
-        if !self.triggers.contains(&trigger) {
+        if !self
+            .triggers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&trigger)
+        {
             return Err(Box::new(error(
                 StatusCode::NOT_FOUND,
                 format!("no trigger {trigger:?} is configured"),
@@ -186,7 +194,7 @@ mod tests {
 
     fn app() -> (Router, Arc<dyn Bus>) {
         let bus: Arc<dyn Bus> = Arc::new(herald_buses::memory::MemoryBus::default());
-        let triggers = HashSet::from(["ns/t".to_owned()]);
+        let triggers = Arc::new(std::sync::RwLock::new(HashSet::from(["ns/t".to_owned()])));
         (router(TOKEN.into(), bus.clone(), triggers), bus)
     }
 

@@ -104,6 +104,7 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         subscriber: Target::Broker(sink),
         delivery: DeliveryPolicy::default(),
         ordering: crate::config::Ordering::Unordered,
+        paused: false,
     };
     let ctx = Arc::new(TriggerContext::new(
         trigger,

@@ -84,6 +84,7 @@ pub(super) fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, 
         subscriber: Target::Broker(sink),
         delivery: policy,
         ordering: crate::config::Ordering::Unordered,
+        paused: false,
     };
     let ctx = TriggerContext::new(
         trigger,

@@ -11,8 +11,8 @@ mod error;
 mod routes;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use chrono::{SecondsFormat, Utc};
 use cloudevents::Event;
@@ -50,8 +50,9 @@ pub struct BrokerEntry {
 
 pub struct Ingress {
     /// Keyed by `namespace/name`, the request path without its leading `/`, so a request
-    /// finds its broker without allocating.
-    brokers: HashMap<String, BrokerEntry>,
+    /// finds its broker without allocating. Replaced whole when the configuration changes
+    /// ([`Ingress::set_brokers`]); a request holds its entry's `Arc` until it is stored.
+    brokers: RwLock<Arc<HashMap<String, Arc<BrokerEntry>>>>,
     bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
     pub max_body: usize,
@@ -66,24 +67,9 @@ impl Ingress {
         metrics: Arc<Metrics>,
         max_body: usize,
     ) -> Self {
-        let brokers = brokers
-            .into_iter()
-            .map(|id| {
-                let entry = BrokerEntry {
-                    topic: id.topic(),
-                    accepted: metrics
-                        .events_accepted
-                        .get_or_create(&BrokerLabels {
-                            broker: id.to_string(),
-                        })
-                        .clone(),
-                    id,
-                };
-                (entry.id.to_string(), entry)
-            })
-            .collect();
+        let brokers = broker_table(brokers, &metrics);
         Self {
-            brokers,
+            brokers: RwLock::new(Arc::new(brokers)),
             bus,
             metrics,
             max_body,
@@ -109,8 +95,19 @@ impl Ingress {
     }
 
     /// The broker at `namespace/name`.
-    pub fn broker(&self, key: &str) -> Option<&BrokerEntry> {
-        self.brokers.get(key)
+    pub fn broker(&self, key: &str) -> Option<Arc<BrokerEntry>> {
+        self.brokers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Serves exactly `brokers` from now on: new ones are accepted at once, removed ones
+    /// answer 404 (requests already past the lookup finish storing).
+    pub fn set_brokers(&self, brokers: impl IntoIterator<Item = BrokerId>) {
+        let table = Arc::new(broker_table(brokers, &self.metrics));
+        *self.brokers.write().unwrap_or_else(|e| e.into_inner()) = table;
     }
 
     /// Counts a refused request in `herald_events_rejected_total`; `broker` is a configured
@@ -129,7 +126,7 @@ impl Ingress {
     /// broker destinations); returns once the bus made them durable.
     pub async fn publish(&self, broker: &BrokerId, events: Vec<Event>) -> Result<(), IngressError> {
         let key = broker.to_string();
-        let Some(entry) = self.brokers.get(&key) else {
+        let Some(entry) = self.broker(&key) else {
             let error = IngressError::UnknownBroker {
                 namespace: broker.namespace.clone(),
                 name: broker.name.clone(),
@@ -137,7 +134,7 @@ impl Ingress {
             self.count_rejected(UNKNOWN_BROKER, &error, events.len());
             return Err(error);
         };
-        self.publish_to(entry, events).await
+        self.publish_to(&entry, events).await
     }
 
     /// Stamps and stores `events` on `entry`'s topic.
@@ -174,6 +171,28 @@ impl Ingress {
             .observe(started.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+fn broker_table(
+    brokers: impl IntoIterator<Item = BrokerId>,
+    metrics: &Metrics,
+) -> HashMap<String, Arc<BrokerEntry>> {
+    brokers
+        .into_iter()
+        .map(|id| {
+            let entry = BrokerEntry {
+                topic: id.topic(),
+                accepted: metrics
+                    .events_accepted
+                    .get_or_create(&BrokerLabels {
+                        broker: id.to_string(),
+                    })
+                    .clone(),
+                id,
+            };
+            (entry.id.to_string(), Arc::new(entry))
+        })
+        .collect()
 }
 
 /// Which event of a batch broke a limit; the limit errors keep their kind (and reason label).

@@ -83,7 +83,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
                 Err(e) => Err(e),
             };
             let result = match result {
-                Ok(events) => ingress.publish_to(entry, events).await,
+                Ok(events) => ingress.publish_to(&entry, events).await,
                 Err(e) => {
                     ingress.count_rejected(key, &e, 1);
                     Err(e)

@@ -63,3 +63,10 @@ pub struct Condition {
     pub reason: Option<String>,
     pub message: Option<String>,
 }
+
+pub mod apply;
+pub mod reload;
+pub mod runtime;
+pub mod status;
+
+pub use apply::{Live, ReloadError, SharedLive};

@@ -51,8 +51,30 @@ impl GitHubEndpoints {
     }
 }
 
+/// The endpoints the webhook route serves now; replaced whole when the sources change.
+pub struct LiveEndpoints(std::sync::RwLock<Arc<GitHubEndpoints>>);
+
+impl LiveEndpoints {
+    pub fn new(endpoints: Arc<GitHubEndpoints>) -> Self {
+        Self(std::sync::RwLock::new(endpoints))
+    }
+
+    pub fn current(&self) -> Arc<GitHubEndpoints> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, endpoints: Arc<GitHubEndpoints>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = endpoints;
+    }
+}
+
 /// The webhook route; merged into the listener's router ahead of the broker fallback.
 pub fn router(endpoints: Arc<GitHubEndpoints>) -> Router {
+    live_router(Arc::new(LiveEndpoints::new(endpoints)))
+}
+
+/// [`router`] over endpoints the running broker replaces on reload.
+pub fn live_router(endpoints: Arc<LiveEndpoints>) -> Router {
     Router::new()
         .route("/sources/{namespace}/{name}", any(webhook))
         .with_state(endpoints)
@@ -76,10 +98,11 @@ fn retry_later(key: &str, message: impl Into<String>) -> Response {
 }
 
 async fn webhook(
-    State(endpoints): State<Arc<GitHubEndpoints>>,
+    State(live): State<Arc<LiveEndpoints>>,
     Path((namespace, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
+    let endpoints = live.current();
     let key = format!("{namespace}/{name}");
     let Some(endpoint) = endpoints.endpoints.get(&key) else {
         return answer(

@@ -77,6 +77,12 @@ impl WebhookSecret {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Whether `other` is the same secret (a reload compares them to restart a source whose
+    /// secret rotated); constant time in the secret's bytes.
+    pub fn same_as(&self, other: &WebhookSecret) -> bool {
+        subtle::ConstantTimeEq::ct_eq(self.0.as_slice(), other.0.as_slice()).into()
+    }
 }
 
 impl std::fmt::Debug for WebhookSecret {

@@ -1,0 +1,112 @@
+//! The `status` of every running resource, with Knative's condition names.
+//!
+//! Broker: `Ready`, `Addressable`. Trigger: `Ready`, `BrokerReady`, `SubscriberResolved`,
+//! `DependencyReady`, `SubscriptionReady` (Knative's `TriggerCondition*` names), and Herald's
+//! own `Paused`. Sources: `Ready`, `SinkProvided`. Everything in a running configuration was
+//! resolved (brokers exist, subscribers and sinks resolved), so those conditions are `True`;
+//! what can be false is whether the dispatchers are subscribed (`/readyz`'s reasons).
+
+use super::{Condition, ResourceStatus};
+use crate::config::Config;
+use crate::dispatch::supervise;
+
+const EVENTING: &str = "eventing.knative.dev";
+const SOURCES: &str = "sources.knative.dev";
+
+fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>) -> Condition {
+    Condition {
+        kind: kind.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.map(str::to_owned),
+        message,
+    }
+}
+
+fn ok(kind: &str) -> Condition {
+    condition(kind, true, None, None)
+}
+
+/// The status of every resource of `config`; `unready` is `/readyz`'s `task: reason` lines,
+/// `base` where brokers are reachable (`http://host:port`).
+pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<ResourceStatus> {
+    let mut all = Vec::new();
+    for broker in &config.brokers {
+        let address = base.map(|b| format!("{b}/{}/{}", broker.id.namespace, broker.id.name));
+        all.push(ResourceStatus {
+            group: EVENTING.into(),
+            kind: "Broker".into(),
+            namespace: broker.id.namespace.clone(),
+            name: broker.id.name.clone(),
+            conditions: vec![ok("Ready"), ok("Addressable")],
+            address,
+        });
+    }
+    for trigger in &config.triggers {
+        let label = trigger.to_string();
+        let reasons: Vec<&str> = supervise::task_names(&label)
+            .iter()
+            .flat_map(|task| {
+                let prefix = format!("{task}: ");
+                unready
+                    .iter()
+                    .filter_map(move |line| line.strip_prefix(&prefix).map(|_| line.as_str()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let subscribed = reasons.is_empty();
+        let message = (!subscribed).then(|| reasons.join("; "));
+        let mut conditions = vec![
+            condition(
+                "Ready",
+                subscribed,
+                (!subscribed).then_some("NotSubscribed"),
+                message.clone(),
+            ),
+            ok("BrokerReady"),
+            ok("SubscriberResolved"),
+            ok("DependencyReady"),
+            condition(
+                "SubscriptionReady",
+                subscribed,
+                (!subscribed).then_some("NotSubscribed"),
+                message,
+            ),
+        ];
+        conditions.push(condition(
+            "Paused",
+            trigger.paused,
+            Some(if trigger.paused { "Paused" } else { "Running" }),
+            trigger
+                .paused
+                .then(|| "herald.dev/paused is \"true\": nothing is delivered".to_owned()),
+        ));
+        all.push(ResourceStatus {
+            group: EVENTING.into(),
+            kind: "Trigger".into(),
+            namespace: trigger.namespace.clone(),
+            name: trigger.name.clone(),
+            conditions,
+            address: None,
+        });
+    }
+    let sources_down = unready.iter().any(|l| l.starts_with("sources: "));
+    for source in &config.sources {
+        all.push(ResourceStatus {
+            group: SOURCES.into(),
+            kind: source.kind_name().into(),
+            namespace: source.namespace.clone(),
+            name: source.name.clone(),
+            conditions: vec![
+                condition(
+                    "Ready",
+                    !sources_down,
+                    sources_down.then_some("SourceTaskStopped"),
+                    None,
+                ),
+                ok("SinkProvided"),
+            ],
+            address: None,
+        });
+    }
+    all
+}
