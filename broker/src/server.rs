@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub config_files: ConfigFiles,
     /// Routes served over the live configuration (the management API mounts itself here).
     pub api_router: Option<ApiRouter>,
+    /// The management API's settings; served with `admin_token`.
+    pub api: Option<crate::api::ApiOptions>,
 }
 
 /// The `-f` files of `herald serve`: what was read at start and how to read them again.
@@ -78,6 +80,7 @@ impl Default for ServeOptions {
             admin_token: None,
             config_files: ConfigFiles::default(),
             api_router: None,
+            api: None,
         }
     }
 }
@@ -159,12 +162,22 @@ pub async fn run(
             stop_rx.clone(),
         )
     });
+    // Stored API resources are applied before Herald reports ready.
+    let api = match (&options.admin_token, &options.api) {
+        (Some(token), Some(api)) => Some(
+            crate::api::mount(token.clone(), live.clone(), api.clone(), stop_rx.clone()).await?,
+        ),
+        _ => None,
+    };
     ingress.set_ready(true);
     tracing::info!(addr = %listener.local_addr()?, "herald serving");
     let ready = ingress.clone();
     let mut app = router(ingress).merge(sources::github::live_router(github));
     if let Some(token) = options.admin_token.clone() {
         app = app.merge(dispatch::admin::router(token, bus.clone(), trigger_names));
+    }
+    if let Some(api) = api {
+        app = app.merge(api);
     }
     if let Some(api) = &options.api_router {
         app = app.merge((api.0)(live.clone()));

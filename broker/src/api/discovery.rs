@@ -90,18 +90,88 @@ pub async fn resources(
     })))
 }
 
-/// A Swagger 2.0 document without definitions: kubectl then has no schema for Herald's kinds
-/// and validates nothing client-side (the API validates) and uses JSON merge patch.
-pub async fn openapi_v2() -> Json<Value> {
-    Json(json!({
-        "swagger": "2.0",
-        "info": { "title": "Herald", "version": env!("CARGO_PKG_VERSION") },
-        "paths": {},
-        "definitions": {},
-    }))
+/// The OpenAPI v3 index: one document per group-version.
+pub async fn openapi_v3() -> Json<Value> {
+    let mut paths = serde_json::Map::new();
+    for (group, versions) in kinds::groups() {
+        for version in versions {
+            paths.insert(
+                format!("apis/{group}/{version}"),
+                json!({ "serverRelativeURL": format!("/openapi/v3/apis/{group}/{version}") }),
+            );
+        }
+    }
+    Json(json!({ "paths": paths }))
 }
 
-/// The OpenAPI v3 index: no group documents (see [`openapi_v2`]).
-pub async fn openapi_v3() -> Json<Value> {
-    Json(json!({ "paths": {} }))
+/// A group-version's OpenAPI v3 document: one schema per kind that keeps unknown fields, so
+/// kubectl's client-side validation passes everything through and the API validates (422
+/// naming the field).
+pub async fn openapi_v3_group(
+    Path((group, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let mut schemas = serde_json::Map::new();
+    let mut paths = serde_json::Map::new();
+    for k in KINDS
+        .iter()
+        .filter(|k| k.group == group && k.version == version)
+    {
+        // kubectl validates on the server (fieldValidation=Strict) when a kind's PATCH
+        // operation lists that parameter; otherwise it wants Swagger 2.0 in protobuf.
+        let gvk = json!({ "group": k.group, "version": k.version, "kind": k.kind });
+        let operation = |action: &str| {
+            json!({
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": [
+                    { "name": "fieldValidation", "in": "query", "schema": { "type": "string" } }
+                ],
+                "responses": { "200": { "description": "OK" } },
+            })
+        };
+        paths.insert(
+            format!(
+                "/apis/{}/{}/namespaces/{{namespace}}/{}/{{name}}",
+                k.group, k.version, k.plural
+            ),
+            json!({ "patch": operation("patch"), "put": operation("put") }),
+        );
+        paths.insert(
+            format!(
+                "/apis/{}/{}/namespaces/{{namespace}}/{}",
+                k.group, k.version, k.plural
+            ),
+            json!({ "post": operation("post") }),
+        );
+        let reversed: Vec<&str> = k.group.split('.').rev().collect();
+        let open = json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true });
+        schemas.insert(
+            format!("{}.{}.{}", reversed.join("."), k.version, k.kind),
+            json!({
+                "type": "object",
+                "x-kubernetes-group-version-kind": [
+                    { "group": k.group, "version": k.version, "kind": k.kind }
+                ],
+                "properties": {
+                    "apiVersion": { "type": "string" },
+                    "kind": { "type": "string" },
+                    "metadata": open,
+                    "spec": open,
+                    "status": open,
+                },
+            }),
+        );
+    }
+    if schemas.is_empty() {
+        return Err(ApiError::not_found(
+            "groupversions",
+            &format!("{group}/{version}"),
+        ));
+    }
+    Ok(Json(json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Herald", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": { "schemas": schemas },
+    })))
 }

@@ -1,8 +1,7 @@
 //! The management API: Kubernetes-shaped, so `kubectl` works against Herald.
 //!
 //! - discovery: `/version`, `/api`, `/apis`, `/apis/{group}`, `/apis/{group}/{version}`,
-//!   `/openapi/v2` and `/openapi/v3` (empty documents: kubectl then patches with JSON merge
-//!   patch, which is what the API implements);
+//!   `/openapi/v3` (schemas that keep unknown fields: the API itself validates);
 //! - `/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]`: list (`?watch=true`), get,
 //!   create, update, patch, delete; `/apis/{group}/{version}/{plural}` lists all namespaces.
 //!
@@ -47,6 +46,8 @@ pub const DEFAULT_WATCH_MAX: Duration = Duration::from_secs(30 * 60);
 /// Settings of the management API.
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
+    /// The data directory: resources are stored under `{data_dir}/api/`.
+    pub data_dir: std::path::PathBuf,
     pub max_body: usize,
     pub watch_status_interval: Duration,
     pub watch_max: Duration,
@@ -55,6 +56,7 @@ pub struct ApiOptions {
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {
+            data_dir: std::path::PathBuf::from("herald-data"),
             max_body: DEFAULT_MAX_BODY,
             watch_status_interval: DEFAULT_WATCH_STATUS_INTERVAL,
             watch_max: DEFAULT_WATCH_MAX,
@@ -68,6 +70,19 @@ struct Api {
     options: ApiOptions,
     /// Becomes true at shutdown: open watches end.
     stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Opens the store, applies the resources stored there through `apply`, and returns the
+/// API's router; `token` is the content of `--admin-token-file`.
+pub async fn mount(
+    token: String,
+    apply: Arc<dyn crate::live::Apply>,
+    options: ApiOptions,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Router> {
+    let store = Arc::new(store::DirStore::open(&options.data_dir).await?);
+    let registry = Arc::new(Registry::open(apply, store).await?);
+    Ok(router(token, registry, options, stop))
 }
 
 /// The API's router; `token` is the content of `--admin-token-file`.
@@ -90,8 +105,11 @@ pub fn router(
         .route("/apis", get(discovery::groups))
         .route("/apis/{group}", get(discovery::group))
         .route("/apis/{group}/{version}", get(discovery::resources))
-        .route("/openapi/v2", get(discovery::openapi_v2))
         .route("/openapi/v3", get(discovery::openapi_v3))
+        .route(
+            "/openapi/v3/apis/{group}/{version}",
+            get(discovery::openapi_v3_group),
+        )
         .route("/apis/{group}/{version}/{plural}", get(handlers::list_all))
         .route(objects, get(handlers::list).post(handlers::create))
         .route(

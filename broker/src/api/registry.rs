@@ -372,8 +372,12 @@ impl Registry {
             next.remove(&key);
         }
         let documents: Vec<ApiDocument> = next.values().cloned().collect();
-        self.apply
-            .validate(&documents)
+        // Validating may read `secretKeyRef` files: off the async workers.
+        let apply = self.apply.clone();
+        let candidate = documents.clone();
+        tokio::task::spawn_blocking(move || apply.validate(&candidate))
+            .await
+            .map_err(|e| ApiError::internal(format!("validation failed: {e}")))?
             .map_err(|e| ApiError::invalid(kind.kind, &key.name, &e.field, e.to_string()))?;
         match &object {
             Some(object) => self.store.put(&key, object).await,

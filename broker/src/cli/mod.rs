@@ -1,5 +1,6 @@
 //! Command-line interface: `serve`, `send`, `bench`, `parked`.
 
+mod api_serve;
 mod bench;
 mod parked;
 mod send;
@@ -121,6 +122,8 @@ struct ServeArgs {
     /// `500ms`); `0s`: only on SIGHUP.
     #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = herald::units::parse_duration)]
     config_poll_interval: std::time::Duration,
+    #[command(flatten)]
+    api: api_serve::ApiServeArgs,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -190,6 +193,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .then_some(args.config_poll_interval),
         },
         api_router: None,
+        api: Some(args.api.options(&args.data_dir)),
     };
     run(listener, config, bus, options, shutdown_signal()).await
 }
