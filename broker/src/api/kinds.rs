@@ -90,6 +90,18 @@ pub fn by_manifest(api_version: &str, kind: &str) -> Option<&'static Kind> {
         .find(|k| k.kind == kind && k.api_version() == api_version)
 }
 
+/// The kind a user names on the command line: plural, singular, short name or kind, in any
+/// case (`triggers`, `trigger`, `Trigger`).
+pub fn by_name(name: &str) -> Option<&'static Kind> {
+    let name = name.to_ascii_lowercase();
+    KINDS.iter().find(|k| {
+        k.plural == name
+            || k.singular == name
+            || k.kind.eq_ignore_ascii_case(&name)
+            || k.short_names.contains(&name.as_str())
+    })
+}
+
 /// The groups served, each with its versions, in a stable order.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();

@@ -313,6 +313,15 @@ impl Registry {
                 kind.plural, current["metadata"]["resourceVersion"]
             )));
         }
+        // Nothing differs but the resource version the request may lack: nothing to do.
+        let mut same = object.clone();
+        same["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        for field in ["uid", "creationTimestamp", "generation"] {
+            same["metadata"][field] = current["metadata"][field].clone();
+        }
+        if same == current {
+            return Ok(current);
+        }
         let old = &current["metadata"];
         let generation = old["generation"].as_u64().unwrap_or(1);
         let spec_changed = object["spec"] != current["spec"];

@@ -1,9 +1,13 @@
-//! Command-line interface: `serve`, `send`, `bench`, `parked`.
+//! Command-line interface: `serve`, `send`, `bench`, `parked`, and `apply`, `get`,
+//! `describe`, `delete` over the management API.
 
+mod api_client;
 mod api_serve;
 mod bench;
 mod parked;
+mod resources;
 mod send;
+mod yaml;
 
 use std::path::PathBuf;
 
@@ -34,6 +38,14 @@ enum Command {
     /// A trigger's parking lot (events whose delivery failed for good): list, show, redrive,
     /// purge.
     Parked(parked::ParkedArgs),
+    /// Create or replace resources from manifests through the management API.
+    Apply(resources::ApplyArgs),
+    /// List resources (brokers, triggers, sources, ...) or show one, through the API.
+    Get(resources::GetArgs),
+    /// One resource in words: conditions, subscriber, filter, origin.
+    Describe(resources::DescribeArgs),
+    /// Delete a resource created through the API.
+    Delete(resources::DeleteArgs),
     /// Load-test Herald and print throughput and latency as ratios of a no-op server.
     Bench(bench::BenchArgs),
     /// The no-op HTTP server `herald bench` measures against (answers 202, does nothing).
@@ -132,6 +144,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::send(args).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::Parked(args) => parked::parked(args).await,
+        Command::Apply(args) => resources::apply(args).await,
+        Command::Get(args) => resources::get(args).await,
+        Command::Describe(args) => resources::describe(args).await,
+        Command::Delete(args) => resources::delete(args).await,
         Command::BenchNoop { listen } => bench::noop_server(listen).await,
     }
 }
