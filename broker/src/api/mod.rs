@@ -3,7 +3,8 @@
 //! - discovery: `/version`, `/api`, `/apis`, `/apis/{group}`, `/apis/{group}/{version}`,
 //!   `/openapi/v3` (schemas that keep unknown fields: the API itself validates);
 //! - `/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]`: list (`?watch=true`), get,
-//!   create, update, patch, delete; `/apis/{group}/{version}/{plural}` lists all namespaces.
+//!   create, update, patch, delete; `/apis/{group}/{version}/{plural}` lists all namespaces;
+//! - `/subscriptions[/{id}]`: the CloudEvents Subscriptions API over triggers.
 //!
 //! Every request needs `Authorization: Bearer {token}` (`--admin-token-file`), compared in
 //! constant time. Objects come from [`registry::Registry`]: the `-f` files' (read-only) and
@@ -18,6 +19,7 @@ pub mod registry;
 mod selectors;
 pub mod status;
 pub mod store;
+mod subscriptions;
 mod watch;
 
 use std::sync::Arc;
@@ -110,6 +112,19 @@ pub fn router(
             "/openapi/v3/apis/{group}/{version}",
             get(discovery::openapi_v3_group),
         )
+        .route(
+            "/subscriptions",
+            get(subscriptions::query)
+                .post(subscriptions::create)
+                .options(subscriptions::features),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::retrieve)
+                .put(subscriptions::update)
+                .delete(subscriptions::delete)
+                .options(subscriptions::features_of_one),
+        )
         .route("/apis/{group}/{version}/{plural}", get(handlers::list_all))
         .route(objects, get(handlers::list).post(handlers::create))
         .route(
@@ -143,5 +158,7 @@ async fn authorize(State(api): State<Arc<Api>>, request: Request, next: Next) ->
     next.run(request).await
 }
 
+#[cfg(test)]
+mod subscriptions_tests;
 #[cfg(test)]
 mod tests;

@@ -15,12 +15,12 @@ use super::{ApiOptions, router};
 use crate::config::ConfigError;
 use crate::live::{ApiDocument, Apply, Condition, FileDocument, ResourceStatus};
 
-const TOKEN: &str = "0123456789abcdef-token";
+pub(super) const TOKEN: &str = "0123456789abcdef-token";
 
 /// Accepts any document whose Trigger names `spec.broker`; every applied document is Ready.
 #[derive(Default)]
-struct FakeApply {
-    applied: Mutex<Vec<ApiDocument>>,
+pub(super) struct FakeApply {
+    pub(super) applied: Mutex<Vec<ApiDocument>>,
     files: Vec<FileDocument>,
 }
 
@@ -82,9 +82,9 @@ impl Apply for FakeApply {
     }
 }
 
-struct Harness {
-    app: axum::Router,
-    apply: Arc<FakeApply>,
+pub(super) struct Harness {
+    pub(super) app: axum::Router,
+    pub(super) apply: Arc<FakeApply>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }
@@ -110,7 +110,7 @@ async fn harness_with(files: Vec<FileDocument>) -> Harness {
     }
 }
 
-async fn harness() -> Harness {
+pub(super) async fn harness() -> Harness {
     harness_with(Vec::new()).await
 }
 
@@ -126,7 +126,7 @@ fn trigger(name: &str) -> Value {
 }
 
 impl Harness {
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         uri: &str,
@@ -147,7 +147,12 @@ impl Harness {
         (status, value)
     }
 
-    async fn send(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.call(method, uri, "application/json", body).await
     }
 }
