@@ -15,10 +15,13 @@ mod handlers;
 pub mod kinds;
 pub mod merge;
 pub mod names;
+mod prepare;
 pub mod registry;
 mod selectors;
 pub mod status;
 pub mod store;
+#[cfg(feature = "nats")]
+pub mod store_nats;
 mod subscriptions;
 mod watch;
 
@@ -45,11 +48,25 @@ pub const DEFAULT_WATCH_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// `timeoutSeconds` may ask for less).
 pub const DEFAULT_WATCH_MAX: Duration = Duration::from_secs(30 * 60);
 
+/// Where the API's resources are stored.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// `{dir}/api/`, one file per object (embedded and memory buses).
+    Dir(std::path::PathBuf),
+    /// A JetStream key-value bucket every replica follows (NATS bus).
+    #[cfg(feature = "nats")]
+    Nats {
+        url: String,
+        bucket: String,
+        /// How long connecting and opening the bucket may take at start.
+        connect_timeout: Duration,
+    },
+}
+
 /// Settings of the management API.
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
-    /// The data directory: resources are stored under `{data_dir}/api/`.
-    pub data_dir: std::path::PathBuf,
+    pub store: StoreConfig,
     pub max_body: usize,
     pub watch_status_interval: Duration,
     pub watch_max: Duration,
@@ -58,7 +75,7 @@ pub struct ApiOptions {
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {
-            data_dir: std::path::PathBuf::from("herald-data"),
+            store: StoreConfig::Dir(std::path::PathBuf::from("herald-data")),
             max_body: DEFAULT_MAX_BODY,
             watch_status_interval: DEFAULT_WATCH_STATUS_INTERVAL,
             watch_max: DEFAULT_WATCH_MAX,
@@ -82,8 +99,18 @@ pub async fn mount(
     options: ApiOptions,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Router> {
-    let store = Arc::new(store::DirStore::open(&options.data_dir).await?);
+    let store: Arc<dyn store::Store> = match &options.store {
+        StoreConfig::Dir(dir) => Arc::new(store::DirStore::open(dir).await?),
+        #[cfg(feature = "nats")]
+        StoreConfig::Nats {
+            url,
+            bucket,
+            connect_timeout,
+        } => Arc::new(store_nats::NatsStore::open(url, bucket, *connect_timeout).await?),
+    };
     let registry = Arc::new(Registry::open(apply, store).await?);
+    // Other replicas' changes, until shutdown (returns at once for the data directory).
+    tokio::spawn(registry.clone().follow(stop.clone()));
     Ok(router(token, registry, options, stop))
 }
 

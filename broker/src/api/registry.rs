@@ -9,15 +9,17 @@ use tokio::sync::broadcast;
 
 use super::kinds::{self, Kind};
 use super::merge::merge_patch;
-use super::names;
+use super::prepare::prepare;
 use super::status::ApiError;
-use super::store::{ObjectKey, Store, StoreError};
+use super::store::{ObjectKey, Store, StoreChange, StoreError};
 use crate::live::{ApiDocument, Apply};
 
 /// The annotation that marks an object read from a `-f` file (value: `path, document N`).
 pub const SOURCE_FILE_ANNOTATION: &str = "herald.dev/source-file";
 /// How many changes a watch can resume from; older resource versions answer 410 Gone.
 pub const HISTORY: usize = 1024;
+/// How long following a shared store waits before watching again after an error.
+const REWATCH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a watch reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,11 @@ struct State {
     history: VecDeque<WatchEvent>,
     /// uid and first-seen revision of each file object, so they stay stable across reads.
     file_meta: HashMap<ObjectKey, (String, u64)>,
+    /// A shared store's revision of the last change to each key this replica knows of: the
+    /// echo of a change (its own, or one seen already) is skipped.
+    store_revisions: HashMap<ObjectKey, u64>,
+    /// Where following the shared store resumes.
+    followed: u64,
 }
 
 /// The management API's view of every resource.
@@ -101,8 +108,9 @@ fn revision_of(object: &Value) -> u64 {
 impl Registry {
     /// Loads the stored objects and hands them to the running broker.
     pub async fn open(apply: Arc<dyn Apply>, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let loaded = store.load().await?;
         let mut objects = BTreeMap::new();
-        for object in store.load().await? {
+        for object in loaded.objects {
             let Some((key, _)) = key_of(&object) else {
                 anyhow::bail!("the API store holds an object of no served kind: {object}");
             };
@@ -124,6 +132,8 @@ impl Registry {
                 revision,
                 history: VecDeque::new(),
                 file_meta: HashMap::new(),
+                store_revisions: HashMap::new(),
+                followed: loaded.revision,
             }),
             writing: tokio::sync::Mutex::new(()),
             events,
@@ -388,7 +398,7 @@ impl Registry {
             .await
             .map_err(|e| ApiError::internal(format!("validation failed: {e}")))?
             .map_err(|e| ApiError::invalid(kind.kind, &key.name, &e.field, e.to_string()))?;
-        match &object {
+        let store_revision = match &object {
             Some(object) => self.store.put(&key, object).await,
             None => self.store.delete(&key).await,
         }
@@ -422,13 +432,116 @@ impl Registry {
         let mut state = self.state();
         state.objects = next;
         state.revision = revision;
+        if store_revision > 0 {
+            state.store_revisions.insert(key, store_revision);
+        }
+        self.publish(&mut state, event);
+        Ok(published)
+    }
+
+    fn publish(&self, state: &mut State, event: WatchEvent) {
         state.history.push_back(event.clone());
         if state.history.len() > HISTORY {
             state.history.pop_front();
         }
         // No receiver is fine: nobody watches.
         let _ = self.events.send(event);
-        Ok(published)
+    }
+
+    /// Follows a shared store's changes (other replicas' writes) until `stop`, applying each
+    /// to the running broker; re-watches from the last change seen after an error, every
+    /// [`REWATCH`]. Returns at once for a store only this process writes.
+    pub async fn follow(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let from = self.state().followed;
+            match self.store.changes(from).await {
+                Ok(None) => return,
+                Ok(Some(mut changes)) => loop {
+                    let next = tokio::select! {
+                        next = futures_util::StreamExt::next(&mut changes) => next,
+                        _ = stop.wait_for(|stopped| *stopped) => return,
+                    };
+                    match next {
+                        Some(Ok(change)) => self.apply_change(change).await,
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, "following the API store failed; watching again");
+                            break;
+                        }
+                        None => {
+                            tracing::warn!("the API store's change stream ended; watching again");
+                            break;
+                        }
+                    }
+                },
+                Err(e) => tracing::error!(error = %e, "cannot follow the API store; trying again"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REWATCH) => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+
+    /// One change from the shared store: applied unless this replica has it already.
+    async fn apply_change(&self, change: StoreChange) {
+        let _writing = self.writing.lock().await;
+        let (mut next, kind) = {
+            let mut state = self.state();
+            state.followed = state.followed.max(change.revision);
+            let known = state.store_revisions.get(&change.key).copied().unwrap_or(0);
+            if change.revision <= known || state.objects.get(&change.key) == change.object.as_ref()
+            {
+                state
+                    .store_revisions
+                    .insert(change.key.clone(), known.max(change.revision));
+                return;
+            }
+            let kind = kinds::KINDS
+                .iter()
+                .find(|k| k.group == change.key.group && k.plural == change.key.plural);
+            (state.objects.clone(), kind)
+        };
+        let Some(kind) = kind else {
+            tracing::warn!(key = ?change.key, "the API store holds an object of no served kind: skipped");
+            return;
+        };
+        let previous = match &change.object {
+            Some(object) => next.insert(change.key.clone(), object.clone()),
+            None => next.remove(&change.key),
+        };
+        let documents: Vec<ApiDocument> = next.values().cloned().collect();
+        if let Err(e) = self.apply.set_api_documents(documents).await {
+            // The other replica validated it against its files; these differ. Keep running
+            // what runs here, and say so.
+            tracing::error!(key = ?change.key, error = %e, "a change from another replica does not apply here; keeping the running configuration");
+            self.state()
+                .store_revisions
+                .insert(change.key, change.revision);
+            return;
+        }
+        let mut state = self.state();
+        let revision = (state.revision + 1).max(change.object.as_ref().map_or(0, revision_of));
+        let (change_kind, object) = match (change.object, previous) {
+            (Some(object), None) => (Change::Added, object),
+            (Some(object), Some(_)) => (Change::Modified, object),
+            (None, Some(previous)) => (Change::Deleted, previous),
+            (None, None) => return,
+        };
+        tracing::info!(kind = kind.kind, key = ?change.key, change = change_kind.as_str(), "applied a change from the API store");
+        state.objects = next;
+        state.revision = revision;
+        state
+            .store_revisions
+            .insert(change.key.clone(), change.revision);
+        self.publish(
+            &mut state,
+            WatchEvent {
+                revision,
+                change: change_kind,
+                key: change.key,
+                object,
+            },
+        );
     }
 
     /// The changes after `since` and a receiver of those to come; `Err` with 410 Gone when
@@ -517,81 +630,4 @@ pub fn object_key(kind: &Kind, namespace: &str, name: &str) -> ObjectKey {
         namespace: namespace.into(),
         name: name.into(),
     }
-}
-
-/// Checks a request body against the URL and strips what the server owns (`status`,
-/// `managedFields`); `name` is the URL's for an update.
-fn prepare(
-    kind: &Kind,
-    namespace: &str,
-    name: Option<&str>,
-    mut body: Value,
-) -> Result<Value, ApiError> {
-    let Value::Object(fields) = &mut body else {
-        return Err(ApiError::bad_request(
-            "the body must be a JSON object (a manifest)",
-        ));
-    };
-    let api_version = kind.api_version();
-    for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", kind.kind)] {
-        match fields.get(field).and_then(Value::as_str) {
-            Some(given) if given == expected => {}
-            None if !fields.contains_key(field) => {
-                fields.insert(field.into(), json!(expected));
-            }
-            given => {
-                return Err(ApiError::bad_request(format!(
-                    "{field} {given:?} does not match the URL, which serves {expected}"
-                )));
-            }
-        }
-    }
-    fields.remove("status");
-    let Some(Value::Object(meta)) = fields.get_mut("metadata") else {
-        return Err(ApiError::invalid(
-            kind.kind,
-            "",
-            "metadata",
-            "metadata is required",
-        ));
-    };
-    meta.remove("managedFields");
-    let given_name = meta.get("name").and_then(Value::as_str).map(str::to_owned);
-    let given_name = match (given_name, name) {
-        (Some(given), Some(url)) if given != url => {
-            return Err(ApiError::bad_request(format!(
-                "metadata.name {given:?} does not match the name in the URL {url:?}"
-            )));
-        }
-        (Some(given), _) => given,
-        (None, Some(url)) => url.to_owned(),
-        (None, None) => {
-            let field = if meta.contains_key("generateName") {
-                "metadata.generateName"
-            } else {
-                "metadata.name"
-            };
-            return Err(ApiError::invalid(
-                kind.kind,
-                "",
-                field,
-                "metadata.name is required (generateName is not supported)",
-            ));
-        }
-    };
-    names::check_name(&given_name)
-        .map_err(|why| ApiError::invalid(kind.kind, &given_name, "metadata.name", why))?;
-    names::check_namespace(namespace).map_err(ApiError::bad_request)?;
-    meta.insert("name".into(), json!(given_name));
-    match meta.get("namespace").and_then(Value::as_str) {
-        Some(given) if given != namespace => {
-            return Err(ApiError::bad_request(format!(
-                "metadata.namespace {given:?} does not match the namespace in the URL {namespace:?}"
-            )));
-        }
-        _ => {
-            meta.insert("namespace".into(), json!(namespace));
-        }
-    }
-    Ok(body)
 }

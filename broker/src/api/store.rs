@@ -1,6 +1,6 @@
 //! Where API-created resources live. One trait, one implementation per bus: the data
-//! directory for the embedded and memory buses (this file); a JetStream key-value bucket for
-//! NATS and a compacted topic for Kafka are the planned others (see the README).
+//! directory for the embedded and memory buses (this file), a JetStream key-value bucket for
+//! NATS ([`super::store_nats`]); Kafka's compacted topic is not built yet (see the README).
 
 use std::path::{Path, PathBuf};
 
@@ -17,15 +17,53 @@ pub struct ObjectKey {
 }
 
 impl ObjectKey {
-    /// A file name that cannot collide: none of group, plural, namespace (a DNS label) or
-    /// name (a DNS subdomain) may contain `_`, checked by [`super::names`].
-    fn file_name(&self) -> String {
+    /// `group_plural_namespace_name`, which cannot collide: none of group, plural, namespace
+    /// (a DNS label) or name (a DNS subdomain) may contain `_`, checked by [`super::names`].
+    /// Valid as a file name and as a NATS key-value key.
+    pub fn stem(&self) -> String {
         format!(
-            "{}_{}_{}_{}.json",
+            "{}_{}_{}_{}",
             self.group, self.plural, self.namespace, self.name
         )
     }
+
+    /// The key a [`ObjectKey::stem`] names.
+    pub fn from_stem(stem: &str) -> Option<Self> {
+        let mut parts = stem.splitn(4, '_');
+        let key = Self {
+            group: parts.next()?.into(),
+            plural: parts.next()?.into(),
+            namespace: parts.next()?.into(),
+            name: parts.next()?.into(),
+        };
+        (!key.name.is_empty()).then_some(key)
+    }
+
+    fn file_name(&self) -> String {
+        format!("{}.json", self.stem())
+    }
 }
+
+/// What [`Store::load`] found: the objects and the store's revision they are current at.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub objects: Vec<Value>,
+    /// Where [`Store::changes`] resumes (0 for a store without changes).
+    pub revision: u64,
+}
+
+/// A change another replica (or this one) made, as a shared store reports it.
+#[derive(Debug, Clone)]
+pub struct StoreChange {
+    /// The store's own sequence of the change, increasing.
+    pub revision: u64,
+    pub key: ObjectKey,
+    /// The object after the change; `None` once deleted.
+    pub object: Option<Value>,
+}
+
+/// Changes as a shared store streams them.
+pub type Changes = futures_util::stream::BoxStream<'static, Result<StoreChange, StoreError>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,17 +77,26 @@ pub enum StoreError {
     Corrupt { path: PathBuf, message: String },
     #[error("API store task failed: {0}")]
     Task(String),
+    #[error("API store (NATS key-value bucket {bucket}): {message}")]
+    Nats { bucket: String, message: String },
 }
 
 /// Durable storage of the API's objects.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Every stored object (with its metadata).
-    async fn load(&self) -> Result<Vec<Value>, StoreError>;
-    /// Stores `object` under `key`, durably, replacing what was there.
-    async fn put(&self, key: &ObjectKey, object: &Value) -> Result<(), StoreError>;
-    /// Removes `key` (no error if absent).
-    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+    async fn load(&self) -> Result<Loaded, StoreError>;
+    /// Stores `object` under `key`, durably, replacing what was there; returns the store's
+    /// revision of the change (0 for a store without [`Store::changes`]).
+    async fn put(&self, key: &ObjectKey, object: &Value) -> Result<u64, StoreError>;
+    /// Removes `key` (no error if absent); returns the revision as [`Store::put`] does.
+    async fn delete(&self, key: &ObjectKey) -> Result<u64, StoreError>;
+    /// The changes after `revision`, by every replica, for as long as the stream lasts;
+    /// `None` for a store that only this process writes.
+    async fn changes(&self, revision: u64) -> Result<Option<Changes>, StoreError> {
+        let _ = revision;
+        Ok(None)
+    }
 }
 
 /// One JSON file per object under `{data-dir}/api/`, written to a temporary file, fsynced,
@@ -106,7 +153,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 )]
 #[async_trait]
 impl Store for DirStore {
-    async fn load(&self) -> Result<Vec<Value>, StoreError> {
+    async fn load(&self) -> Result<Loaded, StoreError> {
         let dir = self.dir.clone();
         blocking(move || {
             let mut objects = Vec::new();
@@ -133,12 +180,15 @@ impl Store for DirStore {
                 }
                 objects.push(object);
             }
-            Ok(objects)
+            Ok(Loaded {
+                objects,
+                revision: 0,
+            })
         })
         .await
     }
 
-    async fn put(&self, key: &ObjectKey, object: &Value) -> Result<(), StoreError> {
+    async fn put(&self, key: &ObjectKey, object: &Value) -> Result<u64, StoreError> {
         use std::io::Write;
         let dir = self.dir.clone();
         let path = dir.join(key.file_name());
@@ -151,10 +201,11 @@ impl Store for DirStore {
             std::fs::rename(&temp, &path).map_err(io(&path))?;
             sync_dir(&dir)
         })
-        .await
+        .await?;
+        Ok(0)
     }
 
-    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &ObjectKey) -> Result<u64, StoreError> {
         let dir = self.dir.clone();
         let path = dir.join(key.file_name());
         blocking(move || {
@@ -165,7 +216,8 @@ impl Store for DirStore {
             }
             sync_dir(&dir)
         })
-        .await
+        .await?;
+        Ok(0)
     }
 }
 
@@ -193,7 +245,17 @@ mod tests {
         store.delete(&key("b")).await.unwrap();
         store.delete(&key("never")).await.unwrap();
         let reopened = DirStore::open(dir.path()).await.unwrap();
-        assert_eq!(reopened.load().await.unwrap(), vec![json!({"n": 3})]);
+        assert_eq!(
+            reopened.load().await.unwrap().objects,
+            vec![json!({"n": 3})]
+        );
+    }
+
+    #[test]
+    fn a_key_reads_back_from_its_stem() {
+        let key = key("a.b-c");
+        assert_eq!(ObjectKey::from_stem(&key.stem()), Some(key));
+        assert_eq!(ObjectKey::from_stem("a_b_c"), None);
     }
 
     #[tokio::test]

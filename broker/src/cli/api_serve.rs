@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use herald::api::StoreConfig;
+use herald::bus::BusConfig;
+
 /// Management API settings.
 #[derive(Debug, clap::Args)]
 pub struct ApiServeArgs {
@@ -15,12 +18,31 @@ pub struct ApiServeArgs {
     /// The longest a watch stays open (`30m`); a client's `timeoutSeconds` may ask for less.
     #[arg(long, env = "HERALD_API_WATCH_MAX", default_value = "30m", value_parser = herald::units::parse_duration)]
     api_watch_max: std::time::Duration,
+    /// With `--bus nats://`: the JetStream key-value bucket holding the API's resources,
+    /// shared by every replica.
+    #[arg(long, env = "HERALD_API_NATS_BUCKET", default_value = "herald-api")]
+    api_nats_bucket: String,
+    /// With `--bus nats://`: how long connecting to NATS and opening that bucket may take at
+    /// start (`10s`).
+    #[arg(long, env = "HERALD_API_NATS_CONNECT_TIMEOUT", default_value = "10s", value_parser = herald::units::parse_duration)]
+    api_nats_connect_timeout: std::time::Duration,
 }
 
 impl ApiServeArgs {
-    pub fn options(&self, data_dir: &Path) -> herald::api::ApiOptions {
+    /// The API's settings; its resources live where `bus` keeps events (Kafka: not yet,
+    /// the data directory).
+    pub fn options(&self, data_dir: &Path, bus: &BusConfig) -> herald::api::ApiOptions {
+        let store = match bus {
+            #[cfg(feature = "nats")]
+            BusConfig::Nats { url } => StoreConfig::Nats {
+                url: url.clone(),
+                bucket: self.api_nats_bucket.clone(),
+                connect_timeout: self.api_nats_connect_timeout,
+            },
+            _ => StoreConfig::Dir(data_dir.to_owned()),
+        };
         herald::api::ApiOptions {
-            data_dir: data_dir.to_owned(),
+            store,
             max_body: usize::try_from(self.api_max_body).unwrap_or(usize::MAX),
             watch_status_interval: self
                 .api_watch_status_interval

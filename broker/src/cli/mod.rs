@@ -209,7 +209,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .then_some(args.config_poll_interval),
         },
         api_router: None,
-        api: Some(args.api.options(&args.data_dir)),
+        api: Some(args.api.options(&args.data_dir, &args.bus)),
     };
     run(listener, config, bus, options, shutdown_signal()).await
 }
