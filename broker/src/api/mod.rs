@@ -20,6 +20,8 @@ pub mod registry;
 mod selectors;
 pub mod status;
 pub mod store;
+#[cfg(feature = "kafka")]
+pub mod store_kafka;
 #[cfg(feature = "nats")]
 pub mod store_nats;
 mod subscriptions;
@@ -60,6 +62,14 @@ pub enum StoreConfig {
         bucket: String,
         /// How long connecting and opening the bucket may take at start.
         connect_timeout: Duration,
+    },
+    /// A compacted topic every replica follows (Kafka bus).
+    #[cfg(feature = "kafka")]
+    Kafka {
+        config: herald_buses::kafka::KafkaConfig,
+        topic: String,
+        /// How long one request (topic creation, a write, reading at start) may take.
+        timeout: Duration,
     },
 }
 
@@ -107,6 +117,12 @@ pub async fn mount(
             bucket,
             connect_timeout,
         } => Arc::new(store_nats::NatsStore::open(url, bucket, *connect_timeout).await?),
+        #[cfg(feature = "kafka")]
+        StoreConfig::Kafka {
+            config,
+            topic,
+            timeout,
+        } => Arc::new(store_kafka::KafkaStore::open(config.clone(), topic, *timeout).await?),
     };
     let registry = Arc::new(Registry::open(apply, store).await?);
     // Other replicas' changes, until shutdown (returns at once for the data directory).

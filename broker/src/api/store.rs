@@ -1,6 +1,6 @@
 //! Where API-created resources live. One trait, one implementation per bus: the data
 //! directory for the embedded and memory buses (this file), a JetStream key-value bucket for
-//! NATS ([`super::store_nats`]); Kafka's compacted topic is not built yet (see the README).
+//! NATS ([`super::store_nats`]), a compacted topic for Kafka ([`super::store_kafka`]).
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +79,8 @@ pub enum StoreError {
     Task(String),
     #[error("API store (NATS key-value bucket {bucket}): {message}")]
     Nats { bucket: String, message: String },
+    #[error("API store (Kafka topic {topic}): {message}")]
+    Kafka { topic: String, message: String },
 }
 
 /// Durable storage of the API's objects.

@@ -26,12 +26,29 @@ pub struct ApiServeArgs {
     /// start (`10s`).
     #[arg(long, env = "HERALD_API_NATS_CONNECT_TIMEOUT", default_value = "10s", value_parser = herald::units::parse_duration)]
     api_nats_connect_timeout: std::time::Duration,
+    /// With `--bus kafka://`: the compacted topic holding the API's resources, shared by
+    /// every replica.
+    #[arg(long, env = "HERALD_API_KAFKA_TOPIC", default_value = "herald-api")]
+    api_kafka_topic: String,
+    /// With `--bus kafka://`: how long one request of the API's store may take (creating its
+    /// topic, a write, reading it at start) (`10s`).
+    #[arg(long, env = "HERALD_API_KAFKA_TIMEOUT", default_value = "10s", value_parser = herald::units::parse_duration)]
+    api_kafka_timeout: std::time::Duration,
 }
 
 impl ApiServeArgs {
-    /// The API's settings; its resources live where `bus` keeps events (Kafka: not yet,
-    /// the data directory).
-    pub fn options(&self, data_dir: &Path, bus: &BusConfig) -> herald::api::ApiOptions {
+    /// The API's settings; its resources live where `bus` keeps events (`kafka_options` as
+    /// for the Kafka bus).
+    #[cfg_attr(
+        not(feature = "kafka"),
+        allow(unused_variables, reason = "only the Kafka store takes them")
+    )]
+    pub fn options(
+        &self,
+        data_dir: &Path,
+        bus: &BusConfig,
+        kafka_options: &[(String, String)],
+    ) -> herald::api::ApiOptions {
         let store = match bus {
             #[cfg(feature = "nats")]
             BusConfig::Nats { url } => StoreConfig::Nats {
@@ -39,6 +56,16 @@ impl ApiServeArgs {
                 bucket: self.api_nats_bucket.clone(),
                 connect_timeout: self.api_nats_connect_timeout,
             },
+            #[cfg(feature = "kafka")]
+            BusConfig::Kafka { brokers } => {
+                let mut config = herald_buses::kafka::KafkaConfig::new(brokers.clone());
+                config.extra.extend(kafka_options.iter().cloned());
+                StoreConfig::Kafka {
+                    config,
+                    topic: self.api_kafka_topic.clone(),
+                    timeout: self.api_kafka_timeout,
+                }
+            }
             _ => StoreConfig::Dir(data_dir.to_owned()),
         };
         herald::api::ApiOptions {

@@ -209,7 +209,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .then_some(args.config_poll_interval),
         },
         api_router: None,
-        api: Some(args.api.options(&args.data_dir, &args.bus)),
+        api: Some(
+            args.api
+                .options(&args.data_dir, &args.bus, &args.kafka_options),
+        ),
     };
     run(listener, config, bus, options, shutdown_signal()).await
 }
