@@ -29,6 +29,9 @@ pub struct KafkaStore {
     topic: String,
     producer: Arc<FutureProducer>,
     timeout: Duration,
+    /// The reader [`Store::load`] used, positioned after what it read, with that revision:
+    /// following goes on with it (a new reader's first fetch can take seconds).
+    loaded: std::sync::Mutex<Option<(u64, Arc<StreamConsumer>)>>,
 }
 
 impl KafkaStore {
@@ -79,6 +82,7 @@ impl KafkaStore {
             topic: topic.to_owned(),
             producer: Arc::new(producer),
             timeout,
+            loaded: std::sync::Mutex::new(None),
         })
     }
 
@@ -95,6 +99,8 @@ impl KafkaStore {
             .config
             .consumer(READER_GROUP)
             .set("enable.auto.commit", "false")
+            // Replicas converge within about a second: fetches return promptly.
+            .set("fetch.wait.max.ms", "100")
             .create()
             .map_err(|e| self.error(format!("consumer: {e}")))?;
         let mut assignment = TopicPartitionList::new();
@@ -179,7 +185,14 @@ impl Store for KafkaStore {
                 latest.insert(change.key, change.object);
             }
         }
-        drop_off_runtime(reader);
+        let previous = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace((revision, reader));
+        if let Some((_, previous)) = previous {
+            drop_off_runtime(previous);
+        }
         Ok(Loaded {
             objects: latest.into_values().flatten().collect(),
             revision,
@@ -199,8 +212,17 @@ impl Store for KafkaStore {
     }
 
     async fn changes(&self, revision: u64) -> Result<Option<Changes>, StoreError> {
-        let offset = i64::try_from(revision).unwrap_or(i64::MAX);
-        let reader = Arc::new(self.reader(Offset::Offset(offset))?);
+        let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let reader = match loaded {
+            Some((at, reader)) if at == revision => reader,
+            other => {
+                if let Some((_, stale)) = other {
+                    drop_off_runtime(stale);
+                }
+                let offset = i64::try_from(revision).unwrap_or(i64::MAX);
+                Arc::new(self.reader(Offset::Offset(offset))?)
+            }
+        };
         let topic = self.topic.clone();
         let changes = futures_util::stream::unfold(Some(reader), move |reader| {
             let topic = topic.clone();
