@@ -10,7 +10,9 @@
 //! constant time. Objects come from [`registry::Registry`]: the `-f` files' (read-only) and
 //! those created here, stored by a [`store::Store`] and applied through [`crate::live::Apply`].
 
+mod conditions;
 mod discovery;
+mod follow;
 mod handlers;
 pub mod kinds;
 pub mod merge;

@@ -11,15 +11,13 @@ use super::kinds::{self, Kind};
 use super::merge::merge_patch;
 use super::prepare::prepare;
 use super::status::ApiError;
-use super::store::{ObjectKey, Store, StoreChange, StoreError};
+use super::store::{ObjectKey, Store, StoreError};
 use crate::live::{ApiDocument, Apply};
 
 /// The annotation that marks an object read from a `-f` file (value: `path, document N`).
 pub const SOURCE_FILE_ANNOTATION: &str = "herald.dev/source-file";
 /// How many changes a watch can resume from; older resource versions answer 410 Gone.
 pub const HISTORY: usize = 1024;
-/// How long following a shared store waits before watching again after an error.
-const REWATCH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a watch reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,26 +47,26 @@ pub struct WatchEvent {
     pub object: Value,
 }
 
-struct State {
-    objects: BTreeMap<ObjectKey, Value>,
-    revision: u64,
+pub(super) struct State {
+    pub(super) objects: BTreeMap<ObjectKey, Value>,
+    pub(super) revision: u64,
     history: VecDeque<WatchEvent>,
     /// uid and first-seen revision of each file object, so they stay stable across reads.
     file_meta: HashMap<ObjectKey, (String, u64)>,
     /// A shared store's revision of the last change to each key this replica knows of: the
     /// echo of a change (its own, or one seen already) is skipped.
-    store_revisions: HashMap<ObjectKey, u64>,
+    pub(super) store_revisions: HashMap<ObjectKey, u64>,
     /// Where following the shared store resumes.
-    followed: u64,
+    pub(super) followed: u64,
 }
 
 /// The management API's view of every resource.
 pub struct Registry {
-    apply: Arc<dyn Apply>,
-    store: Arc<dyn Store>,
+    pub(super) apply: Arc<dyn Apply>,
+    pub(super) store: Arc<dyn Store>,
     state: Mutex<State>,
     /// One write at a time: validate, store and apply must see the same previous set.
-    writing: tokio::sync::Mutex<()>,
+    pub(super) writing: tokio::sync::Mutex<()>,
     events: broadcast::Sender<WatchEvent>,
     /// `creationTimestamp` of file objects: when this process started.
     started: String,
@@ -98,7 +96,7 @@ pub fn key_of(object: &Value) -> Option<(ObjectKey, &'static Kind)> {
     ))
 }
 
-fn revision_of(object: &Value) -> u64 {
+pub(super) fn revision_of(object: &Value) -> u64 {
     object["metadata"]["resourceVersion"]
         .as_str()
         .and_then(|v| v.parse().ok())
@@ -141,7 +139,7 @@ impl Registry {
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -439,109 +437,13 @@ impl Registry {
         Ok(published)
     }
 
-    fn publish(&self, state: &mut State, event: WatchEvent) {
+    pub(super) fn publish(&self, state: &mut State, event: WatchEvent) {
         state.history.push_back(event.clone());
         if state.history.len() > HISTORY {
             state.history.pop_front();
         }
         // No receiver is fine: nobody watches.
         let _ = self.events.send(event);
-    }
-
-    /// Follows a shared store's changes (other replicas' writes) until `stop`, applying each
-    /// to the running broker; re-watches from the last change seen after an error, every
-    /// [`REWATCH`]. Returns at once for a store only this process writes.
-    pub async fn follow(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let from = self.state().followed;
-            match self.store.changes(from).await {
-                Ok(None) => return,
-                Ok(Some(mut changes)) => loop {
-                    let next = tokio::select! {
-                        next = futures_util::StreamExt::next(&mut changes) => next,
-                        _ = stop.wait_for(|stopped| *stopped) => return,
-                    };
-                    match next {
-                        Some(Ok(change)) => self.apply_change(change).await,
-                        Some(Err(e)) => {
-                            tracing::error!(error = %e, "following the API store failed; watching again");
-                            break;
-                        }
-                        None => {
-                            tracing::warn!("the API store's change stream ended; watching again");
-                            break;
-                        }
-                    }
-                },
-                Err(e) => tracing::error!(error = %e, "cannot follow the API store; trying again"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(REWATCH) => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            }
-        }
-    }
-
-    /// One change from the shared store: applied unless this replica has it already.
-    async fn apply_change(&self, change: StoreChange) {
-        let _writing = self.writing.lock().await;
-        let (mut next, kind) = {
-            let mut state = self.state();
-            state.followed = state.followed.max(change.revision);
-            let known = state.store_revisions.get(&change.key).copied().unwrap_or(0);
-            if change.revision <= known || state.objects.get(&change.key) == change.object.as_ref()
-            {
-                state
-                    .store_revisions
-                    .insert(change.key.clone(), known.max(change.revision));
-                return;
-            }
-            let kind = kinds::KINDS
-                .iter()
-                .find(|k| k.group == change.key.group && k.plural == change.key.plural);
-            (state.objects.clone(), kind)
-        };
-        let Some(kind) = kind else {
-            tracing::warn!(key = ?change.key, "the API store holds an object of no served kind: skipped");
-            return;
-        };
-        let previous = match &change.object {
-            Some(object) => next.insert(change.key.clone(), object.clone()),
-            None => next.remove(&change.key),
-        };
-        let documents: Vec<ApiDocument> = next.values().cloned().collect();
-        if let Err(e) = self.apply.set_api_documents(documents).await {
-            // The other replica validated it against its files; these differ. Keep running
-            // what runs here, and say so.
-            tracing::error!(key = ?change.key, error = %e, "a change from another replica does not apply here; keeping the running configuration");
-            self.state()
-                .store_revisions
-                .insert(change.key, change.revision);
-            return;
-        }
-        let mut state = self.state();
-        let revision = (state.revision + 1).max(change.object.as_ref().map_or(0, revision_of));
-        let (change_kind, object) = match (change.object, previous) {
-            (Some(object), None) => (Change::Added, object),
-            (Some(object), Some(_)) => (Change::Modified, object),
-            (None, Some(previous)) => (Change::Deleted, previous),
-            (None, None) => return,
-        };
-        tracing::info!(kind = kind.kind, key = ?change.key, change = change_kind.as_str(), "applied a change from the API store");
-        state.objects = next;
-        state.revision = revision;
-        state
-            .store_revisions
-            .insert(change.key.clone(), change.revision);
-        self.publish(
-            &mut state,
-            WatchEvent {
-                revision,
-                change: change_kind,
-                key: change.key,
-                object,
-            },
-        );
     }
 
     /// The changes after `since` and a receiver of those to come; `Err` with 410 Gone when
@@ -572,53 +474,9 @@ impl Registry {
         Ok((backlog, receiver))
     }
 
-    /// The `status` Herald reports for `object`.
-    pub fn status_of(&self, kind: &Kind, object: &Value) -> Value {
-        let meta = &object["metadata"];
-        let (namespace, name) = (
-            meta["namespace"].as_str().unwrap_or("default"),
-            meta["name"].as_str().unwrap_or_default(),
-        );
-        let found = self.apply.status().into_iter().find(|s| {
-            s.group == kind.group
-                && s.kind == kind.kind
-                && s.namespace == namespace
-                && s.name == name
-        });
-        let mut status = json!({ "observedGeneration": meta["generation"] });
-        let Some(found) = found else {
-            status["conditions"] = json!([{
-                "type": "Ready",
-                "status": "Unknown",
-                "reason": "NotRunning",
-                "message": "Herald reports no state for this resource yet",
-            }]);
-            return status;
-        };
-        let conditions: Vec<Value> = found
-            .conditions
-            .iter()
-            .map(|c| {
-                let mut condition = json!({ "type": c.kind, "status": c.status });
-                if let Some(reason) = &c.reason {
-                    condition["reason"] = json!(reason);
-                }
-                if let Some(message) = &c.message {
-                    condition["message"] = json!(message);
-                }
-                condition
-            })
-            .collect();
-        status["conditions"] = json!(conditions);
-        if let Some(url) = found.address {
-            status["address"] = json!({ "url": url });
-        }
-        status
-    }
-
     /// `object` with its `status` filled in.
     pub fn with_status(&self, kind: &Kind, mut object: Value) -> Value {
-        object["status"] = self.status_of(kind, &object);
+        object["status"] = super::conditions::status_of(&*self.apply, kind, &object);
         object
     }
 }

@@ -19,8 +19,8 @@ pub(super) const TOKEN: &str = "0123456789abcdef-token";
 
 /// Accepts any document whose Trigger names `spec.broker`; every applied document is Ready.
 #[derive(Default)]
-pub(super) struct FakeApply {
-    pub(super) applied: Mutex<Vec<ApiDocument>>,
+pub(crate) struct FakeApply {
+    pub(crate) applied: Mutex<Vec<ApiDocument>>,
     files: Vec<FileDocument>,
 }
 
