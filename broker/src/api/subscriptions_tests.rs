@@ -208,3 +208,31 @@ async fn types_and_source_become_filters_and_options_lists_the_methods() {
         assert_eq!(response.headers()["allow"], allow);
     }
 }
+
+proptest::proptest! {
+    /// What the fuzz target `api_request` runs, on JSON-shaped text: never a panic.
+    #[test]
+    fn the_request_parsers_never_panic(
+        body in r#"[\[\]{}":,a-z0-9 $._-]{0,64}"#,
+        query in r"[a-z=!,.() ]{0,32}",
+    ) {
+        crate::api::fuzz_request(body.as_bytes(), &query);
+    }
+
+    /// Subscriptions made of the spec's dialects either become a trigger or a clear refusal.
+    #[test]
+    fn any_nesting_of_dialects_is_accepted_or_refused(depth in 0usize..6, dialect in 0usize..6) {
+        let leaf = json!({ "exact": { "type": "t" } });
+        let mut filter = leaf.clone();
+        for level in 0..depth {
+            filter = match (dialect + level) % 3 {
+                0 => json!({ "all": [filter, leaf.clone()] }),
+                1 => json!({ "any": [filter] }),
+                _ => json!({ "not": filter }),
+            };
+        }
+        let request = json!({ "protocol": "HTTP", "sink": "http://x/", "filters": [filter] });
+        let (_, trigger) = super::subscriptions::to_trigger("id", &request).unwrap();
+        proptest::prop_assert_eq!(&trigger["spec"]["filters"][0], &request["filters"][0]);
+    }
+}

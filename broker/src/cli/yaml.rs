@@ -25,7 +25,12 @@ fn scalar_text(value: &Value) -> String {
 }
 
 fn key_text(key: &str) -> String {
-    let plain = !key.is_empty()
+    // Plain only when no YAML reading could take it for anything but this string.
+    const WORDS: [&str; 11] = [
+        "true", "false", "null", "yes", "no", "on", "off", "y", "n", "~", "",
+    ];
+    let plain = key.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !WORDS.contains(&key.to_ascii_lowercase().as_str())
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
@@ -106,5 +111,32 @@ mod tests {
         let text = to_yaml(&value);
         let back: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(back, value, "{text}");
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[ -~\n\t]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[ -~]{0,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_json_prints_as_yaml_that_reads_back_the_same(value in json_value()) {
+            let text = to_yaml(&value);
+            let back: Value = serde_saphyr::from_str(&text)
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}")))?;
+            proptest::prop_assert_eq!(back, value, "{}", text);
+        }
     }
 }
