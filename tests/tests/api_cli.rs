@@ -111,6 +111,10 @@ async fn the_cli_applies_gets_describes_parks_and_deletes_through_the_api() {
     })
     .await;
     assert_eq!(listed.lines().count(), 1, "{listed}");
+    let described = cli.ok(&["describe", "trigger", "t"]).await;
+    assert!(described.contains("Parked now:    1\n"), "{described}");
+    assert!(described.contains("Parked total:  1\n"), "{described}");
+    assert!(described.contains("In flight:     0\n"), "{described}");
     assert_eq!(
         cli.ok(&["parked", "purge", "--all", "--trigger", "default/t"])
             .await

@@ -111,6 +111,25 @@ impl ApiClient {
         Ok(Answer { status, body })
     }
 
+    /// A plain-text GET (`/metrics`); `None` unless it answered 200.
+    pub async fn get_text(&self, path: &str) -> Option<String> {
+        let url = format!("{}{path}", self.base);
+        let request = http::Request::builder()
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        if response.status() != 200 {
+            return None;
+        }
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {
         self.request("GET", path, "application/json", None).await
     }

@@ -306,6 +306,9 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
     if let Some(url) = object["status"]["address"]["url"].as_str() {
         println!("Address:       {url}");
     }
+    if kind.kind == "Trigger" {
+        describe_activity(&client, &args.namespace, &args.name).await;
+    }
     println!("Conditions:");
     for c in object["status"]["conditions"]
         .as_array()
@@ -322,6 +325,51 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Lag and in-flight events from `/metrics`, and the parked events through the API; what
+/// cannot be read is said, not guessed.
+async fn describe_activity(client: &ApiClient, namespace: &str, name: &str) {
+    let label = format!("trigger=\"{namespace}/{name}\"");
+    let metrics = client.get_text("/metrics").await.unwrap_or_default();
+    let sample = |metric: &str| {
+        metrics.lines().find_map(|line| {
+            let rest = line.strip_prefix(metric)?.strip_prefix('{')?;
+            let (labels, value) = rest.split_once("} ")?;
+            labels
+                .split(',')
+                .any(|l| l == label)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let or_unknown = |v: Option<String>| v.unwrap_or_else(|| "unknown".to_owned());
+    println!(
+        "Lag:           {} s",
+        or_unknown(sample("herald_trigger_lag_seconds"))
+    );
+    println!(
+        "In flight:     {}",
+        or_unknown(sample("herald_trigger_in_flight_events"))
+    );
+    println!(
+        "Parked total:  {}",
+        or_unknown(sample("herald_parked_events_total"))
+    );
+    let parked = format!(
+        "/apis/herald.dev/v1alpha1/namespaces/{namespace}/triggers/{name}/parked?limit={MAX_PARKED}"
+    );
+    match client.get(&parked).await {
+        Ok(answer) if answer.status == 200 => {
+            let count = answer.body["events"].as_array().map_or(0, Vec::len);
+            let more = if count == MAX_PARKED { " or more" } else { "" };
+            println!("Parked now:    {count}{more}");
+        }
+        Ok(answer) => println!("Parked now:    unknown ({})", answer.error()),
+        Err(e) => println!("Parked now:    unknown ({e:#})"),
+    }
+}
+
+/// The most parked events `describe` counts.
+const MAX_PARKED: usize = herald::dispatch::admin::MAX_LIST;
 
 fn compact(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
