@@ -139,6 +139,7 @@ pub struct Metrics {
     pub task_running: Family<TaskLabels, Gauge>,
     pub task_restarts: Family<TaskLabels, Counter>,
     pub config_reloads: Family<ReloadLabels, Counter>,
+    pub trigger_paused: Family<TriggerLabels, Gauge>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -177,6 +178,7 @@ impl Default for Metrics {
             task_running: Family::default(),
             task_restarts: Family::default(),
             config_reloads: Family::default(),
+            trigger_paused: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -279,6 +281,11 @@ impl Default for Metrics {
             "config_reloads",
             "Reloads of the -f files (watched or SIGHUP) by result: applied or invalid",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "trigger_paused",
+            "1 while a trigger is paused (herald.dev/paused or herald pause): it delivers nothing",
+            m.trigger_paused.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -13,6 +13,7 @@ use crate::config::{Config, FileText, LoadOptions};
 use crate::dispatch;
 use crate::ingress::{Ingress, router};
 use crate::listener::{ListenerOptions, serve_http1};
+use crate::live::pause::PauseOverlay;
 use crate::live::runtime::{Runtime, RuntimeEnv};
 use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
@@ -54,6 +55,9 @@ pub struct ConfigFiles {
     pub load: LoadOptions,
     /// How often they are compared with what runs (`None`: only on `SIGHUP`).
     pub poll_interval: Option<std::time::Duration>,
+    /// Where triggers paused by command are kept (`{--data-dir}/live/paused.json`); `None`:
+    /// in memory.
+    pub pause_file: Option<PathBuf>,
 }
 
 /// Builds routes over the live configuration (`Arc<Live>` implements
@@ -146,10 +150,15 @@ pub async fn run(
         trigger_names: trigger_names.clone(),
         stop: stop_rx.clone(),
     };
+    let overlay = match &options.config_files.pause_file {
+        Some(path) => PauseOverlay::open(path.clone()).await?,
+        None => PauseOverlay::in_memory(),
+    };
     let live = Arc::new(Live::new(
         Runtime::new(env),
         options.config_files.paths.clone(),
         options.config_files.load.clone(),
+        overlay,
     ));
     live.start(config, options.config_files.texts.clone())
         .await?;
@@ -174,7 +183,13 @@ pub async fn run(
     let ready = ingress.clone();
     let mut app = router(ingress).merge(sources::github::live_router(github));
     if let Some(token) = options.admin_token.clone() {
-        app = app.merge(dispatch::admin::router(token, bus.clone(), trigger_names));
+        app = app
+            .merge(dispatch::admin::router(
+                token.clone(),
+                bus.clone(),
+                trigger_names,
+            ))
+            .merge(crate::live::admin::router(token, live.clone()));
     }
     if let Some(api) = api {
         app = app.merge(api);

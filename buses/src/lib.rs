@@ -49,7 +49,19 @@ pub trait Bus: Send + Sync + 'static {
     /// Joins consumer group `group` on `topic`. A group that never consumed before starts at
     /// the end of the topic. Deliveries not acknowledged before the subscription is dropped
     /// (or the process dies) are delivered again to the group's next subscription.
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+        self.subscribe_from(topic, group, StartPosition::Latest)
+            .await
+    }
+
+    /// [`Bus::subscribe`], where a group that never consumed before starts at `start`
+    /// instead of the end. A group that has a position keeps it (`start` is ignored).
+    async fn subscribe_from(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError>;
 
     /// Why the bus cannot take events now, if it cannot (for `/readyz`). Answers from state
     /// the bus keeps (a background probe where asking costs a round trip), so it is cheap.
@@ -80,6 +92,32 @@ pub trait Bus: Send + Sync + 'static {
     /// and stops it. Call it once, after everything else that held the bus was dropped; it
     /// waits a bounded time (what is not flushed by then is delivered again).
     async fn close(self: std::sync::Arc<Self>) {}
+}
+
+/// Where a consumer group that has no position yet starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartPosition {
+    /// After the last event: only what is published from now on.
+    #[default]
+    Latest,
+    /// The oldest event the bus still keeps.
+    Earliest,
+    /// The first event that arrived at or after this time (by `knativearrivaltime` on the
+    /// embedded and memory buses, the stream's timestamp on NATS, the record timestamp on
+    /// Kafka); the end if none did. A time to come is the end (what arrives meanwhile is
+    /// delivered).
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+/// The arrival time Herald stamps on every event it accepts (`knativearrivaltime`), if the
+/// event has a readable one.
+pub fn arrival_time(event: &Event) -> Option<chrono::DateTime<chrono::Utc>> {
+    match event.extension("knativearrivaltime")? {
+        cloudevents::event::ExtensionValue::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc)),
+        _ => None,
+    }
 }
 
 /// How long [`Bus::close`] of a network bus waits for its last acknowledgements or offsets.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::ack::AckTracker;
-use crate::{Bus, BusError, Delivery, Event, Subscription};
+use crate::{Bus, BusError, Delivery, Event, StartPosition, Subscription};
 
 /// Default bound on events a topic keeps for its slowest group: with 1 KiB events about
 /// 15 MiB of events, so an overloaded memory bus answers 503 long before memory runs short.
@@ -104,18 +104,37 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn subscribe(
+    async fn forget_other_groups(
+        &self,
+        topic: &str,
+        keep: &[&str],
+    ) -> Result<Vec<String>, BusError> {
+        Ok(self.forget(topic, keep))
+    }
+
+    /// `Earliest` is the oldest event some group has not acknowledged: the memory bus keeps
+    /// nothing else.
+    async fn subscribe_from(
         &self,
         topic_name: &str,
         group: &str,
+        start: StartPosition,
     ) -> Result<Box<dyn Subscription>, BusError> {
         let topic = self.topic(topic_name);
         let tracker = {
             let mut log = topic.log.lock().unwrap();
-            let end = log.end();
+            let first = match start {
+                StartPosition::Latest => log.end(),
+                StartPosition::Earliest => log.base,
+                StartPosition::Time(time) => log
+                    .events
+                    .iter()
+                    .position(|e| crate::arrival_time(e).is_some_and(|t| t >= time))
+                    .map_or(log.end(), |i| log.base + i as u64),
+            };
             log.groups
                 .entry(group.to_owned())
-                .or_insert_with(|| Arc::new(AckTracker::new(end)))
+                .or_insert_with(|| Arc::new(AckTracker::new(first)))
                 .clone()
         };
         Ok(Box::new(MemorySubscription {
@@ -124,6 +143,24 @@ impl Bus for MemoryBus {
             topic,
             tracker,
         }))
+    }
+}
+
+impl MemoryBus {
+    fn forget(&self, topic_name: &str, keep: &[&str]) -> Vec<String> {
+        let topic = self.topic(topic_name);
+        let mut log = topic.log.lock().unwrap();
+        let mut forgotten: Vec<String> = log
+            .groups
+            .keys()
+            .filter(|g| !keep.contains(&g.as_str()))
+            .cloned()
+            .collect();
+        forgotten.sort();
+        for group in &forgotten {
+            log.groups.remove(group);
+        }
+        forgotten
     }
 }
 

@@ -71,4 +71,4 @@ impl Harness for Kafka {
     }
 }
 
-bus_contract_tests!(Kafka::new());
+bus_contract_tests!(Kafka::new(), no_time_index);

@@ -96,6 +96,11 @@ impl Herald {
         &self.data_dir
     }
 
+    /// The `-f` file (hot-reload tests edit it in place).
+    pub fn manifest_path(&self) -> &Path {
+        &self.manifest
+    }
+
     /// Replaces the manifests used by the next [`Herald::restart`].
     pub fn rewrite_manifests(&self, manifests: &str) {
         std::fs::write(&self.manifest, manifests).expect("write manifests");
@@ -245,6 +250,11 @@ impl Herald {
     /// Starts herald again on the same data dir and port (killing it first if it runs).
     pub async fn restart(&mut self) {
         self.kill9();
+        self.spawn_and_wait().await;
+    }
+
+    /// Starts herald again after [`Herald::terminate`] (same port, data and manifests).
+    pub async fn start_again(&mut self) {
         self.spawn_and_wait().await;
     }
 

@@ -5,6 +5,8 @@ mod api_client;
 mod api_serve;
 mod bench;
 mod parked;
+mod pause;
+mod replay;
 mod resources;
 mod send;
 mod yaml;
@@ -46,6 +48,14 @@ enum Command {
     Describe(resources::DescribeArgs),
     /// Delete a resource created through the API.
     Delete(resources::DeleteArgs),
+    /// Stop delivering to a trigger of a running Herald; it keeps its position (durable
+    /// across restarts).
+    Pause(pause::PauseArgs),
+    /// Deliver again to a paused trigger, from where it stopped, in order.
+    Resume(pause::PauseArgs),
+    /// Deliver the events a trigger's broker received in a time window again, to that
+    /// trigger only (marked with the extension heraldreplay).
+    Replay(replay::ReplayArgs),
     /// Load-test Herald and print throughput and latency as ratios of a no-op server.
     Bench(bench::BenchArgs),
     /// The no-op HTTP server `herald bench` measures against (answers 202, does nothing).
@@ -132,7 +142,7 @@ struct ServeArgs {
     admin_token_file: Option<PathBuf>,
     /// How often the `-f` files are compared with what runs, and a change applied (`1s`,
     /// `500ms`); `0s`: only on SIGHUP.
-    #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = herald::units::parse_duration)]
+    #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = parse_poll_interval)]
     config_poll_interval: std::time::Duration,
     #[command(flatten)]
     api: api_serve::ApiServeArgs,
@@ -148,6 +158,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => resources::get(args).await,
         Command::Describe(args) => resources::describe(args).await,
         Command::Delete(args) => resources::delete(args).await,
+        Command::Pause(args) => pause::run(args, true).await,
+        Command::Resume(args) => pause::run(args, false).await,
+        Command::Replay(args) => replay::run(args).await,
         Command::BenchNoop { listen } => bench::noop_server(listen).await,
     }
 }
@@ -207,6 +220,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             load,
             poll_interval: (!args.config_poll_interval.is_zero())
                 .then_some(args.config_poll_interval),
+            pause_file: Some(args.data_dir.join("live").join("paused.json")),
         },
         api_router: None,
         api: Some(
@@ -215,6 +229,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
     };
     run(listener, config, bus, options, shutdown_signal()).await
+}
+
+/// A duration, or `0`/`0s` for "do not poll".
+fn parse_poll_interval(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim() {
+        "0" | "0s" => Ok(std::time::Duration::ZERO),
+        other => herald::units::parse_duration(other).map_err(|e| e.to_string()),
+    }
 }
 
 /// At least 64 bytes, so a Kubernetes uid (36) and resourceVersion stay whole in an event id.

@@ -103,7 +103,7 @@ struct Target {
     wait_ms: u64,
 }
 
-fn parse_trigger(text: &str) -> Result<(String, String), String> {
+pub(super) fn parse_trigger(text: &str) -> Result<(String, String), String> {
     match text.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok((ns.to_owned(), name.to_owned()))

@@ -126,6 +126,9 @@ pub struct TriggerConfig {
     /// `herald.dev/paused: "true"`: the trigger keeps its consumer group (and position) but
     /// reads and delivers nothing until resumed.
     pub paused: bool,
+    /// `herald.dev/startFrom`: where the trigger's consumer group starts if it has no
+    /// position yet (a new trigger); `latest` by default.
+    pub start_from: herald_buses::StartPosition,
 }
 
 impl TriggerConfig {

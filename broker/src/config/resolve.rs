@@ -16,6 +16,8 @@ pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery
 pub const BACKOFF_CAP_ANNOTATION: &str = "herald.dev/delivery.backoffCap";
 /// A paused trigger keeps its position and delivers nothing (`"true"` or `"false"`).
 pub const PAUSED_ANNOTATION: &str = "herald.dev/paused";
+/// Where a new trigger starts: `latest` (default), `earliest` or an RFC 3339 time.
+pub const START_FROM_ANNOTATION: &str = "herald.dev/startFrom";
 
 #[derive(Default)]
 pub(super) struct Resolver {
@@ -24,6 +26,19 @@ pub(super) struct Resolver {
     /// Compiled sources with where they were defined (for the broker-ref check in `finish`).
     pub(super) sources: Vec<Located<SourceConfig>>,
     pub(super) options: LoadOptions,
+}
+
+/// `latest`, `earliest` or an RFC 3339 time (`2026-12-01T06:00:00Z`).
+pub fn parse_start(text: &str) -> Result<herald_buses::StartPosition, String> {
+    match text {
+        "latest" => Ok(herald_buses::StartPosition::Latest),
+        "earliest" => Ok(herald_buses::StartPosition::Earliest),
+        other => chrono::DateTime::parse_from_rfc3339(other)
+            .map(|t| herald_buses::StartPosition::Time(t.with_timezone(&chrono::Utc)))
+            .map_err(|e| {
+                format!("must be latest, earliest or an RFC 3339 time, not {other:?} ({e})")
+            }),
+    }
 }
 
 pub(super) fn namespace(meta: &super::resources::ObjectMeta) -> String {
@@ -119,6 +134,15 @@ impl Resolver {
                     ));
                 }
             };
+            let start_from = match manifest.metadata.annotations.get(START_FROM_ANNOTATION) {
+                None => herald_buses::StartPosition::Latest,
+                Some(v) => parse_start(v).map_err(|message| {
+                    located.error(
+                        &format!("metadata.annotations.{START_FROM_ANNOTATION}"),
+                        message,
+                    )
+                })?,
+            };
             triggers.push(TriggerConfig {
                 namespace: ns,
                 name,
@@ -128,6 +152,7 @@ impl Resolver {
                 delivery: delivery.resolve(&broker.delivery),
                 ordering,
                 paused,
+                start_from,
             });
         }
         let known = |target: &Option<Target>| match target {

@@ -89,7 +89,18 @@ pub struct TakeAnswer {
     pub missing: Vec<String>,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// Whether `headers` carry `Authorization: Bearer {token}`, compared in constant time.
+pub(crate) fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
+    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
@@ -101,13 +112,7 @@ impl Admin {
         namespace: &str,
         name: &str,
     ) -> Result<ParkingLot, Box<Response>> {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or("", |(_, token)| token.trim());
-        if !bool::from(given.as_bytes().ct_eq(self.token.as_bytes())) {
+        if !bearer_matches(headers, &self.token) {
             return Err(Box::new(error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token (see --admin-token-file)",

@@ -74,13 +74,16 @@ pub enum Ended {
     Closed(String),
 }
 
-/// Reads `subscription` (of `topic`) until shutdown or until it closes, delivering through
-/// `ctx`.
+/// Reads `subscription` (of `topic`) until `shutdown` or until it closes, delivering through
+/// `ctx`. In-flight deliveries then finish (at most [`SHUTDOWN_GRACE`]) unless `abandon`
+/// turns true, which hands them back at once: a reconfigured trigger stops reading only, the
+/// process shutting down does both.
 pub async fn run_trigger(
     ctx: Arc<TriggerContext>,
     mut subscription: Box<dyn Subscription>,
     topic: &str,
     mut shutdown: watch::Receiver<bool>,
+    abandon: watch::Receiver<bool>,
     window: usize,
 ) -> Ended {
     let permits = Arc::new(Semaphore::new(window));
@@ -147,7 +150,7 @@ pub async fn run_trigger(
         let permit = InFlight::new(permit, &ctx.stats.in_flight);
         match ctx.trigger.ordering {
             Ordering::Unordered => {
-                let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+                let (ctx, shutdown) = (ctx.clone(), abandon.clone());
                 tasks.spawn(async move {
                     deliver_one(&ctx, delivery, permit, shutdown).await;
                 });
@@ -163,7 +166,7 @@ pub async fn run_trigger(
                     queue.push_back((delivery, permit));
                 } else {
                     map.insert(key.clone(), VecDeque::from([(delivery, permit)]));
-                    let (ctx, lanes, shutdown) = (ctx.clone(), lanes.clone(), shutdown.clone());
+                    let (ctx, lanes, shutdown) = (ctx.clone(), lanes.clone(), abandon.clone());
                     tasks.spawn(run_lane(ctx, lanes, key, shutdown));
                 }
             }

@@ -33,6 +33,11 @@ pub struct DispatcherSpec {
     /// Created with the first subscription (the main dispatcher creates the parking lot's
     /// reader group, so that every event parked later is listed).
     pub lot: Option<ParkingLot>,
+    /// Where the group starts if it has no position yet (`herald.dev/startFrom`).
+    pub start: herald_buses::StartPosition,
+    /// Turns true when in-flight deliveries must be handed back (process shutdown); the
+    /// supervisor's own stop only ends reading.
+    pub abandon: watch::Receiver<bool>,
 }
 
 /// The names of a trigger's two dispatchers.
@@ -98,18 +103,18 @@ async fn supervise(
         metrics.set_unready(&spec.task, None);
         tracing::info!(task = %spec.task, topic = %spec.topic, subscriber = %spec.ctx.trigger.subscriber, "trigger subscribed");
         let started = Instant::now();
-        let (ctx, topic, window, stop_rx) = (
+        let (ctx, topic, window, stop_rx, abandon) = (
             spec.ctx.clone(),
             spec.topic.clone(),
             spec.window,
             stop.clone(),
+            spec.abandon.clone(),
         );
         // Its own task, so that a panic ends this dispatcher only and is seen here.
-        let outcome =
-            tokio::spawn(
-                async move { run_trigger(ctx, subscription, &topic, stop_rx, window).await },
-            )
-            .await;
+        let outcome = tokio::spawn(async move {
+            run_trigger(ctx, subscription, &topic, stop_rx, abandon, window).await
+        })
+        .await;
         subscribed.dec();
         running.set(0);
         let why = match outcome {
@@ -142,7 +147,11 @@ async fn subscribe(
     wait: &mut Duration,
 ) -> Option<Box<dyn Subscription>> {
     loop {
-        let error = match spec.bus.subscribe(&spec.topic, &spec.group).await {
+        let error = match spec
+            .bus
+            .subscribe_from(&spec.topic, &spec.group, spec.start)
+            .await
+        {
             Ok(subscription) => return Some(subscription),
             Err(e) => e,
         };

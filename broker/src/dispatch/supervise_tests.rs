@@ -65,7 +65,12 @@ impl Bus for ScriptedBus {
             .push((topic.to_owned(), Instant::now()));
         Ok(())
     }
-    async fn subscribe(&self, topic: &str, _: &str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe_from(
+        &self,
+        topic: &str,
+        _: &str,
+        _: herald_buses::StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         if topic.ends_with("-parked") {
             return Ok(Box::new(Script(VecDeque::new())));
         }
@@ -105,6 +110,7 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         delivery: DeliveryPolicy::default(),
         ordering: crate::config::Ordering::Unordered,
         paused: false,
+        start_from: herald_buses::StartPosition::Latest,
     };
     let ctx = Arc::new(TriggerContext::new(
         trigger,
@@ -113,6 +119,7 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         bus.clone(),
         false,
     ));
+    let (tx, rx) = watch::channel(false);
     let spec = DispatcherSpec {
         ctx: ctx.clone(),
         bus: bus.clone(),
@@ -121,8 +128,9 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
         task: "trigger ns/t".into(),
         window: 8,
         lot: Some(parked::ParkingLot::new("ns", "t")),
+        start: herald_buses::StartPosition::Latest,
+        abandon: rx.clone(),
     };
-    let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     supervise::spawn(&mut tasks, spec, None, rx);
     (bus, metrics, tasks, tx, ingress)

@@ -51,7 +51,12 @@ impl Bus for FlakyBus {
         }
         Ok(())
     }
-    async fn subscribe(&self, _: &str, _: &str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe_from(
+        &self,
+        _: &str,
+        _: &str,
+        _: herald_buses::StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         Err(BusError::unavailable("not used"))
     }
 }
@@ -85,6 +90,7 @@ pub(super) fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, 
         delivery: policy,
         ordering: crate::config::Ordering::Unordered,
         paused: false,
+        start_from: herald_buses::StartPosition::Latest,
     };
     let ctx = TriggerContext::new(
         trigger,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::pause::{PauseError, PauseOverlay};
 use super::runtime::{Changes, Runtime};
 use super::status;
 use super::{ApiDocument, Apply, FileDocument, ResourceStatus};
@@ -45,10 +46,19 @@ pub struct Live {
     changing: tokio::sync::Mutex<()>,
     /// `http://host:port`, for a Broker's `status.address.url`.
     address_base: Mutex<Option<String>>,
+    /// Triggers paused by command, on top of the configuration.
+    overlay: PauseOverlay,
+    /// The configuration as resolved, before the overlay.
+    resolved: Mutex<Option<Config>>,
 }
 
 impl Live {
-    pub fn new(runtime: Runtime, paths: Vec<PathBuf>, load: LoadOptions) -> Self {
+    pub fn new(
+        runtime: Runtime,
+        paths: Vec<PathBuf>,
+        load: LoadOptions,
+        overlay: PauseOverlay,
+    ) -> Self {
         Self {
             runtime,
             paths,
@@ -56,15 +66,61 @@ impl Live {
             documents: Mutex::default(),
             changing: tokio::sync::Mutex::new(()),
             address_base: Mutex::new(None),
+            overlay,
+            resolved: Mutex::new(None),
         }
     }
 
     /// Runs `config`, resolved from `files` (the content of the `-f` paths; empty without).
     pub async fn start(&self, config: Config, files: Vec<FileText>) -> anyhow::Result<()> {
         let _one = self.changing.lock().await;
-        self.runtime.apply(config).await?;
+        self.switch(config).await?;
         self.lock_documents().files = files;
         Ok(())
+    }
+
+    /// Applies `config` (resolved, valid) with the pause overlay on top.
+    async fn switch(&self, config: Config) -> anyhow::Result<Changes> {
+        self.overlay.retain(&config).await;
+        let changes = self
+            .runtime
+            .apply(self.overlay.apply_to(config.clone()))
+            .await?;
+        *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
+        Ok(changes)
+    }
+
+    /// Pauses (`true`) or resumes `namespace/name` by command; durable before it returns.
+    /// Returns whether anything changed.
+    pub async fn set_paused(&self, trigger: &str, paused: bool) -> Result<bool, PauseError> {
+        let _one = self.changing.lock().await;
+        let resolved = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(resolved) = resolved else {
+            return Err(PauseError::NotFound {
+                trigger: trigger.to_owned(),
+            });
+        };
+        let Some(config) = resolved.triggers.iter().find(|t| t.to_string() == trigger) else {
+            return Err(PauseError::NotFound {
+                trigger: trigger.to_owned(),
+            });
+        };
+        if !paused && config.paused {
+            return Err(PauseError::PausedByAnnotation {
+                trigger: trigger.to_owned(),
+            });
+        }
+        let changed = self.overlay.set(trigger, paused).await?;
+        if changed {
+            self.switch(resolved)
+                .await
+                .map_err(|e| PauseError::Apply(format!("{e:#}")))?;
+        }
+        Ok(changed)
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -102,8 +158,7 @@ impl Live {
             }
         };
         let changes = self
-            .runtime
-            .apply(config)
+            .switch(config)
             .await
             .map_err(|e| ReloadError::Apply(format!("{e:#}")))?;
         *self.lock_documents() = Documents {

@@ -64,9 +64,15 @@ pub struct Condition {
     pub message: Option<String>,
 }
 
+pub mod admin;
 pub mod apply;
+pub mod pause;
 pub mod reload;
+pub mod replay;
 pub mod runtime;
 pub mod status;
 
 pub use apply::{Live, ReloadError, SharedLive};
+
+#[cfg(test)]
+mod tests;

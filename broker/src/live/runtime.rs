@@ -119,6 +119,10 @@ impl Runtime {
             .is_some()
     }
 
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.env.bus.clone()
+    }
+
     /// `/readyz`'s reasons now (`task: reason` lines).
     pub fn unready(&self) -> Vec<String> {
         self.env.ingress.metrics.unready()
@@ -149,10 +153,15 @@ impl Runtime {
             if wanted.contains_key(&name) {
                 changes.restarted.push(name);
             } else {
+                let metrics = &self.env.ingress.metrics;
+                metrics.trigger_paused.remove(&metrics.trigger(&name));
                 changes.stopped.push(name);
             }
         }
-        self.forget_removed(&config, &changes.stopped).await;
+        // A restarted trigger may have moved to another broker: its group on the old topic
+        // goes like a removed trigger's.
+        let gone = changes.stopped.len() + changes.restarted.len();
+        self.forget_removed(&config, gone).await;
         self.env
             .ingress
             .set_brokers(config.brokers.iter().map(|b| b.id.clone()));
@@ -210,10 +219,10 @@ impl Runtime {
         }
     }
 
-    /// Forgets the cursors of `removed` triggers (the groups of their brokers' topics not
-    /// kept by a trigger still configured).
-    async fn forget_removed(&self, config: &Config, removed: &[String]) {
-        if removed.is_empty() {
+    /// After `gone` triggers stopped or restarted, forgets the groups of every broker's topic
+    /// that no configured trigger of that broker keeps.
+    async fn forget_removed(&self, config: &Config, gone: usize) {
+        if gone == 0 {
             return;
         }
         let mut topics = HashSet::new();
@@ -251,11 +260,20 @@ impl Runtime {
         forward_shutdown(self.env.stop.clone(), stop_tx.clone());
         let mut tasks = JoinSet::new();
         let bus = &self.env.bus;
+        let metrics = &self.env.ingress.metrics;
+        metrics
+            .trigger_paused
+            .get_or_create(&metrics.trigger(&trigger.to_string()))
+            .set(i64::from(trigger.paused));
         if trigger.paused {
             // The group must exist to keep a position from now on: join it once, read nothing.
             let first = tokio::time::timeout(
                 FIRST_SUBSCRIBE,
-                bus.subscribe(&trigger.broker.topic(), &trigger.group()),
+                bus.subscribe_from(
+                    &trigger.broker.topic(),
+                    &trigger.group(),
+                    trigger.start_from,
+                ),
             )
             .await;
             if let Ok(Err(e)) = &first {
@@ -287,6 +305,8 @@ impl Runtime {
                 task: main_task,
                 window: self.env.window,
                 lot: Some(lot.clone()),
+                start: ctx.trigger.start_from,
+                abandon: self.env.stop.clone(),
             },
             // Redriven parked events come back to this trigger only, through its own topic.
             DispatcherSpec {
@@ -297,6 +317,8 @@ impl Runtime {
                 task: redrive_task,
                 window: self.env.window,
                 lot: None,
+                start: herald_buses::StartPosition::Latest,
+                abandon: self.env.stop.clone(),
             },
         ];
         for spec in specs {
@@ -304,9 +326,11 @@ impl Runtime {
             // counts every event accepted once it is applied; a network bus that cannot
             // assign the group yet must not block: it keeps trying in the background, and
             // /readyz answers 503 naming it meanwhile.
-            let first =
-                tokio::time::timeout(FIRST_SUBSCRIBE, bus.subscribe(&spec.topic, &spec.group))
-                    .await;
+            let first = tokio::time::timeout(
+                FIRST_SUBSCRIBE,
+                bus.subscribe_from(&spec.topic, &spec.group, spec.start),
+            )
+            .await;
             // A configuration that was valid never fails to apply because of the bus: a name
             // the bus refuses is retried slowly and shown in /readyz, like a bus that is down.
             let first = match first {

@@ -222,14 +222,18 @@ fn open_group(path: PathBuf, seq: u64, cursor: u64, name: String) -> io::Result<
     })
 }
 
-/// The group `name` of `topic`, created at the topic's end if it never consumed before.
-pub fn join(topic: &Topic, name: &str) -> Result<Arc<Group>, BusError> {
+/// The group `name` of `topic`, created at `start(topic)` if it never consumed before.
+pub fn join_at(
+    topic: &Topic,
+    name: &str,
+    start: impl FnOnce(&Topic) -> Result<u64, BusError>,
+) -> Result<Arc<Group>, BusError> {
     let mut groups = topic.groups.lock().unwrap();
     if let Some(group) = groups.get(name) {
         return Ok(group.clone());
     }
-    let end = *topic.end.borrow();
-    let group = Arc::new(create(&topic.groups_dir(), name, end)?);
+    let position = start(topic)?;
+    let group = Arc::new(create(&topic.groups_dir(), name, position)?);
     groups.insert(name.to_owned(), group.clone());
     Ok(group)
 }

@@ -48,7 +48,7 @@ use tracing::{error, info};
 
 pub use config::{EmbeddedConfig, Retention};
 
-use crate::{Bus, BusError, Event, Subscription, codec};
+use crate::{Bus, BusError, Event, StartPosition, Subscription, codec};
 use reader::EmbeddedSubscription;
 use topic::{Active, Topic};
 use writer::{Request, Writer};
@@ -360,7 +360,12 @@ impl Bus for EmbeddedBus {
             .map_err(|_| BusError::unavailable("embedded bus writer stopped"))?
     }
 
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe_from(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         let handle = self.topic(topic).await?;
         let topic = handle.topic.clone();
         let known = topic.groups.lock().unwrap().get(group).cloned();
@@ -368,9 +373,15 @@ impl Bus for EmbeddedBus {
             Some(group) => group,
             None => {
                 let (topic, name) = (topic.clone(), group.to_owned());
-                tokio::task::spawn_blocking(move || cursor::join(&topic, &name))
-                    .await
-                    .map_err(|e| BusError::unavailable(format!("joining group failed: {e}")))??
+                tokio::task::spawn_blocking(move || {
+                    cursor::join_at(&topic, &name, |topic| match start {
+                        StartPosition::Latest => Ok(*topic.end.borrow()),
+                        StartPosition::Earliest => Ok(reader::oldest(topic)),
+                        StartPosition::Time(since) => reader::first_arrived_since(topic, since),
+                    })
+                })
+                .await
+                .map_err(|e| BusError::unavailable(format!("joining group failed: {e}")))??
             }
         };
         Ok(Box::new(EmbeddedSubscription::new(topic, group)))

@@ -162,6 +162,46 @@ enum Batch {
     Deleted { oldest: u64 },
 }
 
+/// The oldest position the topic still keeps (its end when it keeps nothing).
+pub(super) fn oldest(topic: &Topic) -> u64 {
+    let end = *topic.end.borrow();
+    topic
+        .segments
+        .lock()
+        .unwrap()
+        .first()
+        .map_or(end, |s| s.base.min(end))
+}
+
+/// The position of the first committed event that arrived at or after `since`
+/// (`knativearrivaltime`), or the end if none did. Reads the topic from its oldest event:
+/// done once, when a group that starts at a time is created. Blocking.
+pub(super) fn first_arrived_since(
+    topic: &Topic,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, BusError> {
+    let end = *topic.end.borrow();
+    let mut next = oldest(topic);
+    let mut reader = None;
+    while next < end {
+        match read(topic, &mut reader, next)? {
+            Batch::Deleted { oldest } => next = oldest,
+            Batch::Items(items) if items.is_empty() => break,
+            Batch::Items(items) => {
+                for item in items {
+                    if let Item::Event(position, event) = &item
+                        && crate::arrival_time(event).is_some_and(|t| t >= since)
+                    {
+                        return Ok(*position);
+                    }
+                    next = item.end();
+                }
+            }
+        }
+    }
+    Ok(end)
+}
+
 /// Reads the committed events from `next` on, at most one chunk.
 fn read(topic: &Topic, reader: &mut Option<Reader>, next: u64) -> Result<Batch, BusError> {
     loop {

@@ -99,7 +99,7 @@ pub use config::KafkaConfig;
 use config::check_topic;
 use subscription::KafkaSubscription;
 
-use crate::{Bus, BusError, Subscription};
+use crate::{Bus, BusError, StartPosition, Subscription};
 
 /// A bus on a Kafka cluster (or anything speaking its protocol). Cheap to share as
 /// `Arc<dyn Bus>`.
@@ -428,7 +428,13 @@ impl Bus for KafkaBus {
             })?
     }
 
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+    /// The start applies to partitions the group never committed an offset for.
+    async fn subscribe_from(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         check_topic(topic)?;
         if group.is_empty() {
             return Err(BusError::Rejected {
@@ -437,7 +443,7 @@ impl Bus for KafkaBus {
         }
         self.ensure_topic(topic).await?;
         let open = self.open.clone().expect("set until drop");
-        let subscription = KafkaSubscription::open(&self.config, topic, group, open).await?;
+        let subscription = KafkaSubscription::open(&self.config, topic, group, start, open).await?;
         Ok(Box::new(subscription))
     }
 

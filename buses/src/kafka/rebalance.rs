@@ -33,6 +33,8 @@ pub(super) struct GroupContext {
     pub request_timeout: Duration,
     /// Counts completed assignments (`subscribe` waits for the first).
     pub assignments: watch::Sender<u64>,
+    /// Where a partition the group never committed starts.
+    pub start: crate::StartPosition,
 }
 
 impl ClientContext for GroupContext {}
@@ -140,13 +142,14 @@ impl GroupContext {
             let (topic, partition) = (elem.topic().to_owned(), elem.partition());
             let start = match elem.offset() {
                 Offset::Offset(o) if o >= 0 => o,
-                _ => match consumer.fetch_watermarks(&topic, partition, self.request_timeout) {
-                    Ok((_, high)) => {
-                        let _ = fresh.add_partition_offset(&topic, partition, Offset::Offset(high));
-                        high
+                _ => match self.fresh_start(consumer, &topic, partition) {
+                    Ok(start) => {
+                        let _ =
+                            fresh.add_partition_offset(&topic, partition, Offset::Offset(start));
+                        start
                     }
                     Err(e) => {
-                        tracing::warn!(%topic, partition, error = %e, "reading the end offset failed");
+                        tracing::warn!(%topic, partition, error = %e, "reading the start offset failed");
                         continue;
                     }
                 },
@@ -154,6 +157,34 @@ impl GroupContext {
             let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(start));
         }
         fresh
+    }
+
+    /// Where a partition the group never committed starts: its end, its beginning, or the
+    /// first record with a timestamp at or after the start time (the end if none).
+    fn fresh_start(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        topic: &str,
+        partition: i32,
+    ) -> rdkafka::error::KafkaResult<i64> {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, self.request_timeout)?;
+        let time = match self.start {
+            crate::StartPosition::Latest => return Ok(high),
+            crate::StartPosition::Earliest => return Ok(low),
+            // A time to come starts at the end, as on every bus.
+            crate::StartPosition::Time(time) if time >= chrono::Utc::now() => return Ok(high),
+            crate::StartPosition::Time(time) => time,
+        };
+        let mut query = TopicPartitionList::new();
+        query.add_partition_offset(topic, partition, Offset::Offset(time.timestamp_millis()))?;
+        let found = consumer.offsets_for_times(query, self.request_timeout)?;
+        Ok(found
+            .find_partition(topic, partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) if o >= 0 => Some(o),
+                _ => None,
+            })
+            .unwrap_or(high))
     }
 
     /// Commits the start offsets of partitions the group never committed, so that a group's

@@ -41,6 +41,7 @@ impl KafkaSubscription {
         config: &super::KafkaConfig,
         topic: &str,
         group: &str,
+        start: crate::StartPosition,
         open: Arc<dyn Send + Sync>,
     ) -> Result<Self, BusError> {
         let cursors = Arc::new(Cursors::default());
@@ -52,6 +53,7 @@ impl KafkaSubscription {
             slot: slot.clone(),
             request_timeout: config.request_timeout,
             assignments,
+            start,
         };
         let consumer: GroupConsumer = config
             .consumer(group)

@@ -64,7 +64,7 @@ pub use config::NatsConfig;
 use config::{TopicNames, consumer_name};
 use subscription::NatsSubscription;
 
-use crate::{Bus, BusError, Subscription};
+use crate::{Bus, BusError, StartPosition, Subscription};
 
 /// A bus on a NATS server or cluster with JetStream. Cheap to share as `Arc<dyn Bus>`.
 pub struct NatsBus {
@@ -256,13 +256,47 @@ impl Bus for NatsBus {
         })?
     }
 
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+    /// The start applies when the durable consumer is created; an existing consumer keeps
+    /// its position (and its deliver policy: creating it again with another would fail).
+    async fn subscribe_from(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartPosition,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         let names = TopicNames::new(topic)?;
         let consumer = consumer_name(group)?;
         self.ensure_stream(&names).await?;
+        // Creating a consumer again with another deliver policy fails: an existing one keeps
+        // its own (and its position).
+        let existing = self
+            .js
+            .get_consumer_from_stream::<consumer::pull::Config, _, _>(
+                consumer.as_str(),
+                names.stream.as_str(),
+            )
+            .await
+            .ok();
+        let deliver_policy = match (existing, start) {
+            (Some(existing), _) => existing.cached_info().config.deliver_policy,
+            (None, StartPosition::Latest) => consumer::DeliverPolicy::New,
+            (None, StartPosition::Earliest) => consumer::DeliverPolicy::All,
+            // A time to come: what arrives until then would be skipped; start at the end
+            // instead, as the other buses do.
+            (None, StartPosition::Time(time)) if time >= chrono::Utc::now() => {
+                consumer::DeliverPolicy::New
+            }
+            (None, StartPosition::Time(time)) => consumer::DeliverPolicy::ByStartTime {
+                start_time: async_nats::datetime::parse_rfc3339(&time.to_rfc3339()).map_err(
+                    |e| BusError::Rejected {
+                        reason: format!("start time {time}: {e}"),
+                    },
+                )?,
+            },
+        };
         let config = consumer::pull::Config {
             durable_name: Some(consumer.clone()),
-            deliver_policy: consumer::DeliverPolicy::New,
+            deliver_policy,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.config.ack_wait,
             max_ack_pending: self.config.max_ack_pending as i64,

@@ -1,0 +1,145 @@
+//! Admin endpoints of live operations, beside the parking lot's (same bearer token):
+//!
+//! - `POST /admin/triggers/{ns}/{name}/pause` → `{"trigger": "ns/name", "paused": true, "changed": bool}`
+//! - `POST /admin/triggers/{ns}/{name}/resume` → the same with `"paused": false`
+//!
+//! - `POST /admin/triggers/{ns}/{name}/replay` `{"from": RFC3339, "to": RFC3339?,
+//!   "filter": CESQL?}` → `{"id", "trigger", "read", "replayed"}` (see [`super::replay`])
+//!
+//! `404` for a trigger not configured, `409` to resume a trigger paused by its annotation,
+//! `400` for a replay request that does not parse (naming the field).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use super::SharedLive;
+use super::pause::PauseError;
+use super::replay::{ReplayError, ReplayRequest};
+use crate::dispatch::admin::{bearer_matches, error};
+use crate::filter::Filter;
+
+#[derive(Clone)]
+struct LiveAdmin {
+    token: std::sync::Arc<str>,
+    live: SharedLive,
+}
+
+/// The pause/resume router; `token` is the content of `--admin-token-file`.
+pub fn router(token: String, live: SharedLive) -> Router {
+    Router::new()
+        .route(
+            "/admin/triggers/{namespace}/{name}/pause",
+            post(|s, h, p| set(s, h, p, true)),
+        )
+        .route(
+            "/admin/triggers/{namespace}/{name}/resume",
+            post(|s, h, p| set(s, h, p, false)),
+        )
+        .route("/admin/triggers/{namespace}/{name}/replay", post(replay))
+        .with_state(LiveAdmin {
+            token: token.into(),
+            live,
+        })
+}
+
+async fn set(
+    State(admin): State<LiveAdmin>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+    paused: bool,
+) -> Response {
+    if !bearer_matches(&headers, &admin.token) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (see --admin-token-file)",
+        );
+    }
+    let trigger = format!("{namespace}/{name}");
+    match admin.live.set_paused(&trigger, paused).await {
+        Ok(changed) => Json(serde_json::json!({
+            "trigger": trigger, "paused": paused, "changed": changed,
+        }))
+        .into_response(),
+        Err(e) => {
+            let status = match e {
+                PauseError::NotFound { .. } => StatusCode::NOT_FOUND,
+                PauseError::PausedByAnnotation { .. } => StatusCode::CONFLICT,
+                PauseError::Save { .. } | PauseError::Apply(_) => {
+                    tracing::error!(trigger = ?trigger, error = %e, "pause or resume failed");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            error(status, e.to_string())
+        }
+    }
+}
+
+/// The body of a replay request.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    from: String,
+    to: Option<String>,
+    filter: Option<String>,
+}
+
+fn parse_time(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{field}: {text:?} is not an RFC 3339 time ({e})"))
+}
+
+fn parse_replay(body: &[u8]) -> Result<ReplayRequest, String> {
+    let body: ReplayBody =
+        serde_json::from_slice(body).map_err(|e| format!("not a replay request: {e}"))?;
+    let filter = match &body.filter {
+        None => None,
+        Some(text) => Some(Filter::Cesql(
+            cesql::Expression::compile(text).map_err(|e| format!("filter: {e}"))?,
+        )),
+    };
+    Ok(ReplayRequest {
+        from: parse_time("from", &body.from)?,
+        to: body
+            .to
+            .as_deref()
+            .map(|t| parse_time("to", t))
+            .transpose()?,
+        filter,
+    })
+}
+
+async fn replay(
+    State(admin): State<LiveAdmin>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !bearer_matches(&headers, &admin.token) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (see --admin-token-file)",
+        );
+    }
+    let request = match parse_replay(&body) {
+        Ok(request) => request,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let Some(config) = admin.live.runtime().config_now() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "not started yet");
+    };
+    let trigger = format!("{namespace}/{name}");
+    let bus = admin.live.runtime().bus();
+    match super::replay::replay(&*bus, &config, &trigger, &request).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e @ ReplayError::NotFound { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ ReplayError::EmptyWindow { .. }) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ ReplayError::Bus(_)) => {
+            tracing::error!(trigger = ?trigger, error = %e, "replay failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
+}
