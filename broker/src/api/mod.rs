@@ -43,6 +43,8 @@ use subtle::ConstantTimeEq;
 use registry::Registry;
 use status::ApiError;
 
+/// Most objects created through the API unless `--api-max-objects` says otherwise.
+pub const DEFAULT_MAX_OBJECTS: usize = 10_000;
 /// Largest request body the API reads unless `--api-max-body` says otherwise.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// How often a watch looks for status changes unless `--api-watch-status-interval` says
@@ -79,6 +81,8 @@ pub enum StoreConfig {
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
     pub store: StoreConfig,
+    /// Most objects created through the API (all kinds together).
+    pub max_objects: usize,
     pub max_body: usize,
     pub watch_status_interval: Duration,
     pub watch_max: Duration,
@@ -88,6 +92,7 @@ impl Default for ApiOptions {
     fn default() -> Self {
         Self {
             store: StoreConfig::Dir(std::path::PathBuf::from("herald-data")),
+            max_objects: DEFAULT_MAX_OBJECTS,
             max_body: DEFAULT_MAX_BODY,
             watch_status_interval: DEFAULT_WATCH_STATUS_INTERVAL,
             watch_max: DEFAULT_WATCH_MAX,
@@ -126,7 +131,11 @@ pub async fn mount(
             timeout,
         } => Arc::new(store_kafka::KafkaStore::open(config.clone(), topic, *timeout).await?),
     };
-    let registry = Arc::new(Registry::open(apply, store).await?);
+    let registry = Arc::new(
+        Registry::open(apply, store)
+            .await?
+            .with_max_objects(options.max_objects),
+    );
     // Other replicas' changes, until shutdown (returns at once for the data directory).
     tokio::spawn(registry.clone().follow(stop.clone()));
     Ok(router(token, registry, options, stop))

@@ -70,6 +70,8 @@ pub struct Registry {
     events: broadcast::Sender<WatchEvent>,
     /// `creationTimestamp` of file objects: when this process started.
     started: String,
+    /// Most objects the API stores (`--api-max-objects`); creating more answers 403.
+    max_objects: usize,
 }
 
 fn now() -> String {
@@ -136,11 +138,19 @@ impl Registry {
             writing: tokio::sync::Mutex::new(()),
             events,
             started: now(),
+            max_objects: usize::MAX,
         })
     }
 
     pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Caps the objects the API stores: a create beyond `max` answers 403 (the stored ones
+    /// stay, even if more).
+    pub fn with_max_objects(mut self, max: usize) -> Self {
+        self.max_objects = max;
+        self
     }
 
     /// The newest resource version.
@@ -242,6 +252,17 @@ impl Registry {
         let key = object_key(kind, namespace, &name);
         let _writing = self.writing.lock().await;
         self.refuse_file_object(&key)?;
+        let stored = self.state().objects.len();
+        if stored >= self.max_objects {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "{} {name:?} is not created: the API holds {stored} objects, at most {} (--api-max-objects)",
+                    kind.plural, self.max_objects
+                ),
+            ));
+        }
         if self.state().objects.contains_key(&key) {
             return Err(ApiError::new(
                 axum::http::StatusCode::CONFLICT,

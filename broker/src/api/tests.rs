@@ -380,6 +380,32 @@ async fn an_invalid_trigger_is_refused_with_422_naming_the_field_and_not_stored(
 }
 
 #[tokio::test]
+async fn creating_beyond_the_object_cap_is_forbidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DirStore::open(dir.path()).await.unwrap());
+    let registry = Registry::open(Arc::new(FakeApply::default()), store)
+        .await
+        .unwrap()
+        .with_max_objects(1);
+    let kind = super::kinds::by_plural("eventing.knative.dev", "v1", "triggers").unwrap();
+    registry.create(kind, "shop", trigger("a")).await.unwrap();
+    let refused = registry
+        .create(kind, "shop", trigger("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, StatusCode::FORBIDDEN);
+    assert!(
+        refused.message.contains("--api-max-objects"),
+        "{}",
+        refused.message
+    );
+    // Changing what exists is still allowed.
+    let mut a = registry.get(kind, "shop", "a").unwrap();
+    a["metadata"]["labels"] = json!({"x": "y"});
+    registry.replace(kind, "shop", "a", a).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_is_refused_with_413() {
     let h = harness().await;
     let mut big = trigger("big");

@@ -11,6 +11,9 @@ pub struct ApiServeArgs {
     /// Largest request body the management API reads (`1Mi`; larger: 413 Status).
     #[arg(long, env = "HERALD_API_MAX_BODY", default_value = "1Mi", value_parser = herald::units::parse_bytes)]
     api_max_body: u64,
+    /// Most resources created through the management API, all kinds together (more: 403).
+    #[arg(long, env = "HERALD_API_MAX_OBJECTS", default_value_t = herald::api::DEFAULT_MAX_OBJECTS)]
+    api_max_objects: usize,
     /// How often an open watch compares resources' status (and the `-f` files' resources)
     /// with what it last sent, and reports the difference (`1s`).
     #[arg(long, env = "HERALD_API_WATCH_STATUS_INTERVAL", default_value = "1s", value_parser = herald::units::parse_duration)]
@@ -70,6 +73,7 @@ impl ApiServeArgs {
         };
         herald::api::ApiOptions {
             store,
+            max_objects: self.api_max_objects,
             max_body: usize::try_from(self.api_max_body).unwrap_or(usize::MAX),
             watch_status_interval: self
                 .api_watch_status_interval
