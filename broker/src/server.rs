@@ -174,7 +174,14 @@ pub async fn run(
     // Stored API resources are applied before Herald reports ready.
     let api = match (&options.admin_token, &options.api) {
         (Some(token), Some(api)) => Some(
-            crate::api::mount(token.clone(), live.clone(), api.clone(), stop_rx.clone()).await?,
+            crate::api::mount(
+                token.clone(),
+                live.clone(),
+                metrics.clone(),
+                api.clone(),
+                stop_rx.clone(),
+            )
+            .await?,
         ),
         _ => None,
     };

@@ -89,6 +89,11 @@ pub async fn two_replicas_converge_on_api_resources(bus: &str, env: Vec<(String,
     let a = Herald::start_with(bus, "", options()).await;
     let mut b = Herald::start_with(bus, "", options()).await;
 
+    let metrics = Client::new().get(&a.url("/metrics")).await.text();
+    assert!(
+        metrics.contains(r#"herald_task_running{task="api-store"} 1"#),
+        "following the shared store is a visible task"
+    );
     let t = manifests::trigger("t", "default", "http://127.0.0.1:9/");
     let (status, created) = call(&a, Method::POST, TRIGGERS, "application/json", Some(&t)).await;
     assert_eq!(status, 201, "{created}");

@@ -113,6 +113,7 @@ struct Api {
 pub async fn mount(
     token: String,
     apply: Arc<dyn crate::live::Apply>,
+    metrics: Arc<crate::metrics::Metrics>,
     options: ApiOptions,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Router> {
@@ -136,9 +137,41 @@ pub async fn mount(
             .await?
             .with_max_objects(options.max_objects),
     );
-    // Other replicas' changes, until shutdown (returns at once for the data directory).
-    tokio::spawn(registry.clone().follow(stop.clone()));
+    supervise_follow(registry.clone(), metrics, stop.clone());
     Ok(router(token, registry, options, stop))
+}
+
+/// The task name of following a shared store in `herald_task_running` and `/readyz`.
+const FOLLOW_TASK: &str = "api-store";
+
+/// Follows other replicas' changes until shutdown (at once done for the data directory); a
+/// follower that ends early (it panicked) shows in `/readyz` and `herald_task_running`.
+fn supervise_follow(
+    registry: Arc<Registry>,
+    metrics: Arc<crate::metrics::Metrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let running = metrics
+        .task_running
+        .get_or_create(&crate::metrics::TaskLabels {
+            task: FOLLOW_TASK.into(),
+        })
+        .clone();
+    running.set(1);
+    let follower = tokio::spawn(registry.follow(stop.clone()));
+    tokio::spawn(async move {
+        let outcome = follower.await;
+        running.set(0);
+        if let Err(e) = outcome
+            && !*stop.borrow()
+        {
+            tracing::error!(error = %e, "following the API store stopped");
+            metrics.set_unready(
+                FOLLOW_TASK,
+                Some(format!("following the API store stopped: {e}")),
+            );
+        }
+    });
 }
 
 /// The API's router; `token` is the content of `--admin-token-file`.
