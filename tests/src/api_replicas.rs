@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use crate::{Client, Herald, HeraldOptions, eventually, manifests};
 
 const WAIT: Duration = Duration::from_secs(20);
-const TOKEN: &str = "replicas-token-0123456789";
-const TRIGGERS: &str = "/apis/eventing.knative.dev/v1/namespaces/default/triggers";
+pub const TOKEN: &str = "replicas-token-0123456789";
+pub const TRIGGERS: &str = "/apis/eventing.knative.dev/v1/namespaces/default/triggers";
 
-async fn call(
+pub async fn call(
     herald: &Herald,
     method: Method,
     path: &str,
@@ -35,7 +35,7 @@ async fn call(
 }
 
 /// Waits until `herald` reports trigger `name` Ready at `generation` (its own runtime's state).
-async fn ready_at(herald: &Herald, name: &str, generation: u64) -> Value {
+pub async fn ready_at(herald: &Herald, name: &str, generation: u64) -> Value {
     eventually(
         WAIT,
         &format!("trigger {name} Ready at generation {generation}"),

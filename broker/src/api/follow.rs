@@ -156,10 +156,15 @@ mod tests {
         async fn load(&self) -> Result<Loaded, StoreError> {
             Ok(Loaded::default())
         }
-        async fn put(&self, key: &ObjectKey, object: &Value) -> Result<u64, StoreError> {
+        async fn put(
+            &self,
+            key: &ObjectKey,
+            object: &Value,
+            _expected: Option<u64>,
+        ) -> Result<u64, StoreError> {
             Ok(self.echo(key, Some(object.clone())))
         }
-        async fn delete(&self, key: &ObjectKey) -> Result<u64, StoreError> {
+        async fn delete(&self, key: &ObjectKey, _expected: Option<u64>) -> Result<u64, StoreError> {
             Ok(self.echo(key, None))
         }
         async fn changes(&self, _revision: u64) -> Result<Option<Changes>, StoreError> {

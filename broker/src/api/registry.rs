@@ -132,7 +132,7 @@ impl Registry {
                 revision,
                 history: VecDeque::new(),
                 file_meta: HashMap::new(),
-                store_revisions: HashMap::new(),
+                store_revisions: loaded.revisions.into_iter().collect(),
                 followed: loaded.revision,
             }),
             writing: tokio::sync::Mutex::new(()),
@@ -417,16 +417,25 @@ impl Registry {
             .await
             .map_err(|e| ApiError::internal(format!("validation failed: {e}")))?
             .map_err(|e| ApiError::invalid(kind.kind, &key.name, &e.field, e.to_string()))?;
+        // A shared store writes only over the revision this replica knows: a change another
+        // replica made meanwhile is a conflict, not overwritten.
+        let expected = Some(self.state().store_revisions.get(&key).copied().unwrap_or(0));
         let store_revision = match &object {
-            Some(object) => self.store.put(&key, object).await,
-            None => self.store.delete(&key).await,
+            Some(object) => self.store.put(&key, object, expected).await,
+            None => self.store.delete(&key, expected).await,
         }
-        .map_err(store_error)?;
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => ApiError::conflict(format!(
+                "Operation cannot be fulfilled on {} {:?}: another replica changed it; read it again and retry",
+                key.plural, key.name
+            )),
+            e => store_error(e),
+        })?;
         if let Err(e) = self.apply.set_api_documents(documents).await {
             // Nothing changed in the broker: put the store back as it was.
             let undo = match &previous {
-                Some(previous) => self.store.put(&key, previous).await,
-                None => self.store.delete(&key).await,
+                Some(previous) => self.store.put(&key, previous, None).await,
+                None => self.store.delete(&key, None).await,
             };
             if let Err(undo) = undo {
                 tracing::error!(error = %undo, key = ?key, "could not undo a refused change in the API store");

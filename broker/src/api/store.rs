@@ -48,6 +48,9 @@ impl ObjectKey {
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub objects: Vec<Value>,
+    /// A shared store's revision of every key it holds (deleted ones too), for conditional
+    /// writes; empty for the data directory.
+    pub revisions: Vec<(ObjectKey, u64)>,
     /// Where [`Store::changes`] resumes (0 for a store without changes).
     pub revision: u64,
 }
@@ -81,6 +84,9 @@ pub enum StoreError {
     Nats { bucket: String, message: String },
     #[error("API store (Kafka topic {topic}): {message}")]
     Kafka { topic: String, message: String },
+    /// A conditional write found another revision: another replica changed the object.
+    #[error("{key:?} was changed by another replica")]
+    Conflict { key: String },
 }
 
 /// Durable storage of the API's objects.
@@ -89,10 +95,18 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored object (with its metadata).
     async fn load(&self) -> Result<Loaded, StoreError>;
     /// Stores `object` under `key`, durably, replacing what was there; returns the store's
-    /// revision of the change (0 for a store without [`Store::changes`]).
-    async fn put(&self, key: &ObjectKey, object: &Value) -> Result<u64, StoreError>;
-    /// Removes `key` (no error if absent); returns the revision as [`Store::put`] does.
-    async fn delete(&self, key: &ObjectKey) -> Result<u64, StoreError>;
+    /// revision of the change (0 for a store without [`Store::changes`]). With `expected`, a
+    /// store that can write conditionally does so only if the key is at that revision (`0`:
+    /// never written), else [`StoreError::Conflict`].
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError>;
+    /// Removes `key` (no error if absent); returns the revision and honours `expected` as
+    /// [`Store::put`] does.
+    async fn delete(&self, key: &ObjectKey, expected: Option<u64>) -> Result<u64, StoreError>;
     /// The changes after `revision`, by every replica, for as long as the stream lasts;
     /// `None` for a store that only this process writes.
     async fn changes(&self, revision: u64) -> Result<Option<Changes>, StoreError> {
@@ -184,13 +198,19 @@ impl Store for DirStore {
             }
             Ok(Loaded {
                 objects,
+                revisions: Vec::new(),
                 revision: 0,
             })
         })
         .await
     }
 
-    async fn put(&self, key: &ObjectKey, object: &Value) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        _expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
         use std::io::Write;
         let dir = self.dir.clone();
         let path = dir.join(key.file_name());
@@ -207,7 +227,7 @@ impl Store for DirStore {
         Ok(0)
     }
 
-    async fn delete(&self, key: &ObjectKey) -> Result<u64, StoreError> {
+    async fn delete(&self, key: &ObjectKey, _expected: Option<u64>) -> Result<u64, StoreError> {
         let dir = self.dir.clone();
         let path = dir.join(key.file_name());
         blocking(move || {
@@ -241,11 +261,11 @@ mod tests {
     async fn objects_survive_reopening_and_deletes_stick() {
         let dir = tempfile::tempdir().unwrap();
         let store = DirStore::open(dir.path()).await.unwrap();
-        store.put(&key("a"), &json!({"n": 1})).await.unwrap();
-        store.put(&key("b"), &json!({"n": 2})).await.unwrap();
-        store.put(&key("a"), &json!({"n": 3})).await.unwrap();
-        store.delete(&key("b")).await.unwrap();
-        store.delete(&key("never")).await.unwrap();
+        store.put(&key("a"), &json!({"n": 1}), None).await.unwrap();
+        store.put(&key("b"), &json!({"n": 2}), None).await.unwrap();
+        store.put(&key("a"), &json!({"n": 3}), None).await.unwrap();
+        store.delete(&key("b"), None).await.unwrap();
+        store.delete(&key("never"), None).await.unwrap();
         let reopened = DirStore::open(dir.path()).await.unwrap();
         assert_eq!(
             reopened.load().await.unwrap().objects,

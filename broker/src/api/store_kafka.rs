@@ -182,7 +182,7 @@ impl Store for KafkaStore {
                 .map_err(|e| self.error(format!("reading: {e}")))?;
             revision = u64::try_from(message.offset()).unwrap_or(0) + 1;
             if let Some(change) = change_of(&self.topic, &message) {
-                latest.insert(change.key, change.object);
+                latest.insert(change.key, (change.revision, change.object));
             }
         }
         let previous = self
@@ -193,13 +193,21 @@ impl Store for KafkaStore {
         if let Some((_, previous)) = previous {
             drop_off_runtime(previous);
         }
+        let revisions = latest.iter().map(|(k, (r, _))| (k.clone(), *r)).collect();
         Ok(Loaded {
-            objects: latest.into_values().flatten().collect(),
+            objects: latest.into_values().filter_map(|(_, o)| o).collect(),
+            revisions,
             revision,
         })
     }
 
-    async fn put(&self, key: &ObjectKey, object: &Value) -> Result<u64, StoreError> {
+    /// Kafka cannot write conditionally: `expected` is not checked (the later write wins).
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        _expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
         self.send(
             key,
             Some(serde_json::to_vec(object).expect("a Value always serializes")),
@@ -207,7 +215,7 @@ impl Store for KafkaStore {
         .await
     }
 
-    async fn delete(&self, key: &ObjectKey) -> Result<u64, StoreError> {
+    async fn delete(&self, key: &ObjectKey, _expected: Option<u64>) -> Result<u64, StoreError> {
         self.send(key, None).await
     }
 

@@ -59,6 +59,41 @@ impl NatsStore {
         })
     }
 
+    /// Puts `value` under `key`: unconditionally, only if never written (`Some(0)`), or only
+    /// at revision `n` (`Some(n)`).
+    async fn write(
+        &self,
+        key: &ObjectKey,
+        value: Bytes,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let stem = key.stem();
+        let conflict = || StoreError::Conflict { key: stem.clone() };
+        match expected {
+            None => self
+                .kv
+                .put(stem.as_str(), value)
+                .await
+                .map_err(|e| self.error(format!("storing {stem:?}: {e}"))),
+            Some(0) => self
+                .kv
+                .create(stem.as_str(), value)
+                .await
+                .map_err(|e| match e.kind() {
+                    kv::CreateErrorKind::AlreadyExists => conflict(),
+                    _ => self.error(format!("storing {stem:?}: {e}")),
+                }),
+            Some(revision) => self
+                .kv
+                .update(stem.as_str(), value, revision)
+                .await
+                .map_err(|e| match e.kind() {
+                    kv::UpdateErrorKind::WrongLastRevision => conflict(),
+                    _ => self.error(format!("storing {stem:?}: {e}")),
+                }),
+        }
+    }
+
     fn error(&self, message: String) -> StoreError {
         StoreError::Nats {
             bucket: self.bucket.clone(),
@@ -98,6 +133,9 @@ impl Store for NatsStore {
                 continue;
             };
             loaded.revision = loaded.revision.max(entry.revision);
+            if let Some(object_key) = ObjectKey::from_stem(&key) {
+                loaded.revisions.push((object_key, entry.revision));
+            }
             if entry.operation == kv::Operation::Put
                 && let Some(object) = object_of(&self.bucket, &key, &entry.value)?
             {
@@ -116,20 +154,19 @@ impl Store for NatsStore {
         Ok(loaded)
     }
 
-    async fn put(&self, key: &ObjectKey, object: &Value) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let bytes = Bytes::from(serde_json::to_vec(object).expect("a Value always serializes"));
-        self.kv
-            .put(key.stem(), bytes)
-            .await
-            .map_err(|e| self.error(format!("storing {:?}: {e}", key.stem())))
+        self.write(key, bytes, expected).await
     }
 
-    async fn delete(&self, key: &ObjectKey) -> Result<u64, StoreError> {
+    async fn delete(&self, key: &ObjectKey, expected: Option<u64>) -> Result<u64, StoreError> {
         let tombstone = Bytes::from(json!({ TOMBSTONE: true }).to_string());
-        self.kv
-            .put(key.stem(), tombstone)
-            .await
-            .map_err(|e| self.error(format!("deleting {:?}: {e}", key.stem())))
+        self.write(key, tombstone, expected).await
     }
 
     async fn changes(&self, revision: u64) -> Result<Option<Changes>, StoreError> {
