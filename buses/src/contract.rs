@@ -268,6 +268,28 @@ pub async fn a_new_group_can_start_at_a_time(h: &dyn Harness) {
     assert_eq!(id(&next(&mut future).await), "5");
 }
 
+/// Buses that delete a forgotten group (not Kafka, whose groups expire by themselves): run
+/// by `bus_contract_tests!(@cases harness; a_forgotten_group_loses_its_position)`.
+pub async fn a_forgotten_group_loses_its_position(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("forget");
+    let _keeper = bus.subscribe(&topic, "keeper").await.unwrap();
+    bus.forget_group(&topic, "never-existed").await.unwrap();
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    bus.publish(&topic, &[fixtures::event(1), fixtures::event(2)])
+        .await
+        .unwrap();
+    let d = next(&mut sub).await;
+    assert_eq!(id(&d), "1");
+    d.ack();
+    drop(sub);
+    bus.forget_group(&topic, "g").await.unwrap();
+    // Joined again, the group starts at the end, not at its old position (event 2).
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    bus.publish(&topic, &[fixtures::event(3)]).await.unwrap();
+    assert_eq!(id(&next(&mut sub).await), "3");
+}
+
 pub async fn topics_are_isolated(h: &dyn Harness) {
     let bus = h.start().await;
     let (t1, t2) = (unique("iso1"), unique("iso2"));

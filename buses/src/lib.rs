@@ -88,6 +88,11 @@ pub trait Bus: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Deletes consumer group `group` of `topic` with its position: a temporary reader (a
+    /// replay) must not hold back retention (NATS `interest` retention keeps every event a
+    /// consumer has not acknowledged). A group that does not exist is not an error.
+    async fn forget_group(&self, topic: &str, group: &str) -> Result<(), BusError>;
+
     /// Flushes what the bus keeps lazily (cursors, queued acknowledgements, stored offsets)
     /// and stops it. Call it once, after everything else that held the bus was dropped; it
     /// waits a bounded time (what is not flushed by then is delivered again).

@@ -104,6 +104,11 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    async fn forget_group(&self, topic: &str, group: &str) -> Result<(), BusError> {
+        self.topic(topic).log.lock().unwrap().groups.remove(group);
+        Ok(())
+    }
+
     async fn forget_other_groups(
         &self,
         topic: &str,

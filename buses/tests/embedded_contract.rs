@@ -43,3 +43,4 @@ impl Harness for Embedded {
 }
 
 bus_contract_tests!(Embedded::new());
+bus_contract_tests!(@cases Embedded::new(); a_forgotten_group_loses_its_position);

@@ -23,3 +23,4 @@ impl Harness for Memory {
 }
 
 bus_contract_tests!(Memory, not_durable);
+bus_contract_tests!(@cases Memory; a_forgotten_group_loses_its_position);

@@ -58,3 +58,4 @@ impl Harness for Nats {
 }
 
 bus_contract_tests!(Nats::new());
+bus_contract_tests!(@cases Nats::new(); a_forgotten_group_loses_its_position);

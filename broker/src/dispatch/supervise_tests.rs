@@ -65,6 +65,10 @@ impl Bus for ScriptedBus {
             .push((topic.to_owned(), Instant::now()));
         Ok(())
     }
+    async fn forget_group(&self, _: &str, _: &str) -> Result<(), BusError> {
+        Ok(())
+    }
+
     async fn subscribe_from(
         &self,
         topic: &str,

@@ -51,6 +51,10 @@ impl Bus for FlakyBus {
         }
         Ok(())
     }
+    async fn forget_group(&self, _: &str, _: &str) -> Result<(), BusError> {
+        Ok(())
+    }
+
     async fn subscribe_from(
         &self,
         _: &str,

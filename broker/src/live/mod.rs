@@ -5,6 +5,17 @@
 //! between them and the running broker: the API hands over the whole set of its documents,
 //! the implementation validates files and API documents together as one configuration and
 //! switches to it, or changes nothing and says why.
+//!
+//! # Layout
+//! - [`runtime`]: the running set (brokers in ingress, trigger dispatchers, sources) and the
+//!   diff that applies a new configuration.
+//! - [`apply`]: [`Live`], which implements [`Apply`]: files and API documents resolved
+//!   together, the pause overlay on top.
+//! - [`reload`]: polling the `-f` files and `SIGHUP`.
+//! - [`pause`]: triggers paused by command, kept in the data directory.
+//! - [`replay`]: a time window copied to one trigger's redrive topic.
+//! - [`status`]: Knative conditions of every running resource.
+//! - [`admin`]: `/admin/triggers/{ns}/{name}/pause|resume|replay`.
 
 use async_trait::async_trait;
 

@@ -31,6 +31,9 @@ pub fn spawn(
         .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP reload unavailable"))
         .ok();
     tokio::spawn(async move {
+        // Visible in /readyz and herald_task_running{task="config reload"} if it ever ends
+        // (or panics) before shutdown.
+        let _watch = TaskWatch::new(metrics.clone(), stop.clone());
         let mut tick = interval.map(|every| {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -79,6 +82,41 @@ pub async fn reload_once(live: &Live, metrics: &Metrics, force: bool) {
         Err(ReloadError::Apply(why)) => {
             count("failed");
             tracing::error!(error = ?why, "configuration change not applied; the running configuration stays");
+        }
+    }
+}
+
+/// The reloader's entry in `herald_task_running`; dropped before shutdown (the loop ended or
+/// panicked), it marks Herald unready, since file changes would go unnoticed.
+struct TaskWatch {
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+}
+
+const TASK: &str = "config reload";
+
+impl TaskWatch {
+    fn new(metrics: Arc<Metrics>, stop: watch::Receiver<bool>) -> Self {
+        metrics
+            .task_running
+            .get_or_create(&crate::metrics::TaskLabels { task: TASK.into() })
+            .set(1);
+        Self { metrics, stop }
+    }
+}
+
+impl Drop for TaskWatch {
+    fn drop(&mut self) {
+        self.metrics
+            .task_running
+            .get_or_create(&crate::metrics::TaskLabels { task: TASK.into() })
+            .set(0);
+        if !*self.stop.borrow() {
+            tracing::error!("the configuration reloader stopped before shutdown");
+            self.metrics.set_unready(
+                TASK,
+                Some("stopped before shutdown: file changes are not applied".into()),
+            );
         }
     }
 }

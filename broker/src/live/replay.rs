@@ -2,14 +2,15 @@
 //! trigger only.
 //!
 //! A temporary consumer group starts on the broker's topic at `from` (by arrival time, see
-//! [`StartPosition::Time`]) and reads until the first event that arrived after `to` (default:
-//! when the replay began) or until the topic is idle for [`IDLE`]. Each event in the window
+//! [`StartPosition::Time`]) and reads until an event that arrived more than [`ORDER_SLACK`]
+//! after `to` (default: when the replay began) or until the topic is idle for [`IDLE`]. Each
+//! event in the window
 //! that matches the optional CESQL filter is marked with the extension
 //! [`REPLAY_EXTENSION`] (the replay's id) and published, in batches, to the trigger's
 //! redrive topic, whose dispatcher delivers it to this trigger alone with the trigger's own
 //! filter and delivery policy (retries, dead letter, parking lot). The temporary group is
-//! then forgotten (embedded and memory buses; on NATS and Kafka it stays, named
-//! `herald-replay-...`, for the operator to delete).
+//! then deleted ([`Bus::forget_group`]): on NATS a consumer left behind would keep every
+//! event of the stream (`interest` retention).
 
 use std::time::Duration;
 
@@ -87,7 +88,9 @@ pub async fn replay(
     let topic = found.broker.topic();
     let group = format!("herald-replay-{}-{}-{id}", found.namespace, found.name);
     let result = copy_window(bus, found, &topic, &group, &id, request.from, to, request).await;
-    forget(bus, config, found, &topic).await;
+    if let Err(e) = bus.forget_group(&topic, &group).await {
+        tracing::warn!(%topic, %group, error = %e, "forgetting a replay's group failed; delete it by hand");
+    }
     let (read, replayed) = result?;
     tracing::info!(trigger = %found, replay = %id, read, replayed, "replay published to the redrive topic");
     Ok(ReplayReport {
@@ -156,18 +159,4 @@ async fn copy_window(
         replayed += batch.len();
     }
     Ok((read, replayed))
-}
-
-/// Forgets the temporary group: every group of the topic but the configured triggers'.
-async fn forget(bus: &dyn Bus, config: &Config, trigger: &TriggerConfig, topic: &str) {
-    let groups: Vec<String> = config
-        .triggers
-        .iter()
-        .filter(|t| t.broker == trigger.broker)
-        .map(TriggerConfig::group)
-        .collect();
-    let keep: Vec<&str> = groups.iter().map(String::as_str).collect();
-    if let Err(e) = bus.forget_other_groups(topic, &keep).await {
-        tracing::warn!(%topic, error = %e, "forgetting a replay's group failed");
-    }
 }

@@ -238,6 +238,16 @@ pub fn join_at(
     Ok(group)
 }
 
+/// Forgets the group `name` of `topic`, if it exists.
+pub fn forget(topic: &Topic, name: &str) -> Result<(), BusError> {
+    let removed = topic.groups.lock().unwrap().remove(name);
+    if let Some(group) = removed {
+        group.delete()?;
+        sync_dir(&topic.groups_dir())?;
+    }
+    Ok(())
+}
+
 /// Forgets every group of `topic` not named in `keep`, with one directory sync. Returns the
 /// names of the removed groups, sorted.
 pub fn retain(topic: &Topic, keep: &[String]) -> Result<Vec<String>, BusError> {

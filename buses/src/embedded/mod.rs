@@ -387,6 +387,16 @@ impl Bus for EmbeddedBus {
         Ok(Box::new(EmbeddedSubscription::new(topic, group)))
     }
 
+    async fn forget_group(&self, topic: &str, group: &str) -> Result<(), BusError> {
+        let Some(handle) = self.inner.topics.lock().unwrap().get(topic).cloned() else {
+            return Ok(());
+        };
+        let (topic, group) = (handle.topic.clone(), group.to_owned());
+        tokio::task::spawn_blocking(move || cursor::forget(&topic, &group))
+            .await
+            .map_err(|e| BusError::unavailable(format!("removing a group failed: {e}")))?
+    }
+
     async fn forget_other_groups(
         &self,
         topic: &str,

@@ -447,6 +447,14 @@ impl Bus for KafkaBus {
         Ok(Box::new(subscription))
     }
 
+    /// Kept: a Kafka group's offsets do not hold back retention (which is by time and size),
+    /// and the broker expires the offsets of an empty group by itself
+    /// (`offsets.retention.minutes`). Deleting it here raced with the dropped consumer's last
+    /// commit, which could bring the group back.
+    async fn forget_group(&self, _topic: &str, _group: &str) -> Result<(), BusError> {
+        Ok(())
+    }
+
     fn unready_reason(&self) -> Option<String> {
         (!self.reachable.load(std::sync::atomic::Ordering::Acquire))
             .then(|| format!("no kafka broker at {} answers", self.config.brokers))

@@ -319,6 +319,22 @@ impl Bus for NatsBus {
         Ok(Box::new(subscription))
     }
 
+    async fn forget_group(&self, topic: &str, group: &str) -> Result<(), BusError> {
+        let names = TopicNames::new(topic)?;
+        let consumer = consumer_name(group)?;
+        match self
+            .js
+            .delete_consumer_from_stream(consumer.as_str(), names.stream.as_str())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("not found") => Ok(()),
+            Err(e) => Err(BusError::unavailable(format!(
+                "deleting consumer {consumer}: {e}"
+            ))),
+        }
+    }
+
     fn unready_reason(&self) -> Option<String> {
         (!self.is_connected()).then(|| format!("not connected to nats at {}", self.config.url))
     }
