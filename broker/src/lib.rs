@@ -11,12 +11,14 @@
 //! - [`auth`]: bearer tokens (OIDC) and EventPolicy authorization.
 //! - [`identity`]: who sent a request (mTLS subject, OIDC token, Herald's own resources).
 //! - [`live`]: configuration changed while running (watched files, the management API).
+//! - [`api`]: the Kubernetes-shaped management API (kubectl works against it).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`outbound`]: egress policy, destination CAs, signed deliveries, Herald's OIDC issuer.
 //! - [`listener`]: the serve loop (HTTP/1.1, or HTTPS with h2) with its connection limits.
 //! - [`units`]: flag values with units (durations, byte sizes).
 //! - [`server`]: [`run`], which ties them together on one listener.
 
+pub mod api;
 pub mod auth;
 pub mod binding;
 pub mod bus;

@@ -51,6 +51,8 @@ pub struct ServeOptions {
     pub config_files: ConfigFiles,
     /// Routes served over the live configuration (the management API mounts itself here).
     pub api_router: Option<ApiRouter>,
+    /// The management API's settings; served with `admin_token`.
+    pub api: Option<crate::api::ApiOptions>,
 }
 
 /// The `-f` files of `herald serve`: what was read at start and how to read them again.
@@ -95,6 +97,7 @@ impl Default for ServeOptions {
             outbound: None,
             config_files: ConfigFiles::default(),
             api_router: None,
+            api: None,
         }
     }
 }
@@ -191,6 +194,20 @@ pub async fn run(
     let tls_watch = tls
         .clone()
         .map(|tls| tokio::spawn(tls.watch_files(stop_rx.clone())));
+    // Stored API resources are applied before Herald reports ready.
+    let api = match (&options.admin_token, &options.api) {
+        (Some(token), Some(api)) => Some(
+            crate::api::mount(
+                token.clone(),
+                live.clone(),
+                metrics.clone(),
+                api.clone(),
+                stop_rx.clone(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     ingress.set_ready(true);
     tracing::info!(addr = %public.local_addr()?, %scheme, "herald serving");
     let ready = ingress.clone();
@@ -204,6 +221,9 @@ pub async fn run(
     );
     if let Some(token) = options.admin_token.clone() {
         admin_app = admin_app.merge(crate::live::admin::router(token, live.clone()));
+    }
+    if let Some(api) = api {
+        admin_app = admin_app.merge(api);
     }
     if let Some(api) = &options.api_router {
         admin_app = admin_app.merge((api.0)(live.clone()));

@@ -24,6 +24,7 @@
 //! `HERALD_BIN` at a binary). `HERALD_TEST_LOG` sets herald's log filter (default `info`);
 //! `HERALD_TEST_SHOW_STDERR=1` prints herald's stderr after every test, not only failed ones.
 
+pub mod api_replicas;
 pub mod binary;
 pub mod client;
 pub mod fixtures;

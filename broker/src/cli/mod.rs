@@ -1,13 +1,18 @@
-//! Command-line interface: `serve`, `send`, `bench`, `parked`.
+//! Command-line interface: `serve`, `send`, `bench`, `parked`, and `apply`, `get`,
+//! `describe`, `delete` over the management API.
 
+mod api_client;
+mod api_serve;
 mod auth;
 mod bench;
 mod outbound;
 mod parked;
 mod pause;
 mod replay;
+mod resources;
 mod send;
 mod tls;
+mod yaml;
 
 use std::path::PathBuf;
 
@@ -39,6 +44,14 @@ enum Command {
     /// A trigger's parking lot (events whose delivery failed for good): list, show, redrive,
     /// purge.
     Parked(parked::ParkedArgs),
+    /// Create or replace resources from manifests through the management API.
+    Apply(resources::ApplyArgs),
+    /// List resources (brokers, triggers, sources, ...) or show one, through the API.
+    Get(resources::GetArgs),
+    /// One resource in words: conditions, subscriber, filter, origin.
+    Describe(resources::DescribeArgs),
+    /// Delete a resource created through the API.
+    Delete(resources::DeleteArgs),
     /// Stop delivering to a trigger of a running Herald; it keeps its position (durable
     /// across restarts).
     Pause(pause::PauseArgs),
@@ -142,6 +155,8 @@ struct ServeArgs {
     /// `500ms`); `0s`: only on SIGHUP.
     #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = parse_poll_interval)]
     config_poll_interval: std::time::Duration,
+    #[command(flatten)]
+    api: api_serve::ApiServeArgs,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -150,6 +165,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::send(args).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::Parked(args) => parked::parked(args).await,
+        Command::Apply(args) => resources::apply(args).await,
+        Command::Get(args) => resources::get(args).await,
+        Command::Describe(args) => resources::describe(args).await,
+        Command::Delete(args) => resources::delete(args).await,
         Command::Pause(args) => pause::run(args, true).await,
         Command::Resume(args) => pause::run(args, false).await,
         Command::Replay(args) => replay::run(args).await,
@@ -218,6 +237,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             pause_file: Some(args.data_dir.join("live").join("paused.json")),
         },
         api_router: None,
+        api: Some(
+            args.api
+                .options(&args.data_dir, &args.bus, &args.kafka_options),
+        ),
     };
     // A verified client certificate is a sender identity: authorization applies with it even
     // when no OIDC issuer or policy is configured.

@@ -73,6 +73,16 @@ struct Target {
     /// The file holding the running Herald's admin bearer token.
     #[arg(long, global = true, env = "HERALD_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// A running Herald's management API (instead of --url): the parking lot is
+    /// `/apis/herald.dev/v1alpha1/namespaces/{ns}/triggers/{name}/parked` there.
+    #[arg(long, global = true, env = "HERALD_SERVER", conflicts_with = "url")]
+    server: Option<String>,
+    /// The API's bearer token for --server (or --token-file, or HERALD_TOKEN).
+    #[arg(long, global = true, env = "HERALD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the API's bearer token for --server.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     /// The bus, as for `herald serve`.
     #[arg(long, global = true, env = "HERALD_BUS", default_value = "embedded")]
     bus: BusConfig,
@@ -111,8 +121,34 @@ pub async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
     {
         bail!("--limit {limit} is above {MAX_LIST}");
     }
+    if let Some(server) = &args.target.server {
+        let token = match (&args.target.token, &args.target.token_file) {
+            (Some(token), _) => token.clone(),
+            (None, Some(file)) => tokio::fs::read_to_string(file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?,
+            (None, None) => bail!("--server needs --token-file, --token or HERALD_TOKEN"),
+        };
+        let base = format!(
+            "{}/apis/herald.dev/v1alpha1/namespaces/{namespace}/triggers/{name}/parked",
+            server.trim_end_matches('/')
+        );
+        return over_http(&args, base, token.trim()).await;
+    }
     match &args.target.url {
-        Some(url) => over_http(&args, url, &namespace, &name).await,
+        Some(url) => {
+            let Some(file) = &args.target.admin_token_file else {
+                bail!("--url needs --admin-token-file");
+            };
+            let token = tokio::fs::read_to_string(file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?;
+            let base = format!(
+                "{}/admin/triggers/{namespace}/{name}/parked",
+                url.trim_end_matches('/')
+            );
+            over_http(&args, base, token.trim()).await
+        }
         None => on_bus(&args, &namespace, &name).await,
     }
 }
@@ -184,22 +220,8 @@ fn print_taken(answer: &TakeAnswer) {
     }
 }
 
-async fn over_http(
-    args: &ParkedArgs,
-    url: &str,
-    namespace: &str,
-    name: &str,
-) -> anyhow::Result<()> {
-    let Some(file) = &args.target.admin_token_file else {
-        bail!("--url needs --admin-token-file");
-    };
-    let token = tokio::fs::read_to_string(file)
-        .await
-        .with_context(|| format!("reading {}", file.display()))?;
-    let base = format!(
-        "{}/admin/triggers/{namespace}/{name}/parked",
-        url.trim_end_matches('/')
-    );
+/// Asks a running Herald's parking-lot endpoints under `base` (the admin path or the API's).
+async fn over_http(args: &ParkedArgs, base: String, token: &str) -> anyhow::Result<()> {
     let (method, uri, body) = match &args.action {
         Action::List { limit } | Action::Show { limit, .. } => {
             ("GET", format!("{base}?limit={limit}"), Bytes::new())
@@ -224,7 +246,7 @@ async fn over_http(
     let request = http::Request::builder()
         .method(method)
         .uri(&uri)
-        .header("authorization", format!("Bearer {}", token.trim()))
+        .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
         .body(Full::new(body))
         .context("building the request")?;

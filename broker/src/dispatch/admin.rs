@@ -5,6 +5,9 @@
 //! - `POST /admin/triggers/{ns}/{name}/parked/redrive` `{"ids": [...]}` or `{"all": true}`
 //! - `POST /admin/triggers/{ns}/{name}/parked/purge` (same body) → `{"taken": [ids], "missing": [ids]}`
 //!
+//! The same endpoints answer under the management API's paths:
+//! `/apis/herald.dev/v1alpha1/namespaces/{ns}/triggers/{name}/parked[/{action}]`.
+//!
 //! Every request needs `Authorization: Bearer {token}`, compared in constant time.
 
 use std::collections::{BTreeSet, HashSet};
@@ -52,6 +55,15 @@ pub fn router(token: String, bus: Arc<dyn Bus>, triggers: TriggerNames) -> Route
         .route("/admin/triggers/{namespace}/{name}/parked", get(list))
         .route(
             "/admin/triggers/{namespace}/{name}/parked/{action}",
+            post(take),
+        )
+        // The same, under the management API's paths (`herald parked --server`).
+        .route(
+            "/apis/herald.dev/v1alpha1/namespaces/{namespace}/triggers/{name}/parked",
+            get(list),
+        )
+        .route(
+            "/apis/herald.dev/v1alpha1/namespaces/{namespace}/triggers/{name}/parked/{action}",
             post(take),
         )
         .with_state(admin)
