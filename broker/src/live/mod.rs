@@ -15,7 +15,7 @@
 //! - [`pause`]: triggers paused by command, kept in the data directory.
 //! - [`replay`]: a time window copied to one trigger's redrive topic.
 //! - [`status`]: Knative conditions of every running resource.
-//! - [`admin`]: `/admin/triggers/{ns}/{name}/pause|resume|replay`.
+//! - [`admin`]: the pause, resume and replay endpoints under `/admin/triggers/{ns}/{name}/`.
 
 use async_trait::async_trait;
 
