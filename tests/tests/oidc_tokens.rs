@@ -215,82 +215,18 @@ impl Drop for Child {
     }
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl.
-fn test_ca(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=herald test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_jwks_served_over_https_is_fetched_and_refetched_for_a_new_kid() {
     let keys = Keys::new();
     let tls = tempfile::tempdir().unwrap();
-    test_ca(tls.path());
+    let ca = herald_tests::tls::Ca::new(tls.path(), "ca");
+    let served = ca.server("server");
     let mut server = Child(
         Command::new("python3")
             .arg(oidc_common::interop("jwks_server.py"))
             .arg(keys.path())
-            .arg(tls.path().join("server.pem"))
-            .arg(tls.path().join("server.key"))
+            .arg(&served.cert)
+            .arg(&served.key)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -314,7 +250,7 @@ async fn a_jwks_served_over_https_is_fetched_and_refetched_for_a_new_kid() {
                 "--default-authorization-mode".into(),
                 "allow-all".into(),
                 "--oidc-ca".into(),
-                tls.path().join("ca.pem").display().to_string(),
+                ca.pem().display().to_string(),
             ],
             ..Default::default()
         },

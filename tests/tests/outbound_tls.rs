@@ -14,8 +14,8 @@ async fn a_self_made_ca_is_trusted_only_where_the_destination_names_it() {
     let pki = Pki::new();
     let receiver = Receiver::start(&[
         "--tls",
-        path_str(&pki.path("server.pem")),
-        path_str(&pki.path("server.key")),
+        path_str(&pki.server.cert),
+        path_str(&pki.server.key),
     ]);
     let url = format!("https://127.0.0.1:{}/", receiver.port);
     let mut trusted = trigger("trusted", "default", &format!("{url}trusted"));

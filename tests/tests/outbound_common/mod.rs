@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::io::{BufRead, BufReader, Lines};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,96 +112,27 @@ pub async fn log_line(herald: &Herald, parts: &[&str]) -> String {
     .await
 }
 
-/// A CA and a server certificate for `127.0.0.1` signed by it, made with `openssl`.
+/// A CA and a server certificate for `127.0.0.1` signed by it (the tests' openssl CA).
 pub struct Pki {
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    ca: herald_tests::tls::Ca,
+    pub server: herald_tests::tls::Issued,
 }
 
 impl Pki {
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        run(&[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=herald test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        ]
-        .concat());
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        ]
-        .concat());
-        std::fs::write(
-            dir.path().join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
-        Pki { dir }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        let ca = herald_tests::tls::Ca::new(dir.path(), "ca");
+        let server = ca.server("server");
+        Pki {
+            _dir: dir,
+            ca,
+            server,
+        }
     }
 
     pub fn ca_pem(&self) -> String {
-        std::fs::read_to_string(self.path("ca.pem")).unwrap()
+        std::fs::read_to_string(self.ca.pem()).unwrap()
     }
 }
 
