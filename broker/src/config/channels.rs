@@ -33,7 +33,10 @@ pub fn address_kind(kind: &str) -> Option<AddressKind> {
 }
 
 /// `spec` of `Channel`, `InMemoryChannel` and `KafkaChannel`.
-#[allow(dead_code, reason = "fields Herald accepts and has no use for are read to be checked")]
+#[allow(
+    dead_code,
+    reason = "fields Herald accepts and has no use for are read to be checked"
+)]
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChannelSpec {
@@ -54,7 +57,10 @@ pub struct ChannelSpec {
     pub retention_duration: Option<IgnoredAny>,
 }
 
-#[allow(dead_code, reason = "fields Herald accepts and has no use for are read to be checked")]
+#[allow(
+    dead_code,
+    reason = "fields Herald accepts and has no use for are read to be checked"
+)]
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChannelTemplate {
@@ -134,6 +140,8 @@ pub(super) struct SubscriptionDraft {
     channel: BrokerId,
     subscriber: Target,
     reply: ReplyTo,
+    /// Where `reply` was written (`spec.reply`, `spec.branches[1].reply`).
+    reply_field: String,
     delivery: DeliveryOverrides,
     settings: super::resolve::DispatchSettings,
 }
@@ -169,11 +177,16 @@ impl Resolver {
         Ok(())
     }
 
-    pub fn add_channel(&mut self, at: Located<Manifest<ChannelSpec>>) -> Result<(), ConfigError> {
+    pub fn add_channel(
+        &mut self,
+        at: Located<Manifest<Option<ChannelSpec>>>,
+    ) -> Result<(), ConfigError> {
         let meta = &at.value.metadata;
+        let default = ChannelSpec::default();
+        let spec = at.value.spec.as_ref().unwrap_or(&default);
         check_name(&at, &meta.name)?;
         let ns = namespace(meta);
-        if let Some(template) = &at.value.spec.channel_template
+        if let Some(template) = &spec.channel_template
             && address_kind(&template.kind) != Some(AddressKind::Channel)
         {
             return Err(at.error(
@@ -184,7 +197,7 @@ impl Resolver {
                 ),
             ));
         }
-        let delivery = match &at.value.spec.delivery {
+        let delivery = match &spec.delivery {
             Some(d) => overrides(&at, &ns, d)?,
             None => DeliveryOverrides::default(),
         };
@@ -212,7 +225,10 @@ impl Resolver {
         let channel_ns = spec.channel.namespace.clone().unwrap_or_else(|| ns.clone());
         let channel = BrokerId::channel(channel_ns, &spec.channel.name);
         let Some(subscriber) = &spec.subscriber else {
-            return Err(at.error("spec.subscriber", "is required (Herald has no reply-only subscriptions)"));
+            return Err(at.error(
+                "spec.subscriber",
+                "is required (Herald has no reply-only subscriptions)",
+            ));
         };
         let subscriber = destination(&at, "spec.subscriber", &ns, subscriber)?;
         let reply = match &spec.reply {
@@ -232,6 +248,7 @@ impl Resolver {
             channel,
             subscriber,
             reply,
+            reply_field: "spec.reply".into(),
             delivery,
             settings,
         });
@@ -256,10 +273,20 @@ impl Resolver {
             None => ReplyTo::Drop,
         };
         let entry = BrokerId::of(AddressKind::Sequence, &ns, &meta.name);
-        self.insert_address(&at, entry, DeliveryOverrides::default(), meta.labels.clone())?;
+        self.insert_address(
+            &at,
+            entry,
+            DeliveryOverrides::default(),
+            meta.labels.clone(),
+        )?;
         for (i, step) in spec.steps.iter().enumerate() {
             let field = format!("spec.steps[{i}]");
-            self.insert_address(&at, channel(i), DeliveryOverrides::default(), BTreeMap::new())?;
+            self.insert_address(
+                &at,
+                channel(i),
+                DeliveryOverrides::default(),
+                BTreeMap::new(),
+            )?;
             let dest = Destination {
                 reference: step.reference.clone(),
                 uri: step.uri.clone(),
@@ -284,6 +311,7 @@ impl Resolver {
                 channel: channel(i),
                 subscriber,
                 reply,
+                reply_field: "spec.reply".into(),
                 delivery,
                 settings: dispatch_settings(&at, &meta.annotations, &self.options)?,
             });
@@ -310,13 +338,28 @@ impl Resolver {
             None => ReplyTo::Drop,
         };
         let entry = BrokerId::of(AddressKind::Parallel, &ns, &meta.name);
-        self.insert_address(&at, entry, DeliveryOverrides::default(), meta.labels.clone())?;
+        self.insert_address(
+            &at,
+            entry,
+            DeliveryOverrides::default(),
+            meta.labels.clone(),
+        )?;
         let ingress = BrokerId::channel(&ns, format!("{}-kn-parallel", meta.name));
-        self.insert_address(&at, ingress.clone(), DeliveryOverrides::default(), BTreeMap::new())?;
+        self.insert_address(
+            &at,
+            ingress.clone(),
+            DeliveryOverrides::default(),
+            BTreeMap::new(),
+        )?;
         for (i, branch) in spec.branches.iter().enumerate() {
             let field = format!("spec.branches[{i}]");
             let branch_channel = BrokerId::channel(&ns, format!("{}-kn-parallel-{i}", meta.name));
-            self.insert_address(&at, branch_channel.clone(), DeliveryOverrides::default(), BTreeMap::new())?;
+            self.insert_address(
+                &at,
+                branch_channel.clone(),
+                DeliveryOverrides::default(),
+                BTreeMap::new(),
+            )?;
             let delivery = match &branch.delivery {
                 Some(d) => overrides(&at, &ns, d)?,
                 None => DeliveryOverrides::default(),
@@ -328,18 +371,34 @@ impl Resolver {
                 ),
                 None => (Target::Broker(branch_channel.clone()), ReplyTo::Drop),
             };
-            let reply = match &branch.reply {
-                Some(d) => ReplyTo::Target(destination(&at, &format!("{field}.reply"), &ns, d)?),
-                None => parallel_reply.clone(),
+            let filter_field = format!("{field}.filter");
+            let (reply, reply_field) = match &branch.reply {
+                Some(d) => (
+                    ReplyTo::Target(destination(&at, &format!("{field}.reply"), &ns, d)?),
+                    format!("{field}.reply"),
+                ),
+                None => (parallel_reply.clone(), "spec.reply".to_owned()),
             };
             let subscriber =
                 destination(&at, &format!("{field}.subscriber"), &ns, &branch.subscriber)?;
             let settings = || dispatch_settings(&at, &meta.annotations, &self.options);
             let hops = [
-                (format!("{}-kn-parallel-filter-{i}", meta.name), ingress.clone(), filter_target, filter_reply),
-                (format!("{}-kn-parallel-{i}", meta.name), branch_channel, subscriber, reply),
+                (
+                    format!("{}-kn-parallel-filter-{i}", meta.name),
+                    ingress.clone(),
+                    filter_target,
+                    filter_reply,
+                    filter_field,
+                ),
+                (
+                    format!("{}-kn-parallel-{i}", meta.name),
+                    branch_channel,
+                    subscriber,
+                    reply,
+                    reply_field,
+                ),
             ];
-            for (name, channel, subscriber, reply) in hops {
+            for (name, channel, subscriber, reply, reply_field) in hops {
                 let settings = settings()?;
                 self.subscriptions.push(SubscriptionDraft {
                     at: located(&at),
@@ -349,6 +408,7 @@ impl Resolver {
                     channel,
                     subscriber,
                     reply,
+                    reply_field,
                     delivery: delivery.clone(),
                     settings,
                 });
@@ -358,11 +418,17 @@ impl Resolver {
     }
 }
 
-fn check_template<T>(at: &Located<T>, template: &Option<ChannelTemplate>) -> Result<(), ConfigError> {
+fn check_template<T>(
+    at: &Located<T>,
+    template: &Option<ChannelTemplate>,
+) -> Result<(), ConfigError> {
     match template {
         Some(t) if address_kind(&t.kind) != Some(AddressKind::Channel) => Err(at.error(
             "spec.channelTemplate.kind",
-            format!("{:?} is not a channel kind (InMemoryChannel, KafkaChannel)", t.kind),
+            format!(
+                "{:?} is not a channel kind (InMemoryChannel, KafkaChannel)",
+                t.kind
+            ),
         )),
         _ => Ok(()),
     }
@@ -391,7 +457,10 @@ pub(super) fn resolve_subscriptions(
         if duplicate {
             return Err(at.error(
                 "metadata.name",
-                format!("subscription {}/{} is defined twice", draft.namespace, draft.name),
+                format!(
+                    "subscription {}/{} is defined twice",
+                    draft.namespace, draft.name
+                ),
             ));
         }
         let mut delivery = draft.delivery.clone();
@@ -402,16 +471,22 @@ pub(super) fn resolve_subscriptions(
             _ => None,
         };
         let checks = [
-            ("subscriber", Some(draft.subscriber.clone())),
-            ("reply", reply_target),
-            ("delivery.deadLetterSink", delivery.dead_letter.clone()),
+            (
+                format!("{}.subscriber", draft.field),
+                Some(draft.subscriber.clone()),
+            ),
+            (draft.reply_field.clone(), reply_target),
+            (
+                format!("{}.delivery.deadLetterSink", draft.field),
+                delivery.dead_letter.clone(),
+            ),
         ];
-        for (what, target) in checks {
+        for (field, target) in checks {
             if let Some(Target::Broker(id)) = target
                 && !addresses.contains_key(&id)
             {
                 return Err(at.error(
-                    &format!("{}.{what}.ref", draft.field),
+                    &format!("{field}.ref"),
                     format!("{id} is not defined in the configuration"),
                 ));
             }
@@ -433,3 +508,7 @@ pub(super) fn resolve_subscriptions(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "channels_tests.rs"]
+mod tests;

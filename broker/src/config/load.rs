@@ -292,7 +292,7 @@ pub(super) fn add_document(
         }
         ("messaging.knative.dev/v1", "Channel" | "InMemoryChannel")
         | ("messaging.knative.dev/v1beta1", "KafkaChannel") => {
-            let manifest: Manifest<super::channels::ChannelSpec> = body.parse(at)?;
+            let manifest: Manifest<Option<super::channels::ChannelSpec>> = body.parse(at)?;
             resolver.add_channel(at.with(manifest))?;
         }
         ("messaging.knative.dev/v1", "Subscription") => {

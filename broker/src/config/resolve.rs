@@ -122,7 +122,8 @@ impl Resolver {
             let subscriber =
                 destination(located, "spec.subscriber", &ns, &manifest.spec.subscriber)?;
             let filter = trigger_filter(located, &manifest.spec)?;
-            let settings = dispatch_settings(located, &manifest.metadata.annotations, &self.options)?;
+            let settings =
+                dispatch_settings(located, &manifest.metadata.annotations, &self.options)?;
             delivery.backoff_cap = settings.backoff_cap;
             triggers.push(TriggerConfig {
                 namespace: ns,
@@ -139,11 +140,7 @@ impl Resolver {
                 start_from: settings.start_from,
             });
         }
-        super::channels::resolve_subscriptions(
-            &self.subscriptions,
-            &self.brokers,
-            &mut triggers,
-        )?;
+        super::channels::resolve_subscriptions(&self.subscriptions, &self.brokers, &mut triggers)?;
         let known = |target: &Option<Target>| match target {
             Some(Target::Broker(id)) => self.brokers.contains_key(id),
             _ => true,

@@ -65,14 +65,12 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
             .collect();
         let subscribed = reasons.is_empty();
         let message = (!subscribed).then(|| reasons.join("; "));
-        let mut conditions = vec![
-            condition(
-                "Ready",
-                subscribed,
-                (!subscribed).then_some("NotSubscribed"),
-                message.clone(),
-            ),
-        ];
+        let mut conditions = vec![condition(
+            "Ready",
+            subscribed,
+            (!subscribed).then_some("NotSubscribed"),
+            message.clone(),
+        )];
         let subscription = trigger.kind == DispatcherKind::Subscription;
         // Knative's SubscriptionCondition* names for a subscription.
         let resolved: &[&str] = if subscription {
@@ -82,7 +80,11 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
         };
         conditions.extend(resolved.iter().map(|kind| ok(kind)));
         conditions.push(condition(
-            if subscription { "AddedToChannel" } else { "SubscriptionReady" },
+            if subscription {
+                "AddedToChannel"
+            } else {
+                "SubscriptionReady"
+            },
             subscribed,
             (!subscribed).then_some("NotSubscribed"),
             message,
