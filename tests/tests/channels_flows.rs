@@ -32,7 +32,11 @@ fn sequence(name: &str, steps: &[&Subscriber], reply: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_three_step_sequence_transforms_the_event_and_its_last_reply_reaches_a_broker() {
-    let (a, b, c) = (function("a").await, function("b").await, function("c").await);
+    let (a, b, c) = (
+        function("a").await,
+        function("b").await,
+        function("c").await,
+    );
     let sink = Subscriber::start().await;
     let manifests = yaml(&[
         broker("results"),
@@ -47,7 +51,11 @@ async fn a_three_step_sequence_transforms_the_event_and_its_last_reply_reaches_a
     publish(&herald, "/flows/sequences/default/pipeline", "e-1").await;
 
     let got = sink.wait_for(1, WAIT).await;
-    assert_eq!(steps(&got[0]), ["a", "b", "c"], "each step saw its predecessor's reply");
+    assert_eq!(
+        steps(&got[0]),
+        ["a", "b", "c"],
+        "each step saw its predecessor's reply"
+    );
     assert_eq!(got[0].id(), "e-1");
     assert_eq!(got[0].attr("type").as_deref(), Some("dev.herald.c"));
     assert_eq!(got[0].attr("stepc").as_deref(), Some("done"));
@@ -140,7 +148,11 @@ async fn a_parallel_sends_every_event_to_every_branch_and_filters_decide_per_bra
     let drop_all = Subscriber::start().await;
     let pass_all = Subscriber::start().await;
     pass_all.set_script(|r| append(r, "filter"));
-    let (s0, s1, s2) = (function("zero").await, function("one").await, function("two").await);
+    let (s0, s1, s2) = (
+        function("zero").await,
+        function("one").await,
+        function("two").await,
+    );
     let sink = Subscriber::start().await;
     let parallel = json!({
         "apiVersion": "flows.knative.dev/v1",
@@ -166,4 +178,16 @@ async fn a_parallel_sends_every_event_to_every_branch_and_filters_decide_per_bra
     assert_eq!(seen, [vec!["filter", "one"], vec!["two"]]);
     assert_eq!(drop_all.count(), 1, "branch 0's filter saw the event");
     assert_eq!(s0.count(), 0, "branch 0's filter dropped it");
+    let internal = herald_tests::Client::new()
+        .post_structured(
+            &herald.url("/channels/default/fan-kn-parallel"),
+            &herald_tests::fixtures::structured("sneak"),
+        )
+        .await;
+    assert_eq!(
+        internal.status,
+        404,
+        "a flow's internal channel is not served: {}",
+        internal.text()
+    );
 }

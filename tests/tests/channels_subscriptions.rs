@@ -37,7 +37,9 @@ async fn a_channel_answers_like_a_broker_and_every_subscription_gets_every_event
         .post_batch(&url, &[structured("batch-1"), structured("batch-2")])
         .await;
     assert_eq!(r.status, 202, "batch: {}", r.text());
-    let r = client.post_structured(&url, &json!({"id": "no-specversion"})).await;
+    let r = client
+        .post_structured(&url, &json!({"id": "no-specversion"}))
+        .await;
     assert_eq!(r.status, 400, "an invalid event: {}", r.text());
     let r = client.get(&url).await;
     assert_eq!(r.status, 405, "GET: {}", r.text());
@@ -111,18 +113,32 @@ async fn a_subscription_retries_then_dead_letters_with_the_channels_delivery_as_
     let mut flaky_sub = subscription("flaky", "orders", uri(&flaky.url("/")));
     let mut broken_sub = subscription("broken", "orders", uri(&broken.url("/")));
     // No delivery of their own: the channel's applies.
-    flaky_sub["spec"].as_object_mut().unwrap().remove("delivery");
-    broken_sub["spec"].as_object_mut().unwrap().remove("delivery");
+    flaky_sub["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("delivery");
+    broken_sub["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("delivery");
     let herald = Herald::start("embedded", &yaml(&[orders, flaky_sub, broken_sub])).await;
     publish(&herald, "/channels/default/orders", "d-1").await;
 
     let dead = dls.wait_for(1, WAIT).await;
     assert_eq!(dead[0].id(), "d-1");
     assert_eq!(dead[0].attr("knativeerrorcode").as_deref(), Some("500"));
-    assert_eq!(broken.settle(QUIET, WAIT).await.len(), 3, "1 attempt + 2 retries");
+    assert_eq!(
+        broken.settle(QUIET, WAIT).await.len(),
+        3,
+        "1 attempt + 2 retries"
+    );
     let got = flaky.settle(QUIET, WAIT).await;
     assert_eq!(got.len(), 3, "two 503s, then delivered");
-    assert_eq!(dls.settle(QUIET, WAIT).await.len(), 1, "only the broken one");
+    assert_eq!(
+        dls.settle(QUIET, WAIT).await.len(),
+        1,
+        "only the broken one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,6 +166,15 @@ async fn hot_reload_adds_a_subscription() {
     .await;
     publish(&herald, "/channels/default/live", "after").await;
     sink.wait_for(1, WAIT).await;
-    let ids: Vec<String> = sink.settle(QUIET, WAIT).await.iter().map(|r| r.id()).collect();
-    assert_eq!(ids, ["after"], "a new subscription starts at the latest event");
+    let ids: Vec<String> = sink
+        .settle(QUIET, WAIT)
+        .await
+        .iter()
+        .map(|r| r.id())
+        .collect();
+    assert_eq!(
+        ids,
+        ["after"],
+        "a new subscription starts at the latest event"
+    );
 }

@@ -163,7 +163,10 @@ impl Resolver {
         delivery: DeliveryOverrides,
         labels: BTreeMap<String, String>,
     ) -> Result<(), ConfigError> {
-        if self.brokers.contains_key(&id) {
+        // A user's channel and a flow's internal one of the same name share a path and a
+        // topic: compared by path.
+        let path = id.to_string();
+        if self.brokers.keys().any(|k| k.to_string() == path) {
             return Err(at.error("metadata.name", format!("{id} is defined twice")));
         }
         self.brokers.insert(
@@ -214,6 +217,7 @@ impl Resolver {
         let ns = namespace(meta);
         let spec = &at.value.spec;
         if address_kind(&spec.channel.kind) != Some(AddressKind::Channel) {
+            // A flow's internal channels are its own: not a Subscription's channel.
             return Err(at.error(
                 "spec.channel.kind",
                 format!(
@@ -267,7 +271,13 @@ impl Resolver {
         if spec.steps.is_empty() {
             return Err(at.error("spec.steps", "needs at least one step"));
         }
-        let channel = |i: usize| BrokerId::channel(&ns, format!("{}-kn-sequence-{i}", meta.name));
+        let channel = |i: usize| {
+            BrokerId::of(
+                AddressKind::FlowChannel,
+                &ns,
+                format!("{}-kn-sequence-{i}", meta.name),
+            )
+        };
         let last_reply = match &spec.reply {
             Some(d) => ReplyTo::Target(destination(&at, "spec.reply", &ns, d)?),
             None => ReplyTo::Drop,
@@ -344,7 +354,11 @@ impl Resolver {
             DeliveryOverrides::default(),
             meta.labels.clone(),
         )?;
-        let ingress = BrokerId::channel(&ns, format!("{}-kn-parallel", meta.name));
+        let ingress = BrokerId::of(
+            AddressKind::FlowChannel,
+            &ns,
+            format!("{}-kn-parallel", meta.name),
+        );
         self.insert_address(
             &at,
             ingress.clone(),
@@ -353,7 +367,11 @@ impl Resolver {
         )?;
         for (i, branch) in spec.branches.iter().enumerate() {
             let field = format!("spec.branches[{i}]");
-            let branch_channel = BrokerId::channel(&ns, format!("{}-kn-parallel-{i}", meta.name));
+            let branch_channel = BrokerId::of(
+                AddressKind::FlowChannel,
+                &ns,
+                format!("{}-kn-parallel-{i}", meta.name),
+            );
             self.insert_address(
                 &at,
                 branch_channel.clone(),

@@ -129,7 +129,8 @@ fn the_docs_sequence_expands_into_knatives_channels_and_subscriptions() {
     assert!(url(&hops[0].subscriber).starts_with("http://first.default.svc.cluster.local"));
     assert_eq!(
         hops[0].reply,
-        ReplyTo::Target(Target::Broker(BrokerId::channel(
+        ReplyTo::Target(Target::Broker(BrokerId::of(
+            AddressKind::FlowChannel,
             "default",
             "sequence-kn-sequence-1"
         )))
@@ -156,8 +157,9 @@ fn the_docs_parallel_expands_into_a_fan_out_channel_and_two_hops_per_branch() {
             "subscriptions/default/odd-even-parallel-kn-parallel-1",
         ]
     );
-    let fan_out = BrokerId::channel("default", "odd-even-parallel-kn-parallel");
-    let branch = BrokerId::channel("default", "odd-even-parallel-kn-parallel-0");
+    let internal = |name: &str| BrokerId::of(AddressKind::FlowChannel, "default", name);
+    let fan_out = internal("odd-even-parallel-kn-parallel");
+    let branch = internal("odd-even-parallel-kn-parallel-0");
     let filter = &config.triggers[0];
     assert_eq!(filter.broker, fan_out);
     assert!(url(&filter.subscriber).starts_with("http://even-filter.default.svc"));
@@ -293,4 +295,77 @@ spec:
         template.contains("field spec.channelTemplate.kind"),
         "{template}"
     );
+}
+
+#[test]
+fn event_policies_select_channels_and_flows_and_internal_hops_pass() {
+    use crate::auth::{AccessTable, DefaultMode};
+    use crate::identity::SenderIdentity;
+    let config = load_str(
+        "policy.yaml",
+        "
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: orders}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: orders}
+---
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: flow}
+spec:
+  steps: [{uri: 'http://a.example/'}, {uri: 'http://b.example/'}]
+---
+apiVersion: eventing.knative.dev/v1alpha1
+kind: EventPolicy
+metadata: {name: only-shop}
+spec:
+  to:
+    - ref: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: orders}
+    - ref: {apiVersion: flows.knative.dev/v1, kind: Sequence, name: flow}
+  from:
+    - sub: system:serviceaccount:default:shop
+",
+    )
+    .unwrap();
+    let table = AccessTable::compile(
+        &config.brokers,
+        &config.policies,
+        DefaultMode::DenyAll,
+        true,
+    );
+    let shop = SenderIdentity::resource("ServiceAccount", "default", "x");
+    let shop = SenderIdentity {
+        subject: "system:serviceaccount:default:shop".into(),
+        ..shop
+    };
+    let other = SenderIdentity::resource("Trigger", "default", "t");
+    let channel = BrokerId::channel("default", "orders");
+    let sequence = BrokerId::of(AddressKind::Sequence, "default", "flow");
+    for target in [&channel, &sequence] {
+        assert!(table.decide(target, Some(&shop), &[]).is_ok(), "{target}");
+        assert!(table.decide(target, Some(&other), &[]).is_err(), "{target}");
+    }
+    // The broker of the same name is not selected: deny-all applies.
+    assert!(
+        table
+            .decide(&BrokerId::new("default", "orders"), Some(&shop), &[])
+            .is_err()
+    );
+    // The flow's own hop between its internal channels is admitted even under deny-all.
+    let hop = SenderIdentity::resource("Subscription", "default", "flow-kn-sequence-0");
+    let internal = BrokerId::of(AddressKind::FlowChannel, "default", "flow-kn-sequence-1");
+    assert!(table.decide(&internal, Some(&hop), &[]).is_ok());
+    let wrong = error(
+        "
+apiVersion: eventing.knative.dev/v1alpha1
+kind: EventPolicy
+metadata: {name: p}
+spec:
+  to: [{ref: {apiVersion: v1, kind: Service, name: s}}]
+",
+    );
+    assert!(wrong.contains("field spec.to[0].ref.kind"), "{wrong}");
 }

@@ -25,6 +25,9 @@ pub enum AddressKind {
     Broker,
     /// `Channel`, `InMemoryChannel` or `KafkaChannel`: all the same topic on the bus.
     Channel,
+    /// A Sequence's or Parallel's internal channel: a channel's topic, published to by the
+    /// flow's own subscriptions only (not served over HTTP, selected by no EventPolicy).
+    FlowChannel,
     Sequence,
     Parallel,
 }
@@ -61,7 +64,9 @@ impl BrokerId {
         let (ns, name) = (&self.namespace, &self.name);
         match self.kind {
             AddressKind::Broker => format!("knative-broker-{ns}-{name}"),
-            AddressKind::Channel => format!("knative-channel-{ns}-{name}"),
+            AddressKind::Channel | AddressKind::FlowChannel => {
+                format!("knative-channel-{ns}-{name}")
+            }
             AddressKind::Sequence => format!("knative-channel-{ns}-{name}-kn-sequence-0"),
             AddressKind::Parallel => format!("knative-channel-{ns}-{name}-kn-parallel"),
         }
@@ -80,7 +85,7 @@ impl fmt::Display for BrokerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prefix = match self.kind {
             AddressKind::Broker => "",
-            AddressKind::Channel => "channels/",
+            AddressKind::Channel | AddressKind::FlowChannel => "channels/",
             AddressKind::Sequence => "flows/sequences/",
             AddressKind::Parallel => "flows/parallels/",
         };

@@ -75,7 +75,11 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
     let key = parts.uri.path().strip_prefix('/').unwrap_or("");
     let key = key.strip_suffix('/').unwrap_or(key);
     // From here on `key` is a configured broker's id (the lookup found it), safe as a label.
-    let Some(entry) = ingress.broker(key) else {
+    // A flow's internal channels take in-process hops only.
+    let entry = ingress
+        .broker(key)
+        .filter(|e| e.id.kind != crate::config::AddressKind::FlowChannel);
+    let Some(entry) = entry else {
         let mut segments = key.split('/');
         let error = match (segments.next(), segments.next(), segments.next()) {
             (Some(namespace), Some(name), None) if !namespace.is_empty() && !name.is_empty() => {

@@ -38,7 +38,7 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
         let address = base.map(|b| format!("{b}/{}", broker.id));
         let (group, kind) = match broker.id.kind {
             AddressKind::Broker => (EVENTING, "Broker"),
-            AddressKind::Channel => (MESSAGING, "Channel"),
+            AddressKind::Channel | AddressKind::FlowChannel => (MESSAGING, "Channel"),
             AddressKind::Sequence => (FLOWS, "Sequence"),
             AddressKind::Parallel => (FLOWS, "Parallel"),
         };

@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 
 /// `{kind}` `default/{name}` of `messaging.knative.dev` (v1beta1 for `KafkaChannel`).
 pub fn channel(kind: &str, name: &str) -> Value {
-    let version = if kind == "KafkaChannel" { "v1beta1" } else { "v1" };
+    let version = if kind == "KafkaChannel" {
+        "v1beta1"
+    } else {
+        "v1"
+    };
     json!({
         "apiVersion": format!("messaging.knative.dev/{version}"),
         "kind": kind,
@@ -67,7 +71,11 @@ pub fn append(r: &Recorded, step: &str) -> Reply {
 pub fn steps(r: &Recorded) -> Vec<String> {
     r.json()["steps"]
         .as_array()
-        .map(|a| a.iter().map(|s| s.as_str().unwrap_or("?").to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().unwrap_or("?").to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -81,6 +89,8 @@ pub async fn publish(herald: &Herald, path: &str, id: &str) {
         "datacontenttype": "application/json",
         "data": { "steps": [] }
     });
-    let r = Client::new().post_structured(&herald.url(path), &event).await;
+    let r = Client::new()
+        .post_structured(&herald.url(path), &event)
+        .await;
     assert_eq!(r.status, 202, "POST {path}: {}", r.text());
 }
