@@ -5,30 +5,13 @@ mod channels_common;
 
 use std::time::Duration;
 
-use channels_common::{append, function, publish, reference, steps, uri};
+use channels_common::{append, function, publish, reference, sequence, steps, uri};
 use herald_tests::manifests::{broker, fast_delivery, trigger, yaml};
 use herald_tests::{Herald, Reply, Subscriber};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
 const QUIET: Duration = Duration::from_millis(400);
-
-fn sequence(name: &str, steps: &[&Subscriber], reply: Value) -> Value {
-    let steps: Vec<Value> = steps
-        .iter()
-        .map(|s| json!({ "uri": s.url("/"), "delivery": fast_delivery() }))
-        .collect();
-    json!({
-        "apiVersion": "flows.knative.dev/v1",
-        "kind": "Sequence",
-        "metadata": { "name": name, "namespace": "default" },
-        "spec": {
-            "channelTemplate": { "apiVersion": "messaging.knative.dev/v1", "kind": "InMemoryChannel" },
-            "steps": steps,
-            "reply": reply
-        }
-    })
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_three_step_sequence_transforms_the_event_and_its_last_reply_reaches_a_broker() {

@@ -94,3 +94,22 @@ pub async fn publish(herald: &Herald, path: &str, id: &str) {
         .await;
     assert_eq!(r.status, 202, "POST {path}: {}", r.text());
 }
+
+/// Sequence `default/{name}` of the functions `steps` (each with [`fast_delivery`]), replying
+/// to `reply`.
+pub fn sequence(name: &str, steps: &[&Subscriber], reply: Value) -> Value {
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|s| json!({ "uri": s.url("/"), "delivery": fast_delivery() }))
+        .collect();
+    json!({
+        "apiVersion": "flows.knative.dev/v1",
+        "kind": "Sequence",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": {
+            "channelTemplate": { "apiVersion": "messaging.knative.dev/v1", "kind": "InMemoryChannel" },
+            "steps": steps,
+            "reply": reply
+        }
+    })
+}
