@@ -9,6 +9,7 @@ use std::time::Duration;
 use channels_common::{channel, function, publish, reference, subscription, uri};
 use herald_tests::fixtures::{binary_body, binary_headers, borrow, structured};
 use herald_tests::manifests::{broker, trigger, yaml};
+use herald_tests::process::run_cli;
 use herald_tests::{Client, Herald, HeraldOptions, Reply, Subscriber, eventually};
 use serde_json::json;
 
@@ -176,5 +177,75 @@ async fn hot_reload_adds_a_subscription() {
         ids,
         ["after"],
         "a new subscription starts at the latest event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriptions_parked_event_is_listed_and_redriven_to_that_subscription_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-admin-token-for-tests\n").unwrap();
+    let token = token_file.to_string_lossy().into_owned();
+    let (failing, other) = (Subscriber::start().await, Subscriber::start().await);
+    // A 400 is not retried: the event is parked at once (no dead-letter sink).
+    failing.set_script(|_| Reply::status(400));
+    let options = HeraldOptions {
+        args: vec!["--admin-token-file".into(), token.clone()],
+        ..Default::default()
+    };
+    let manifests = yaml(&[
+        channel("InMemoryChannel", "orders"),
+        subscription("failing", "orders", uri(&failing.url("/"))),
+        subscription("other", "orders", uri(&other.url("/"))),
+    ]);
+    let herald = Herald::start_with("embedded", &manifests, options).await;
+    publish(&herald, "/channels/default/orders", "poison").await;
+    eventually(WAIT, "the event parked", || async {
+        let metrics = Client::new().get(&herald.url("/metrics")).await.text();
+        metrics
+            .lines()
+            .any(|l| {
+                l.starts_with(
+                    "herald_parked_events_total{trigger=\"subscriptions/default/failing\"} 1",
+                )
+            })
+            .then_some(())
+    })
+    .await;
+    let url = herald.url("");
+    let cli = |action: &[&str]| {
+        let mut args: Vec<String> = vec!["parked".into()];
+        args.extend(action.iter().map(|a| a.to_string()));
+        args.extend(
+            [
+                "--subscription",
+                "default/failing",
+                "--url",
+                &url,
+                "--admin-token-file",
+                &token,
+            ]
+            .map(String::from),
+        );
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run_cli(&refs, Duration::from_secs(30)).await;
+            assert!(out.status.success(), "herald {args:?}: {}", out.stderr);
+            out.stdout
+        }
+    };
+    let listed = cli(&["list"]).await;
+    assert!(listed.contains("poison"), "{listed}");
+    failing.set_script(|_| Reply::status(200));
+    assert_eq!(cli(&["redrive", "--all"]).await.trim(), "poison");
+    eventually(WAIT, "the redriven event", || async {
+        (failing.count() == 2).then_some(())
+    })
+    .await;
+    let others = other.settle(QUIET, WAIT).await;
+    assert_eq!(
+        others.len(),
+        1,
+        "the redrive reached the parked subscription only"
     );
 }

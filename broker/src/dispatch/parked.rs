@@ -53,6 +53,14 @@ impl ParkingLot {
         Self::of_group(dispatcher.to_string(), &dispatcher.group())
     }
 
+    /// The lot of subscription `namespace/name`.
+    pub fn subscription(namespace: &str, name: &str) -> Self {
+        Self::of_group(
+            format!("subscriptions/{namespace}/{name}"),
+            &format!("knative-subscription-{namespace}-{name}"),
+        )
+    }
+
     fn of_group(trigger: String, group: &str) -> Self {
         Self {
             trigger,
