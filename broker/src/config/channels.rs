@@ -66,8 +66,26 @@ pub struct ChannelSpec {
 pub struct ChannelTemplate {
     pub api_version: String,
     pub kind: String,
+    /// The created channels' spec, as Knative copies it: its `delivery` is the default of
+    /// the channel's (the flow's hops') subscriptions.
     #[serde(default)]
-    pub spec: Option<IgnoredAny>,
+    pub spec: Option<Box<ChannelSpec>>,
+}
+
+/// `spec.channelTemplate.spec.delivery`, resolved.
+fn template_delivery<T>(
+    at: &Located<T>,
+    ns: &str,
+    template: &Option<ChannelTemplate>,
+) -> Result<DeliveryOverrides, ConfigError> {
+    match template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.delivery.as_ref())
+    {
+        Some(d) => overrides(at, ns, d),
+        None => Ok(DeliveryOverrides::default()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,7 +220,7 @@ impl Resolver {
         }
         let delivery = match &spec.delivery {
             Some(d) => overrides(&at, &ns, d)?,
-            None => DeliveryOverrides::default(),
+            None => template_delivery(&at, &ns, &spec.channel_template)?,
         };
         let id = BrokerId::channel(&ns, &meta.name);
         self.insert_address(&at, id, delivery, meta.labels.clone())
@@ -268,6 +286,7 @@ impl Resolver {
         let ns = namespace(meta);
         let spec = &at.value.spec;
         check_template(&at, &spec.channel_template)?;
+        let defaults = template_delivery(&at, &ns, &spec.channel_template)?;
         if spec.steps.is_empty() {
             return Err(at.error("spec.steps", "needs at least one step"));
         }
@@ -291,12 +310,7 @@ impl Resolver {
         )?;
         for (i, step) in spec.steps.iter().enumerate() {
             let field = format!("spec.steps[{i}]");
-            self.insert_address(
-                &at,
-                channel(i),
-                DeliveryOverrides::default(),
-                BTreeMap::new(),
-            )?;
+            self.insert_address(&at, channel(i), defaults.clone(), BTreeMap::new())?;
             let dest = Destination {
                 reference: step.reference.clone(),
                 uri: step.uri.clone(),
@@ -340,6 +354,7 @@ impl Resolver {
         let ns = namespace(meta);
         let spec = &at.value.spec;
         check_template(&at, &spec.channel_template)?;
+        let defaults = template_delivery(&at, &ns, &spec.channel_template)?;
         if spec.branches.is_empty() {
             return Err(at.error("spec.branches", "needs at least one branch"));
         }
@@ -359,12 +374,7 @@ impl Resolver {
             &ns,
             format!("{}-kn-parallel", meta.name),
         );
-        self.insert_address(
-            &at,
-            ingress.clone(),
-            DeliveryOverrides::default(),
-            BTreeMap::new(),
-        )?;
+        self.insert_address(&at, ingress.clone(), defaults.clone(), BTreeMap::new())?;
         for (i, branch) in spec.branches.iter().enumerate() {
             let field = format!("spec.branches[{i}]");
             let branch_channel = BrokerId::of(
@@ -375,7 +385,7 @@ impl Resolver {
             self.insert_address(
                 &at,
                 branch_channel.clone(),
-                DeliveryOverrides::default(),
+                defaults.clone(),
                 BTreeMap::new(),
             )?;
             let delivery = match &branch.delivery {

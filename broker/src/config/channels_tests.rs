@@ -369,3 +369,48 @@ spec:
     );
     assert!(wrong.contains("field spec.to[0].ref.kind"), "{wrong}");
 }
+
+#[test]
+fn a_channel_templates_delivery_is_the_default_of_a_flows_hops() {
+    let config = load_str(
+        "template.yaml",
+        "
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  channelTemplate:
+    apiVersion: messaging.knative.dev/v1
+    kind: InMemoryChannel
+    spec:
+      delivery: {retry: 7, deadLetterSink: {uri: 'http://dls.example/'}}
+  steps:
+    - uri: 'http://a.example/'
+    - uri: 'http://b.example/'
+      delivery: {retry: 1}
+",
+    )
+    .unwrap();
+    assert_eq!(config.triggers[0].delivery.retry, 7, "the template's");
+    assert_eq!(config.triggers[1].delivery.retry, 1, "the step's own wins");
+    assert!(
+        config.triggers[1].delivery.dead_letter.is_some(),
+        "the rest from the template"
+    );
+    let audiences: Vec<String> = [
+        BrokerId::new("ns", "b"),
+        BrokerId::channel("ns", "c"),
+        BrokerId::of(AddressKind::Sequence, "ns", "s"),
+    ]
+    .iter()
+    .map(crate::auth::broker_audience)
+    .collect();
+    assert_eq!(
+        audiences,
+        [
+            "eventing.knative.dev/broker/ns/b",
+            "messaging.knative.dev/channel/ns/c",
+            "flows.knative.dev/sequence/ns/s"
+        ]
+    );
+}
