@@ -249,3 +249,35 @@ async fn a_subscriptions_parked_event_is_listed_and_redriven_to_that_subscriptio
         "the redrive reached the parked subscription only"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_its_uri_refuses_goes_to_the_dead_letter_sink_and_is_not_lost() {
+    let replier = function("r").await;
+    let refusing = Subscriber::start().await;
+    refusing.set_script(|_| Reply::status(500));
+    let dls = Subscriber::start().await;
+    let mut sub = subscription("replies", "in", uri(&replier.url("/")));
+    sub["spec"]["reply"] = uri(&refusing.url("/reply"));
+    sub["spec"]["delivery"]["retry"] = json!(1);
+    sub["spec"]["delivery"]["deadLetterSink"] = uri(&dls.url("/dls"));
+    let herald = Herald::start("embedded", &yaml(&[channel("InMemoryChannel", "in"), sub])).await;
+    publish(&herald, "/channels/default/in", "x-1").await;
+
+    let dead = dls.wait_for(1, WAIT).await;
+    assert_eq!(
+        dead[0].attr("type").as_deref(),
+        Some("dev.herald.r"),
+        "the reply, not the event"
+    );
+    assert_eq!(
+        dead[0].attr("knativeerrordest"),
+        Some(refusing.url("/reply")),
+        "names the reply destination"
+    );
+    assert_eq!(
+        refusing.settle(QUIET, WAIT).await.len(),
+        2,
+        "1 attempt + 1 retry"
+    );
+    assert_eq!(replier.count(), 1, "the delivery itself succeeded once");
+}
