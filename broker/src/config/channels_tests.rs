@@ -414,3 +414,54 @@ spec:
         ]
     );
 }
+
+#[test]
+fn status_lists_channels_flows_and_subscriptions_with_knatives_conditions() {
+    let config = load_str(
+        "status.yaml",
+        "
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: c}
+---
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  steps: [{uri: 'http://a.example/'}]
+",
+    )
+    .unwrap();
+    let all = crate::live::status::of(&config, &[], Some("http://127.0.0.1:8080"));
+    let find = |kind: &str, name: &str| {
+        all.iter()
+            .find(|s| s.kind == kind && s.name == name)
+            .unwrap_or_else(|| panic!("{kind} {name} in {all:?}"))
+    };
+    let channel = find("Channel", "c");
+    assert_eq!(channel.group, "messaging.knative.dev");
+    assert_eq!(
+        channel.address.as_deref(),
+        Some("http://127.0.0.1:8080/channels/default/c")
+    );
+    let sequence = find("Sequence", "s");
+    assert_eq!(sequence.group, "flows.knative.dev");
+    assert_eq!(
+        sequence.address.as_deref(),
+        Some("http://127.0.0.1:8080/flows/sequences/default/s")
+    );
+    assert_eq!(find("Channel", "s-kn-sequence-0").address, None, "internal");
+    let hop = find("Subscription", "s-kn-sequence-0");
+    let conditions: Vec<&str> = hop.conditions.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(
+        conditions,
+        [
+            "Ready",
+            "ReferencesResolved",
+            "ChannelReady",
+            "AddedToChannel",
+            "Paused"
+        ]
+    );
+    assert!(hop.conditions.iter().take(4).all(|c| c.status == "True"));
+}

@@ -35,7 +35,10 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
     let mut all = Vec::new();
     for broker in &config.brokers {
         // The id's Display is its ingress path (`ns/name`, `channels/ns/name`, ...).
-        let address = base.map(|b| format!("{b}/{}", broker.id));
+        // A flow's internal channel is not served over HTTP: no address.
+        let address = base
+            .filter(|_| broker.id.kind != AddressKind::FlowChannel)
+            .map(|b| format!("{b}/{}", broker.id));
         let (group, kind) = match broker.id.kind {
             AddressKind::Broker => (EVENTING, "Broker"),
             AddressKind::Channel | AddressKind::FlowChannel => (MESSAGING, "Channel"),
