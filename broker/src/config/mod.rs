@@ -12,6 +12,7 @@
 //! - [`model`]: the typed result the broker runs on.
 
 mod channels;
+mod flows;
 mod load;
 pub mod model;
 pub mod policies;

@@ -352,52 +352,6 @@ impl TriggerContext {
     }
 }
 
-impl TriggerContext {
-    /// Sends a reply to a subscription's URL `spec.reply` with the subscription's retries; a
-    /// reply that cannot be delivered goes the way of an undeliverable event (dead-letter sink,
-    /// else the parking lot), so nothing is lost.
-    async fn send_reply(
-        &self,
-        original: &Event,
-        target: &Target,
-        mut reply: Event,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Outcome {
-        let ttl = ingress::ttl(original).unwrap_or(crate::config::DEFAULT_TTL) - 1;
-        if ttl <= 0 {
-            tracing::warn!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(original),
-                "reply dropped: knativebrokerttl exhausted (event loop?)");
-            self.stats.ttl_dropped.inc();
-            return Outcome::Finished;
-        }
-        reply.set_extension(ingress::TTL, ExtensionValue::Integer(ttl));
-        let failure = match self.attempt_all(target, &reply, shutdown).await {
-            Ok(_) => return Outcome::Finished,
-            Err(Stop::HandBack) => return Outcome::HandBack,
-            Err(Stop::Exhausted(failure)) => failure,
-        };
-        self.stats.exhausted.inc();
-        let mut dead = self.dead_letter_event(&reply, &failure);
-        dead.set_extension(
-            "knativeerrordest",
-            ExtensionValue::String(target.to_string()),
-        );
-        if let Some(dead_letter) = &self.trigger.delivery.dead_letter {
-            match self.attempt_all(dead_letter, &dead, shutdown).await {
-                Ok(_) => {
-                    self.stats.dead_lettered_total.inc();
-                    self.stats.dead_lettered.inc();
-                    return Outcome::Finished;
-                }
-                Err(Stop::HandBack) => return Outcome::HandBack,
-                Err(Stop::Exhausted(_)) => {}
-            }
-        }
-        self.park(&dead, &format!("reply: {}", failure.message), shutdown)
-            .await
-    }
-}
-
 /// Seconds since the event's `knativearrivaltime`.
 pub fn arrival_age(event: &Event) -> Option<f64> {
     let Some(ExtensionValue::String(at)) = event.extension(ingress::ARRIVAL_TIME) else {
@@ -407,3 +361,7 @@ pub fn arrival_age(event: &Event) -> Option<f64> {
     let age = chrono::Utc::now().signed_duration_since(at);
     Some(age.num_microseconds()? as f64 / 1e6)
 }
+
+/// A subscription's reply to a URL `spec.reply`.
+#[path = "reply.rs"]
+mod reply;
