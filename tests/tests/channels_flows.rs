@@ -174,3 +174,35 @@ async fn a_parallel_sends_every_event_to_every_branch_and_filters_decide_per_bra
         internal.text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_reload_adds_a_step_to_a_running_sequence() {
+    let (a, b) = (function("a").await, function("b").await);
+    let sink = Subscriber::start().await;
+    let options = herald_tests::HeraldOptions {
+        args: vec!["--config-poll-interval".into(), "100ms".into()],
+        ..Default::default()
+    };
+    let before = yaml(&[sequence("grow", &[&a], uri(&sink.url("/")))]);
+    let herald = Herald::start_with("embedded", &before, options).await;
+    publish(&herald, "/flows/sequences/default/grow", "one-step").await;
+    let got = sink.wait_for(1, WAIT).await;
+    assert_eq!(steps(&got[0]), ["a"]);
+
+    herald.rewrite_manifests(&yaml(&[sequence("grow", &[&a, &b], uri(&sink.url("/")))]));
+    herald_tests::eventually(WAIT, "the edit applied", || async {
+        let metrics = herald_tests::Client::new()
+            .get(&herald.url("/metrics"))
+            .await
+            .text();
+        metrics
+            .lines()
+            .any(|l| l.starts_with("herald_config_reloads_total{result=\"applied\"} 1"))
+            .then_some(())
+    })
+    .await;
+    publish(&herald, "/flows/sequences/default/grow", "two-steps").await;
+    let got = sink.wait_for(2, WAIT).await;
+    assert_eq!(got[1].id(), "two-steps");
+    assert_eq!(steps(&got[1]), ["a", "b"], "the added step runs");
+}
