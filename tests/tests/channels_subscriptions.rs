@@ -281,3 +281,54 @@ async fn a_reply_its_uri_refuses_goes_to_the_dead_letter_sink_and_is_not_lost() 
     );
     assert_eq!(replier.count(), 1, "the delivery itself succeeded once");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_is_paused_and_resumed_by_command_keeping_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-admin-token-for-tests\n").unwrap();
+    let token = token_file.to_string_lossy().into_owned();
+    let sink = Subscriber::start().await;
+    let options = HeraldOptions {
+        args: vec!["--admin-token-file".into(), token.clone()],
+        ..Default::default()
+    };
+    let manifests = yaml(&[
+        channel("InMemoryChannel", "orders"),
+        subscription("held", "orders", uri(&sink.url("/"))),
+    ]);
+    let herald = Herald::start_with("embedded", &manifests, options).await;
+    let url = herald.url("");
+    let command = |verb: &str| {
+        let args: Vec<String> = [verb, "subscription", "default/held", "--url", &url]
+            .into_iter()
+            .chain(["--admin-token-file", &token])
+            .map(String::from)
+            .collect();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run_cli(&refs, Duration::from_secs(30)).await;
+            assert!(out.status.success(), "herald {args:?}: {}", out.stderr);
+            out.stdout
+        }
+    };
+    assert_eq!(
+        command("pause").await.trim(),
+        "subscription default/held paused"
+    );
+    publish(&herald, "/channels/default/orders", "held-1").await;
+    assert!(
+        sink.settle(QUIET, WAIT).await.is_empty(),
+        "nothing is delivered while paused"
+    );
+    assert_eq!(
+        command("resume").await.trim(),
+        "subscription default/held resumed"
+    );
+    let got = sink.wait_for(1, WAIT).await;
+    assert_eq!(
+        got[0].id(),
+        "held-1",
+        "the event waited for the subscription"
+    );
+}
