@@ -230,16 +230,21 @@ impl Resolver {
         }
         let channel_ns = spec.channel.namespace.clone().unwrap_or_else(|| ns.clone());
         let channel = BrokerId::channel(channel_ns, &spec.channel.name);
-        let Some(subscriber) = &spec.subscriber else {
-            return Err(at.error(
-                "spec.subscriber",
-                "is required (Herald has no reply-only subscriptions)",
-            ));
-        };
-        let subscriber = destination(&at, "spec.subscriber", &ns, subscriber)?;
-        let reply = match &spec.reply {
-            Some(d) => ReplyTo::Target(destination(&at, "spec.reply", &ns, d)?),
-            None => ReplyTo::Drop,
+        let reply = spec
+            .reply
+            .as_ref()
+            .map(|d| destination(&at, "spec.reply", &ns, d))
+            .transpose()?;
+        // Knative: without a subscriber, the channel's events go straight to `reply`.
+        let (subscriber, reply) = match (&spec.subscriber, reply) {
+            (Some(d), reply) => (
+                destination(&at, "spec.subscriber", &ns, d)?,
+                reply.map_or(ReplyTo::Drop, ReplyTo::Target),
+            ),
+            (None, Some(reply)) => (reply, ReplyTo::Drop),
+            (None, None) => {
+                return Err(at.error("spec", "needs a subscriber, a reply, or both"));
+            }
         };
         let delivery = match &spec.delivery {
             Some(d) => overrides(&at, &ns, d)?,

@@ -465,3 +465,37 @@ spec:
     );
     assert!(hop.conditions.iter().take(4).all(|c| c.status == "True"));
 }
+
+#[test]
+fn a_subscription_without_subscriber_forwards_to_its_reply() {
+    let channels = "
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: a}
+---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: b}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {name: s}
+spec:
+  channel: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: a}
+";
+    let config = load_str(
+        "forward.yaml",
+        &format!("{channels}  reply: {{ref: {{apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: b}}}}\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.triggers[0].subscriber,
+        Target::Broker(BrokerId::channel("default", "b"))
+    );
+    assert_eq!(config.triggers[0].reply, ReplyTo::Drop);
+    let neither = error(channels);
+    assert!(
+        neither.contains("field spec: needs a subscriber, a reply, or both"),
+        "{neither}"
+    );
+}
