@@ -145,15 +145,23 @@ impl Resolver {
             Some(Target::Broker(id)) => self.brokers.contains_key(id),
             _ => true,
         };
+        // A ref's target named in the error: a broker as before, a channel or flow by path.
+        let undefined = |target: &Target| match target {
+            Target::Broker(id) if id.kind == AddressKind::Broker => {
+                "refers to an undefined broker".to_owned()
+            }
+            other => format!("refers to {other}, which is not defined in the configuration"),
+        };
         for (trigger, located) in triggers.iter().zip(&self.triggers) {
             if !known(&Some(trigger.subscriber.clone())) {
-                return Err(located.error("spec.subscriber.ref", "refers to an undefined broker"));
+                return Err(located.error("spec.subscriber.ref", undefined(&trigger.subscriber)));
             }
-            if !known(&trigger.delivery.dead_letter) {
-                return Err(located.error(
-                    "spec.delivery.deadLetterSink.ref",
-                    "refers to an undefined broker",
-                ));
+            if let Some(dead_letter) = &trigger.delivery.dead_letter
+                && !known(&trigger.delivery.dead_letter)
+            {
+                return Err(
+                    located.error("spec.delivery.deadLetterSink.ref", undefined(dead_letter))
+                );
             }
         }
         for source in &self.sources {
@@ -162,7 +170,10 @@ impl Resolver {
             {
                 return Err(source.error(
                     "spec.sink.ref",
-                    format!("broker {id} is not defined in the configuration"),
+                    format!(
+                        "{} is not defined in the configuration",
+                        Target::Broker(id.clone())
+                    ),
                 ));
             }
         }
