@@ -48,6 +48,11 @@ async fn a_channel_answers_like_a_broker_and_every_subscription_gets_every_event
         .post_structured(&herald.url("/channels/default/nowhere"), &structured("x"))
         .await;
     assert_eq!(r.status, 404, "an undefined channel: {}", r.text());
+    assert!(
+        r.text().contains("/channels/{namespace}/{name}"),
+        "{}",
+        r.text()
+    );
 
     for s in [&one, &two] {
         s.wait_for(4, WAIT).await;

@@ -88,7 +88,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
                     name: name.to_owned(),
                 }
             }
-            _ => return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no route for {}; brokers are at /{{namespace}}/{{name}}", parts.uri.path())}))).into_response(),
+            _ => return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no route for {}; brokers are at /{{namespace}}/{{name}}, channels at /channels/{{namespace}}/{{name}}, flows at /flows/sequences|parallels/{{namespace}}/{{name}}", parts.uri.path())}))).into_response(),
         };
         ingress.count_rejected(super::UNKNOWN_BROKER, &error, 1);
         return error.into_response();
