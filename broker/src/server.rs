@@ -134,7 +134,7 @@ pub async fn run(
     let sender = crate::outbound::sender_for(options.outbound.clone(), &metrics, &config).await?;
     // At start, cursors of triggers no longer configured are forgotten (a reload forgets
     // those it removes itself).
-    for broker in &config.brokers {
+    for broker in config.brokers.iter().filter(|b| !b.id.is_alias()) {
         let topic = broker.id.topic();
         let groups: Vec<String> = config
             .triggers

@@ -71,13 +71,18 @@ impl AuthError {
 }
 
 /// The audience Knative gives a broker: `eventing.knative.dev/broker/{namespace}/{name}`,
-/// lower-case (`auth.GetAudienceDirect` of the Broker's group and kind).
+/// lower-case (`auth.GetAudienceDirect` of the Broker's group and kind); likewise
+/// `messaging.knative.dev/channel/...` for every channel kind (Herald keeps one), and
+/// `flows.knative.dev/sequence/...`, `flows.knative.dev/parallel/...`.
 pub fn broker_audience(broker: &crate::config::BrokerId) -> String {
-    format!(
-        "eventing.knative.dev/broker/{}/{}",
-        broker.namespace, broker.name
-    )
-    .to_lowercase()
+    use crate::config::AddressKind;
+    let group_kind = match broker.kind {
+        AddressKind::Broker => "eventing.knative.dev/broker",
+        AddressKind::Channel | AddressKind::FlowChannel => "messaging.knative.dev/channel",
+        AddressKind::Sequence => "flows.knative.dev/sequence",
+        AddressKind::Parallel => "flows.knative.dev/parallel",
+    };
+    format!("{group_kind}/{}/{}", broker.namespace, broker.name).to_lowercase()
 }
 
 /// Everything `herald serve` needs to authenticate and authorize senders.

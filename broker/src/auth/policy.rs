@@ -97,7 +97,7 @@ impl AccessTable {
         identity: Option<&SenderIdentity>,
         events: &[Event],
     ) -> Result<(), Denial> {
-        if !self.enforce {
+        if !self.enforce || internal_hop(broker) {
             return Ok(());
         }
         let Some(policies) = self.per_broker.get(broker) else {
@@ -130,7 +130,7 @@ impl AccessTable {
 
     /// May `identity` publish anything at all to `broker` (the webhook handshake)?
     pub fn may_send(&self, broker: &BrokerId, identity: Option<&SenderIdentity>) -> bool {
-        if !self.enforce {
+        if !self.enforce || internal_hop(broker) {
             return true;
         }
         match self.per_broker.get(broker) {
@@ -173,6 +173,12 @@ impl AccessTable {
     }
 }
 
+/// A flow's internal channel is published to by the flow's own subscriptions only (ingress
+/// does not serve it): the policies of the flow's entry decided when the event came in.
+fn internal_hop(broker: &BrokerId) -> bool {
+    broker.kind == crate::config::AddressKind::FlowChannel
+}
+
 /// Does `policy` apply to `broker`? Only brokers of the policy's namespace; an empty `to`
 /// selects all of them.
 fn selects(policy: &EventPolicyConfig, broker: &BrokerConfig) -> bool {
@@ -181,8 +187,10 @@ fn selects(policy: &EventPolicyConfig, broker: &BrokerConfig) -> bool {
     }
     policy.to.is_empty()
         || policy.to.iter().any(|target| match target {
-            PolicyTarget::Broker(name) => *name == broker.id.name,
-            PolicyTarget::Selector(selector) => selector.matches(&broker.labels),
+            PolicyTarget::Ref(kind, name) => *kind == broker.id.kind && *name == broker.id.name,
+            PolicyTarget::Selector(kind, selector) => {
+                kind.is_none_or(|k| k == broker.id.kind) && selector.matches(&broker.labels)
+            }
         })
 }
 

@@ -235,7 +235,7 @@ fn a_replaced_table_applies_to_the_next_decision() {
 fn policy_errors_name_the_field() {
     for (spec, field) in [
         (
-            "to: [{ref: {kind: Channel, name: c}}]",
+            "to: [{ref: {kind: Service, name: c}}]",
             "spec.to[0].ref.kind",
         ),
         ("from: [{sub: \"a*b\"}]", "spec.from[0].sub"),

@@ -1,4 +1,5 @@
-//! `herald parked list|show|redrive|purge --trigger NS/NAME`: a trigger's parking lot.
+//! `herald parked list|show|redrive|purge --trigger NS/NAME` (or `--subscription NS/NAME`):
+//! a trigger's (a subscription's) parking lot.
 //!
 //! On a stopped Herald (or any network bus) the command opens the bus itself from `--bus` and
 //! `--data-dir`; a running embedded Herald locks its data directory, so with `--url` (and
@@ -66,6 +67,10 @@ struct Target {
     /// The trigger, `namespace/name`.
     #[arg(long, global = true, value_parser = parse_trigger)]
     trigger: Option<(String, String)>,
+    /// A subscription (a flow's step too, e.g. `ns/flow-kn-sequence-1`), `namespace/name`,
+    /// instead of a trigger.
+    #[arg(long, global = true, value_parser = parse_trigger, conflicts_with = "trigger")]
+    subscription: Option<(String, String)>,
     /// A running Herald's base URL, e.g. http://127.0.0.1:8080 (needs --admin-token-file);
     /// without it the bus is opened directly.
     #[arg(long, global = true)]
@@ -113,15 +118,25 @@ pub(super) fn parse_trigger(text: &str) -> Result<(String, String), String> {
 }
 
 pub async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
-    let Some((namespace, name)) = args.target.trigger.clone() else {
-        bail!("--trigger namespace/name is required");
+    let (namespace, name) = match (&args.target.trigger, &args.target.subscription) {
+        (Some(t), _) | (None, Some(t)) => t.clone(),
+        (None, None) => bail!("--trigger (or --subscription) namespace/name is required"),
     };
     if let Action::List { limit } | Action::Show { limit, .. } = &args.action
         && *limit > MAX_LIST
     {
         bail!("--limit {limit} is above {MAX_LIST}");
     }
+    let kind = match args.target.subscription {
+        Some(_) => "subscriptions",
+        None => "triggers",
+    };
     if let Some(server) = &args.target.server {
+        if args.target.subscription.is_some() {
+            bail!(
+                "a subscription's parking lot is reached with --url and --admin-token-file (the management API serves triggers' only)"
+            );
+        }
         let token = match (&args.target.token, &args.target.token_file) {
             (Some(token), _) => token.clone(),
             (None, Some(file)) => tokio::fs::read_to_string(file)
@@ -144,7 +159,7 @@ pub async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("reading {}", file.display()))?;
             let base = format!(
-                "{}/admin/triggers/{namespace}/{name}/parked",
+                "{}/admin/{kind}/{namespace}/{name}/parked",
                 url.trim_end_matches('/')
             );
             over_http(&args, base, token.trim()).await
@@ -161,7 +176,10 @@ async fn on_bus(args: &ParkedArgs, namespace: &str, name: &str) -> anyhow::Resul
     )
     .await
     .context("opening the bus (for a running embedded Herald, use --url and --admin-token-file)")?;
-    let lot = ParkingLot::new(namespace, name);
+    let lot = match args.target.subscription {
+        Some(_) => ParkingLot::subscription(namespace, name),
+        None => ParkingLot::new(namespace, name),
+    };
     let idle = Duration::from_millis(args.target.wait_ms);
     let result = match &args.action {
         Action::List { limit } => lot.list(&*bus, *limit, idle).await.map(|events| {

@@ -25,6 +25,13 @@ enum What {
         #[command(flatten)]
         server: Server,
     },
+    /// A subscription (a flow's step too, e.g. `ns/flow-kn-sequence-1`), `namespace/name`.
+    Subscription {
+        #[arg(value_parser = super::parked::parse_trigger)]
+        subscription: (String, String),
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 /// The running Herald to ask.
@@ -40,20 +47,23 @@ pub struct Server {
 
 /// `herald pause ...` (`paused`) or `herald resume ...`.
 pub async fn run(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
-    let What::Trigger {
-        trigger: (namespace, name),
-        server,
-    } = args.what;
+    let (kind, (namespace, name), server) = match args.what {
+        What::Trigger { trigger, server } => ("trigger", trigger, server),
+        What::Subscription {
+            subscription,
+            server,
+        } => ("subscription", subscription, server),
+    };
     let action = if paused { "pause" } else { "resume" };
-    let path = format!("/admin/triggers/{namespace}/{name}/{action}");
+    let path = format!("/admin/{kind}s/{namespace}/{name}/{action}");
     let body = post(&server, &path, Bytes::new()).await?;
     let answer: serde_json::Value = serde_json::from_slice(&body).context("reading the answer")?;
     let changed = answer["changed"].as_bool().unwrap_or(false);
     match (paused, changed) {
-        (true, true) => println!("trigger {namespace}/{name} paused"),
-        (true, false) => println!("trigger {namespace}/{name} was already paused"),
-        (false, true) => println!("trigger {namespace}/{name} resumed"),
-        (false, false) => println!("trigger {namespace}/{name} was not paused"),
+        (true, true) => println!("{kind} {namespace}/{name} paused"),
+        (true, false) => println!("{kind} {namespace}/{name} was already paused"),
+        (false, true) => println!("{kind} {namespace}/{name} resumed"),
+        (false, false) => println!("{kind} {namespace}/{name} was not paused"),
     }
     Ok(())
 }

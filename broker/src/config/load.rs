@@ -290,6 +290,23 @@ pub(super) fn add_document(
             let manifest: Manifest<TriggerSpec> = body.parse(at)?;
             resolver.add_trigger(at.with(manifest))?;
         }
+        ("messaging.knative.dev/v1", "Channel" | "InMemoryChannel")
+        | ("messaging.knative.dev/v1beta1", "KafkaChannel") => {
+            let manifest: Manifest<Option<super::channels::ChannelSpec>> = body.parse(at)?;
+            resolver.add_channel(at.with(manifest))?;
+        }
+        ("messaging.knative.dev/v1", "Subscription") => {
+            let manifest: Manifest<super::channels::SubscriptionSpec> = body.parse(at)?;
+            resolver.add_subscription(at.with(manifest))?;
+        }
+        ("flows.knative.dev/v1", "Sequence") => {
+            let manifest: Manifest<super::channels::SequenceSpec> = body.parse(at)?;
+            resolver.add_sequence(at.with(manifest))?;
+        }
+        ("flows.knative.dev/v1", "Parallel") => {
+            let manifest: Manifest<super::channels::ParallelSpec> = body.parse(at)?;
+            resolver.add_parallel(at.with(manifest))?;
+        }
         super::policies::EVENT_POLICY => {
             let manifest: Manifest<super::policies::EventPolicySpec> = body.parse(at)?;
             let located = at.with(manifest);
@@ -338,7 +355,10 @@ pub(super) fn add_document(
                     "unknown kind {kind} of apiVersion {api_version} (expected \
                      eventing.knative.dev/v1 Broker or Trigger, sources.knative.dev/v1 \
                      PingSource or ApiServerSource, sources.knative.dev/v1alpha1 \
-                     GitHubSource, eventing.knative.dev/v1alpha1 EventPolicy)"
+                     GitHubSource, eventing.knative.dev/v1alpha1 EventPolicy, \
+                     messaging.knative.dev/v1 Channel, InMemoryChannel or Subscription, \
+                     messaging.knative.dev/v1beta1 KafkaChannel, flows.knative.dev/v1 \
+                     Sequence or Parallel)"
                 ),
             ));
         }

@@ -6,9 +6,13 @@
 //! - [`resolve`]: resources into the model (destinations, filters, delivery policies).
 //! - [`sources`]: `PingSource`, `ApiServerSource` and `GitHubSource`, compiled by
 //!   `herald-sources`, with their sinks resolved here.
+//! - [`channels`]: Channels, Subscriptions, Sequences and Parallels, compiled into brokers'
+//!   and triggers' machinery.
 //! - [`policies`]: `EventPolicy`, compiled for authorization.
 //! - [`model`]: the typed result the broker runs on.
 
+mod channels;
+mod flows;
 mod load;
 pub mod model;
 pub mod policies;

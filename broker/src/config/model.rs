@@ -17,35 +17,87 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Knative's default TTL for the loop guard.
 pub const DEFAULT_TTL: i64 = 255;
 
+/// What an ingress address is: a Broker, a Channel, or the entry of a Sequence or Parallel
+/// (which is the topic of its first internal channel).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AddressKind {
+    #[default]
+    Broker,
+    /// `Channel`, `InMemoryChannel` or `KafkaChannel`: all the same topic on the bus.
+    Channel,
+    /// A Sequence's or Parallel's internal channel: a channel's topic, published to by the
+    /// flow's own subscriptions only (not served over HTTP, selected by no EventPolicy).
+    FlowChannel,
+    Sequence,
+    Parallel,
+}
+
+/// An address events are published to in-process or over HTTP: a broker, a channel, or a
+/// flow's entry (see [`AddressKind`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BrokerId {
     pub namespace: String,
     pub name: String,
+    pub kind: AddressKind,
 }
 
 impl BrokerId {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::of(AddressKind::Broker, namespace, name)
+    }
+
+    pub fn of(kind: AddressKind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
             name: name.into(),
+            kind,
         }
     }
 
-    /// The bus topic, named like the Knative Kafka broker's.
+    pub fn channel(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::of(AddressKind::Channel, namespace, name)
+    }
+
+    /// The bus topic: a broker's is named like the Knative Kafka broker's, a channel's
+    /// `knative-channel-{ns}-{name}`; a flow's entry is its first internal channel's topic.
     pub fn topic(&self) -> String {
-        format!("knative-broker-{}-{}", self.namespace, self.name)
+        let (ns, name) = (&self.namespace, &self.name);
+        match self.kind {
+            AddressKind::Broker => format!("knative-broker-{ns}-{name}"),
+            AddressKind::Channel | AddressKind::FlowChannel => {
+                format!("knative-channel-{ns}-{name}")
+            }
+            AddressKind::Sequence => format!("knative-channel-{ns}-{name}-kn-sequence-0"),
+            AddressKind::Parallel => format!("knative-channel-{ns}-{name}-kn-parallel"),
+        }
+    }
+
+    /// Whether this address is another name of a channel's topic (a flow's entry), which
+    /// has no consumer groups of its own.
+    pub fn is_alias(&self) -> bool {
+        matches!(self.kind, AddressKind::Sequence | AddressKind::Parallel)
     }
 }
 
+/// The ingress path without its leading `/`: `ns/name` for a broker, `channels/ns/name`,
+/// `flows/sequences/ns/name`, `flows/parallels/ns/name`.
 impl fmt::Display for BrokerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        let prefix = match self.kind {
+            AddressKind::Broker => "",
+            AddressKind::Channel | AddressKind::FlowChannel => "channels/",
+            AddressKind::Sequence => "flows/sequences/",
+            AddressKind::Parallel => "flows/parallels/",
+        };
+        write!(f, "{prefix}{}/{}", self.namespace, self.name)
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Brokers, channels (internal ones of flows included) and flows' entries.
     pub brokers: Vec<BrokerConfig>,
+    /// Triggers and subscriptions (internal ones of flows included).
     pub triggers: Vec<TriggerConfig>,
     /// `PingSource`, `ApiServerSource` and `GitHubSource` resources, compiled.
     pub sources: Vec<SourceConfig>,
@@ -120,11 +172,44 @@ pub struct BrokerConfig {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+/// A dispatcher is a Knative Trigger (filtered, replies to its broker) or Subscription (no
+/// filter, replies to `spec.reply` or nowhere).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DispatcherKind {
+    #[default]
+    Trigger,
+    Subscription,
+}
+
+impl DispatcherKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DispatcherKind::Trigger => "Trigger",
+            DispatcherKind::Subscription => "Subscription",
+        }
+    }
+}
+
+/// Where a subscriber's reply event goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReplyTo {
+    /// Back into the dispatcher's broker (a trigger's reply).
+    #[default]
+    Source,
+    /// A subscription's `spec.reply`.
+    Target(Target),
+    /// A subscription without `spec.reply`: dropped, as Knative does.
+    Drop,
+}
+
 #[derive(Debug, Clone)]
 pub struct TriggerConfig {
     pub namespace: String,
     pub name: String,
+    pub kind: DispatcherKind,
+    /// The broker, or for a subscription its channel.
     pub broker: BrokerId,
+    pub reply: ReplyTo,
     pub filter: Filter,
     pub subscriber: Target,
     pub delivery: DeliveryPolicy,
@@ -140,19 +225,29 @@ pub struct TriggerConfig {
 }
 
 impl TriggerConfig {
-    /// The consumer group, named like the Knative Kafka broker's.
+    /// The consumer group, named like the Knative Kafka broker's
+    /// (`knative-subscription-{ns}-{name}` for a subscription).
     pub fn group(&self) -> String {
-        format!("knative-trigger-{}-{}", self.namespace, self.name)
+        let kind = match self.kind {
+            DispatcherKind::Trigger => "trigger",
+            DispatcherKind::Subscription => "subscription",
+        };
+        format!("knative-{kind}-{}-{}", self.namespace, self.name)
     }
 }
 
+/// `ns/name` for a trigger, `subscriptions/ns/name` for a subscription (metric labels, logs).
 impl fmt::Display for TriggerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == DispatcherKind::Subscription {
+            f.write_str("subscriptions/")?;
+        }
         write!(f, "{}/{}", self.namespace, self.name)
     }
 }
 
-/// Where events go: one of Herald's own brokers (published in-process) or a URL.
+/// Where events go: one of Herald's own brokers, channels or flows (published in-process)
+/// or a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Broker(BrokerId),
@@ -163,7 +258,8 @@ pub enum Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Broker(id) => write!(f, "broker {id}"),
+            Target::Broker(id) if id.kind == AddressKind::Broker => write!(f, "broker {id}"),
+            Target::Broker(id) => write!(f, "{id}"),
             Target::Url(url) => write!(f, "{url}"),
         }
     }

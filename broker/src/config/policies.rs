@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::load::{ConfigError, Located};
+use super::model::AddressKind;
 use super::resolve::{check_name, filter, namespace};
 use super::resources::{FilterSpec, Manifest};
 use crate::filter::Filter;
@@ -95,9 +96,10 @@ pub struct EventPolicyConfig {
 
 #[derive(Debug, Clone)]
 pub enum PolicyTarget {
-    /// The broker of this name in the policy's namespace.
-    Broker(String),
-    Selector(LabelSelector),
+    /// The broker (channel, Sequence, Parallel) of this name in the policy's namespace.
+    Ref(AddressKind, String),
+    /// Those of the kind (all kinds if unset) whose labels match.
+    Selector(Option<AddressKind>, LabelSelector),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -160,23 +162,24 @@ pub(super) fn compile(
         let field = format!("spec.to[{i}]");
         to.push(match (&target.reference, &target.selector) {
             (Some(r), None) => {
-                check_broker_kind(at, &format!("{field}.ref"), Some(&r.kind), &r.api_version)?;
+                let kind = target_kind(at, &format!("{field}.ref"), Some(&r.kind), &r.api_version)?
+                    .unwrap_or_default();
                 if r.namespace.as_ref().is_some_and(|n| *n != ns) {
                     return Err(at.error(
                         &format!("{field}.ref.namespace"),
                         "an EventPolicy applies to resources of its own namespace only",
                     ));
                 }
-                PolicyTarget::Broker(r.name.clone())
+                PolicyTarget::Ref(kind, r.name.clone())
             }
             (None, Some(s)) => {
-                check_broker_kind(
+                let kind = target_kind(
                     at,
                     &format!("{field}.selector"),
                     s.kind.as_ref(),
                     &s.api_version,
                 )?;
-                PolicyTarget::Selector(selector(at, &format!("{field}.selector"), s)?)
+                PolicyTarget::Selector(kind, selector(at, &format!("{field}.selector"), s)?)
             }
             _ => return Err(at.error(&field, "needs exactly one of ref or selector")),
         });
@@ -209,30 +212,40 @@ pub(super) fn compile(
     })
 }
 
-/// Herald's policies select Brokers (it has no Channels, Sequences or sinks to protect).
-fn check_broker_kind<T>(
+/// The kind a policy's `to` names: Herald's policies select what it serves an address for
+/// (Brokers, channels, Sequences, Parallels); an unset kind selects all of them.
+fn target_kind<T>(
     at: &Located<T>,
     field: &str,
     kind: Option<&String>,
     api_version: &Option<String>,
-) -> Result<(), ConfigError> {
-    if let Some(kind) = kind
-        && kind != "Broker"
-    {
+) -> Result<Option<AddressKind>, ConfigError> {
+    let Some(kind) = kind else {
+        return Ok(None);
+    };
+    let Some(address) = super::channels::address_kind(kind) else {
         return Err(at.error(
             &format!("{field}.kind"),
-            format!("Herald applies EventPolicies to Brokers only, not {kind}"),
+            format!(
+                "Herald applies EventPolicies to Broker, Channel, InMemoryChannel, \
+                 KafkaChannel, Sequence and Parallel, not {kind}"
+            ),
         ));
-    }
+    };
+    let group = match address {
+        AddressKind::Broker => "eventing.knative.dev/",
+        AddressKind::Channel | AddressKind::FlowChannel => "messaging.knative.dev/",
+        AddressKind::Sequence | AddressKind::Parallel => "flows.knative.dev/",
+    };
     if let Some(version) = api_version
-        && !version.starts_with("eventing.knative.dev/")
+        && !version.starts_with(group)
     {
         return Err(at.error(
             &format!("{field}.apiVersion"),
-            format!("a Broker is eventing.knative.dev/v1, not {version}"),
+            format!("a {kind} is {group}..., not {version}"),
         ));
     }
-    Ok(())
+    Ok(Some(address))
 }
 
 fn selector<T>(

@@ -21,7 +21,10 @@ pub const START_FROM_ANNOTATION: &str = "herald.dev/startFrom";
 
 #[derive(Default)]
 pub(super) struct Resolver {
-    brokers: BTreeMap<BrokerId, BrokerConfig>,
+    /// Brokers, channels and flows' entries.
+    pub(super) brokers: BTreeMap<BrokerId, BrokerConfig>,
+    /// Subscriptions, written or expanded from flows, resolved in `finish`.
+    pub(super) subscriptions: Vec<super::channels::SubscriptionDraft>,
     triggers: Vec<Located<Manifest<TriggerSpec>>>,
     /// Compiled sources with where they were defined (for the broker-ref check in `finish`).
     pub(super) sources: Vec<Located<SourceConfig>>,
@@ -116,68 +119,49 @@ impl Resolver {
                 Some(d) => overrides(located, &ns, d)?,
                 None => DeliveryOverrides::default(),
             };
-            delivery.backoff_cap = backoff_cap(located, &manifest.metadata.annotations)?;
             let subscriber =
                 destination(located, "spec.subscriber", &ns, &manifest.spec.subscriber)?;
             let filter = trigger_filter(located, &manifest.spec)?;
-            let ordering = match manifest.metadata.annotations.get(DELIVERY_ORDER_ANNOTATION) {
-                None => Ordering::Unordered,
-                Some(v) if v == "unordered" => Ordering::Unordered,
-                Some(v) if v == "ordered" => Ordering::Ordered,
-                Some(v) => {
-                    return Err(located.error(
-                        &format!("metadata.annotations.{DELIVERY_ORDER_ANNOTATION}"),
-                        format!("must be ordered or unordered, not {v:?}"),
-                    ));
-                }
-            };
-            let signer = signer(located, &manifest.metadata.annotations, &self.options)?;
-            let paused = match manifest.metadata.annotations.get(PAUSED_ANNOTATION) {
-                None => false,
-                Some(v) if v == "true" => true,
-                Some(v) if v == "false" => false,
-                Some(v) => {
-                    return Err(located.error(
-                        &format!("metadata.annotations.{PAUSED_ANNOTATION}"),
-                        format!("must be \"true\" or \"false\", not {v:?}"),
-                    ));
-                }
-            };
-            let start_from = match manifest.metadata.annotations.get(START_FROM_ANNOTATION) {
-                None => herald_buses::StartPosition::Latest,
-                Some(v) => parse_start(v).map_err(|message| {
-                    located.error(
-                        &format!("metadata.annotations.{START_FROM_ANNOTATION}"),
-                        message,
-                    )
-                })?,
-            };
+            let settings =
+                dispatch_settings(located, &manifest.metadata.annotations, &self.options)?;
+            delivery.backoff_cap = settings.backoff_cap;
             triggers.push(TriggerConfig {
                 namespace: ns,
                 name,
+                kind: DispatcherKind::Trigger,
                 broker: broker_id,
+                reply: ReplyTo::Source,
                 filter,
                 subscriber,
                 delivery: delivery.resolve(&broker.delivery),
-                ordering,
-                signer,
-                paused,
-                start_from,
+                ordering: settings.ordering,
+                signer: settings.signer,
+                paused: settings.paused,
+                start_from: settings.start_from,
             });
         }
+        super::channels::resolve_subscriptions(&self.subscriptions, &self.brokers, &mut triggers)?;
         let known = |target: &Option<Target>| match target {
             Some(Target::Broker(id)) => self.brokers.contains_key(id),
             _ => true,
         };
+        // A ref's target named in the error: a broker as before, a channel or flow by path.
+        let undefined = |target: &Target| match target {
+            Target::Broker(id) if id.kind == AddressKind::Broker => {
+                "refers to an undefined broker".to_owned()
+            }
+            other => format!("refers to {other}, which is not defined in the configuration"),
+        };
         for (trigger, located) in triggers.iter().zip(&self.triggers) {
             if !known(&Some(trigger.subscriber.clone())) {
-                return Err(located.error("spec.subscriber.ref", "refers to an undefined broker"));
+                return Err(located.error("spec.subscriber.ref", undefined(&trigger.subscriber)));
             }
-            if !known(&trigger.delivery.dead_letter) {
-                return Err(located.error(
-                    "spec.delivery.deadLetterSink.ref",
-                    "refers to an undefined broker",
-                ));
+            if let Some(dead_letter) = &trigger.delivery.dead_letter
+                && !known(&trigger.delivery.dead_letter)
+            {
+                return Err(
+                    located.error("spec.delivery.deadLetterSink.ref", undefined(dead_letter))
+                );
             }
         }
         for source in &self.sources {
@@ -186,7 +170,10 @@ impl Resolver {
             {
                 return Err(source.error(
                     "spec.sink.ref",
-                    format!("broker {id} is not defined in the configuration"),
+                    format!(
+                        "{} is not defined in the configuration",
+                        Target::Broker(id.clone())
+                    ),
                 ));
             }
         }
@@ -197,6 +184,60 @@ impl Resolver {
             policies: self.policies,
         })
     }
+}
+
+/// The annotations a trigger or subscription reads besides its spec.
+pub(super) struct DispatchSettings {
+    pub ordering: Ordering,
+    pub signer: Option<std::sync::Arc<crate::outbound::WebhookSigner>>,
+    pub paused: bool,
+    pub start_from: herald_buses::StartPosition,
+    pub backoff_cap: Option<std::time::Duration>,
+}
+
+pub(super) fn dispatch_settings<T>(
+    located: &Located<T>,
+    annotations: &BTreeMap<String, String>,
+    options: &LoadOptions,
+) -> Result<DispatchSettings, ConfigError> {
+    let ordering = match annotations.get(DELIVERY_ORDER_ANNOTATION) {
+        None => Ordering::Unordered,
+        Some(v) if v == "unordered" => Ordering::Unordered,
+        Some(v) if v == "ordered" => Ordering::Ordered,
+        Some(v) => {
+            return Err(located.error(
+                &format!("metadata.annotations.{DELIVERY_ORDER_ANNOTATION}"),
+                format!("must be ordered or unordered, not {v:?}"),
+            ));
+        }
+    };
+    let paused = match annotations.get(PAUSED_ANNOTATION) {
+        None => false,
+        Some(v) if v == "true" => true,
+        Some(v) if v == "false" => false,
+        Some(v) => {
+            return Err(located.error(
+                &format!("metadata.annotations.{PAUSED_ANNOTATION}"),
+                format!("must be \"true\" or \"false\", not {v:?}"),
+            ));
+        }
+    };
+    let start_from = match annotations.get(START_FROM_ANNOTATION) {
+        None => herald_buses::StartPosition::Latest,
+        Some(v) => parse_start(v).map_err(|message| {
+            located.error(
+                &format!("metadata.annotations.{START_FROM_ANNOTATION}"),
+                message,
+            )
+        })?,
+    };
+    Ok(DispatchSettings {
+        ordering,
+        signer: signer(located, annotations, options)?,
+        paused,
+        start_from,
+        backoff_cap: backoff_cap(located, annotations)?,
+    })
 }
 
 /// Kubernetes names (RFC 1123 labels) keep topic and group names valid on every bus.
@@ -241,7 +282,7 @@ fn backoff_cap<T>(
     )
 }
 
-fn overrides<T>(
+pub(super) fn overrides<T>(
     at: &Located<T>,
     ns: &str,
     spec: &DeliverySpec,
@@ -325,11 +366,14 @@ pub(super) fn destination<T>(
         }
         (Some(r), uri) => {
             let ref_ns = r.namespace.clone().unwrap_or_else(|| ns.to_owned());
-            if r.kind == "Broker" {
+            if let Some(kind) = super::channels::address_kind(&r.kind) {
                 if uri.is_some() {
-                    return Err(at.error(&format!("{field}.uri"), "a Broker ref takes no uri"));
+                    return Err(at.error(
+                        &format!("{field}.uri"),
+                        format!("a {} ref takes no uri", r.kind),
+                    ));
                 }
-                return Ok(Target::Broker(BrokerId::new(ref_ns, &r.name)));
+                return Ok(Target::Broker(BrokerId::of(kind, ref_ns, &r.name)));
             }
             let base = format!("http://{}.{}.svc.cluster.local", r.name, ref_ns);
             let path = uri.as_deref().unwrap_or("");

@@ -4,6 +4,7 @@
 //! - `GET  /admin/triggers/{ns}/{name}/parked?limit=N` → `{"events": [...]}`
 //! - `POST /admin/triggers/{ns}/{name}/parked/redrive` `{"ids": [...]}` or `{"all": true}`
 //! - `POST /admin/triggers/{ns}/{name}/parked/purge` (same body) → `{"taken": [ids], "missing": [ids]}`
+//! - the same under `/admin/subscriptions/{ns}/{name}/...` for a subscription's lot.
 //!
 //! The same endpoints answer under the management API's paths:
 //! `/apis/herald.dev/v1alpha1/namespaces/{ns}/triggers/{name}/parked[/{action}]`.
@@ -34,7 +35,8 @@ pub const DEFAULT_LIST: usize = 100;
 struct Admin {
     token: String,
     bus: Arc<dyn Bus>,
-    /// `namespace/name` of every configured trigger, kept current by the running broker.
+    /// `namespace/name` of every configured trigger (`subscriptions/namespace/name` of every
+    /// subscription), kept current by the running broker.
     triggers: TriggerNames,
     /// One parking-lot operation at a time: two readers of one lot would split it.
     busy: tokio::sync::Mutex<()>,
@@ -52,9 +54,9 @@ pub fn router(token: String, bus: Arc<dyn Bus>, triggers: TriggerNames) -> Route
         busy: tokio::sync::Mutex::new(()),
     });
     Router::new()
-        .route("/admin/triggers/{namespace}/{name}/parked", get(list))
+        .route("/admin/{kind}/{namespace}/{name}/parked", get(list))
         .route(
-            "/admin/triggers/{namespace}/{name}/parked/{action}",
+            "/admin/{kind}/{namespace}/{name}/parked/{action}",
             post(take),
         )
         // The same, under the management API's paths (`herald parked --server`).
@@ -109,6 +111,7 @@ impl Admin {
     fn lot(
         &self,
         headers: &HeaderMap,
+        kind: &str,
         namespace: &str,
         name: &str,
     ) -> Result<ParkingLot, Box<Response>> {
@@ -118,7 +121,22 @@ impl Admin {
                 "missing or wrong bearer token (see --admin-token-file)",
             )));
         }
-        let trigger = format!("{namespace}/{name}");
+        let (trigger, lot) = match kind {
+            "triggers" => (
+                format!("{namespace}/{name}"),
+                ParkingLot::new(namespace, name),
+            ),
+            "subscriptions" => (
+                format!("subscriptions/{namespace}/{name}"),
+                ParkingLot::subscription(namespace, name),
+            ),
+            _ => {
+                return Err(Box::new(error(
+                    StatusCode::NOT_FOUND,
+                    "parking lots are under /admin/triggers/... and /admin/subscriptions/...",
+                )));
+            }
+        };
         if !self
             .triggers
             .read()
@@ -127,20 +145,23 @@ impl Admin {
         {
             return Err(Box::new(error(
                 StatusCode::NOT_FOUND,
-                format!("no trigger {trigger:?} is configured"),
+                format!(
+                    "no {} {trigger:?} is configured",
+                    kind.trim_end_matches('s')
+                ),
             )));
         }
-        Ok(ParkingLot::new(namespace, name))
+        Ok(lot)
     }
 }
 
 async fn list(
     State(admin): State<Arc<Admin>>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let lot = match admin.lot(&headers, &namespace, &name) {
+    let lot = match admin.lot(&headers, &kind, &namespace, &name) {
         Ok(lot) => lot,
         Err(response) => return *response,
     };
@@ -160,11 +181,11 @@ async fn list(
 
 async fn take(
     State(admin): State<Arc<Admin>>,
-    Path((namespace, name, action)): Path<(String, String, String)>,
+    Path((kind, namespace, name, action)): Path<(String, String, String, String)>,
     headers: HeaderMap,
     Json(request): Json<TakeRequest>,
 ) -> Response {
-    let lot = match admin.lot(&headers, &namespace, &name) {
+    let lot = match admin.lot(&headers, &kind, &namespace, &name) {
         Ok(lot) => lot,
         Err(response) => return *response,
     };

@@ -13,7 +13,7 @@ use herald_buses::Bus;
 
 use super::retry::RetryPolicy;
 use super::sender::{Attempt, Failure, Reply, Sender};
-use crate::config::{Target, TriggerConfig};
+use crate::config::{ReplyTo, Target, TriggerConfig};
 use crate::ingress::{self, Ingress};
 use crate::metrics::{Metrics, TriggerMetrics};
 use crate::outbound::SendAs;
@@ -74,19 +74,21 @@ impl TriggerContext {
     ) -> Self {
         let label = trigger.to_string();
         let metrics = ingress.metrics.clone();
+        // A subscription (a flow's hop too) sends and publishes as itself.
+        let kind = trigger.kind.name();
         let send_as = SendAs::resource(
-            "Trigger",
+            kind,
             &trigger.namespace,
             &trigger.name,
-            "trigger",
+            &kind.to_lowercase(),
             trigger.signer.clone(),
         );
         Self {
             send_as,
             stats: TriggerMetrics::new(&metrics, &label),
-            parked_topic: super::parked::ParkingLot::new(&trigger.namespace, &trigger.name).parked,
+            parked_topic: super::parked::ParkingLot::of(&trigger).parked,
             identity: crate::identity::SenderIdentity::resource(
-                "Trigger",
+                kind,
                 &trigger.namespace,
                 &trigger.name,
             ),
@@ -290,14 +292,28 @@ impl TriggerContext {
         }
     }
 
-    /// Publishes a reply event to the trigger's broker with the TTL decremented; a reply whose
-    /// TTL reaches 0 is dropped (loop guard).
+    /// Publishes a reply event where the dispatcher's replies go (a trigger's broker, a
+    /// subscription's `spec.reply`, or nowhere) with the TTL decremented; a reply whose TTL
+    /// reaches 0 is dropped (loop guard).
     async fn publish_reply(
         &self,
         original: &Event,
         mut reply: Event,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Outcome {
+        let destination = match &self.trigger.reply {
+            ReplyTo::Source => &self.trigger.broker,
+            ReplyTo::Drop => {
+                // Knative: a subscription without `spec.reply` drops its subscriber's reply.
+                tracing::debug!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(original),
+                    "reply dropped: the subscription has no spec.reply");
+                return Outcome::Finished;
+            }
+            ReplyTo::Target(Target::Broker(id)) => id,
+            ReplyTo::Target(target @ Target::Url(_)) => {
+                return self.send_reply(original, target, reply, shutdown).await;
+            }
+        };
         let ttl = ingress::ttl(original).unwrap_or(crate::config::DEFAULT_TTL) - 1;
         if ttl <= 0 {
             tracing::warn!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(original),
@@ -310,7 +326,7 @@ impl TriggerContext {
         loop {
             match self
                 .ingress
-                .publish(&self.trigger.broker, vec![reply.clone()], &self.identity)
+                .publish(destination, vec![reply.clone()], &self.identity)
                 .await
             {
                 Ok(()) => return Outcome::Finished,
@@ -345,3 +361,7 @@ pub fn arrival_age(event: &Event) -> Option<f64> {
     let age = chrono::Utc::now().signed_duration_since(at);
     Some(age.num_microseconds()? as f64 / 1e6)
 }
+
+/// A subscription's reply to a URL `spec.reply`.
+#[path = "reply.rs"]
+mod reply;

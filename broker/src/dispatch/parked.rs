@@ -41,9 +41,29 @@ pub struct ParkingLot {
 
 impl ParkingLot {
     pub fn new(namespace: &str, name: &str) -> Self {
-        let group = format!("knative-trigger-{namespace}-{name}");
+        Self::of_group(
+            format!("{namespace}/{name}"),
+            &format!("knative-trigger-{namespace}-{name}"),
+        )
+    }
+
+    /// The lot of a trigger or subscription, named after its consumer group (a
+    /// subscription's is `knative-subscription-{ns}-{name}-parked`).
+    pub fn of(dispatcher: &crate::config::TriggerConfig) -> Self {
+        Self::of_group(dispatcher.to_string(), &dispatcher.group())
+    }
+
+    /// The lot of subscription `namespace/name`.
+    pub fn subscription(namespace: &str, name: &str) -> Self {
+        Self::of_group(
+            format!("subscriptions/{namespace}/{name}"),
+            &format!("knative-subscription-{namespace}-{name}"),
+        )
+    }
+
+    fn of_group(trigger: String, group: &str) -> Self {
         Self {
-            trigger: format!("{namespace}/{name}"),
+            trigger,
             parked: format!("{group}-parked"),
             redrive: format!("{group}-redrive"),
         }

@@ -108,6 +108,8 @@ fn start(scripts: Vec<Vec<Step>>) -> Started {
     let trigger = TriggerConfig {
         namespace: "ns".into(),
         name: "t".into(),
+        kind: crate::config::DispatcherKind::Trigger,
+        reply: crate::config::ReplyTo::Source,
         broker: home.clone(),
         filter: Filter::everything(),
         subscriber: Target::Broker(sink),

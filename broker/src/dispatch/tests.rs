@@ -88,6 +88,8 @@ pub(super) fn context(policy: DeliveryPolicy, failures: u32) -> (Arc<FlakyBus>, 
     let trigger = TriggerConfig {
         namespace: "ns".into(),
         name: "t".into(),
+        kind: crate::config::DispatcherKind::Trigger,
+        reply: crate::config::ReplyTo::Source,
         broker: home,
         filter: Filter::everything(),
         subscriber: Target::Broker(sink),

@@ -75,7 +75,11 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
     let key = parts.uri.path().strip_prefix('/').unwrap_or("");
     let key = key.strip_suffix('/').unwrap_or(key);
     // From here on `key` is a configured broker's id (the lookup found it), safe as a label.
-    let Some(entry) = ingress.broker(key) else {
+    // A flow's internal channels take in-process hops only.
+    let entry = ingress
+        .broker(key)
+        .filter(|e| e.id.kind != crate::config::AddressKind::FlowChannel);
+    let Some(entry) = entry else {
         let mut segments = key.split('/');
         let error = match (segments.next(), segments.next(), segments.next()) {
             (Some(namespace), Some(name), None) if !namespace.is_empty() && !name.is_empty() => {
@@ -84,7 +88,7 @@ async fn broker(State(ingress): State<Arc<Ingress>>, request: Request) -> Respon
                     name: name.to_owned(),
                 }
             }
-            _ => return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no route for {}; brokers are at /{{namespace}}/{{name}}", parts.uri.path())}))).into_response(),
+            _ => return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no route for {}; brokers are at /{{namespace}}/{{name}}, channels at /channels/{{namespace}}/{{name}}, flows at /flows/sequences|parallels/{{namespace}}/{{name}}", parts.uri.path())}))).into_response(),
         };
         ingress.count_rejected(super::UNKNOWN_BROKER, &error, 1);
         return error.into_response();

@@ -38,6 +38,18 @@ pub fn router(token: String, live: SharedLive) -> Router {
             "/admin/triggers/{namespace}/{name}/resume",
             post(|s, h, p| set(s, h, p, false)),
         )
+        .route(
+            "/admin/subscriptions/{namespace}/{name}/pause",
+            post(|s, h, Path((ns, name)): Path<(String, String)>| {
+                set_key(s, h, format!("subscriptions/{ns}/{name}"), true)
+            }),
+        )
+        .route(
+            "/admin/subscriptions/{namespace}/{name}/resume",
+            post(|s, h, Path((ns, name)): Path<(String, String)>| {
+                set_key(s, h, format!("subscriptions/{ns}/{name}"), false)
+            }),
+        )
         .route("/admin/triggers/{namespace}/{name}/replay", post(replay))
         .with_state(LiveAdmin {
             token: token.into(),
@@ -51,13 +63,23 @@ async fn set(
     Path((namespace, name)): Path<(String, String)>,
     paused: bool,
 ) -> Response {
+    set_key(State(admin), headers, format!("{namespace}/{name}"), paused).await
+}
+
+/// Pauses or resumes the dispatcher named `trigger` (`ns/name`, or `subscriptions/ns/name`
+/// for a subscription, as the running set names them).
+async fn set_key(
+    State(admin): State<LiveAdmin>,
+    headers: HeaderMap,
+    trigger: String,
+    paused: bool,
+) -> Response {
     if !bearer_matches(&headers, &admin.token) {
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (see --admin-token-file)",
         );
     }
-    let trigger = format!("{namespace}/{name}");
     match admin.live.set_paused(&trigger, paused).await {
         Ok(changed) => Json(serde_json::json!({
             "trigger": trigger, "paused": paused, "changed": changed,

@@ -227,7 +227,9 @@ impl Runtime {
             return;
         }
         let mut topics = HashSet::new();
-        for broker in &config.brokers {
+        // A flow's entry is another name of its first channel's topic, whose groups the
+        // channel's own entry keeps.
+        for broker in config.brokers.iter().filter(|b| !b.id.is_alias()) {
             topics.insert(broker.id.clone());
         }
         for broker in topics {
@@ -288,7 +290,7 @@ impl Runtime {
             };
         }
         let config = trigger.clone();
-        let lot = ParkingLot::new(&trigger.namespace, &trigger.name);
+        let lot = ParkingLot::of(&trigger);
         let ctx = Arc::new(TriggerContext::new(
             trigger,
             self.env.sender.clone(),

@@ -2,16 +2,19 @@
 //!
 //! Broker: `Ready`, `Addressable`. Trigger: `Ready`, `BrokerReady`, `SubscriberResolved`,
 //! `DependencyReady`, `SubscriptionReady` (Knative's `TriggerCondition*` names), and Herald's
-//! own `Paused`. Sources: `Ready`, `SinkProvided`. Everything in a running configuration was
+//! own `Paused`. Channel, Sequence, Parallel: `Ready`, `Addressable`. Subscription: `Ready`,
+//! `ReferencesResolved`, `ChannelReady`, `AddedToChannel`. Sources: `Ready`, `SinkProvided`. Everything in a running configuration was
 //! resolved (brokers exist, subscribers and sinks resolved), so those conditions are `True`;
 //! what can be false is whether the dispatchers are subscribed (`/readyz`'s reasons).
 
 use super::{Condition, ResourceStatus};
-use crate::config::Config;
+use crate::config::{AddressKind, Config, DispatcherKind};
 use crate::dispatch::supervise;
 
 const EVENTING: &str = "eventing.knative.dev";
 const SOURCES: &str = "sources.knative.dev";
+const MESSAGING: &str = "messaging.knative.dev";
+const FLOWS: &str = "flows.knative.dev";
 
 fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>) -> Condition {
     Condition {
@@ -31,10 +34,20 @@ fn ok(kind: &str) -> Condition {
 pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<ResourceStatus> {
     let mut all = Vec::new();
     for broker in &config.brokers {
-        let address = base.map(|b| format!("{b}/{}/{}", broker.id.namespace, broker.id.name));
+        // The id's Display is its ingress path (`ns/name`, `channels/ns/name`, ...).
+        // A flow's internal channel is not served over HTTP: no address.
+        let address = base
+            .filter(|_| broker.id.kind != AddressKind::FlowChannel)
+            .map(|b| format!("{b}/{}", broker.id));
+        let (group, kind) = match broker.id.kind {
+            AddressKind::Broker => (EVENTING, "Broker"),
+            AddressKind::Channel | AddressKind::FlowChannel => (MESSAGING, "Channel"),
+            AddressKind::Sequence => (FLOWS, "Sequence"),
+            AddressKind::Parallel => (FLOWS, "Parallel"),
+        };
         all.push(ResourceStatus {
-            group: EVENTING.into(),
-            kind: "Broker".into(),
+            group: group.into(),
+            kind: kind.into(),
             namespace: broker.id.namespace.clone(),
             name: broker.id.name.clone(),
             conditions: vec![ok("Ready"), ok("Addressable")],
@@ -55,23 +68,30 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
             .collect();
         let subscribed = reasons.is_empty();
         let message = (!subscribed).then(|| reasons.join("; "));
-        let mut conditions = vec![
-            condition(
-                "Ready",
-                subscribed,
-                (!subscribed).then_some("NotSubscribed"),
-                message.clone(),
-            ),
-            ok("BrokerReady"),
-            ok("SubscriberResolved"),
-            ok("DependencyReady"),
-            condition(
-                "SubscriptionReady",
-                subscribed,
-                (!subscribed).then_some("NotSubscribed"),
-                message,
-            ),
-        ];
+        let mut conditions = vec![condition(
+            "Ready",
+            subscribed,
+            (!subscribed).then_some("NotSubscribed"),
+            message.clone(),
+        )];
+        let subscription = trigger.kind == DispatcherKind::Subscription;
+        // Knative's SubscriptionCondition* names for a subscription.
+        let resolved: &[&str] = if subscription {
+            &["ReferencesResolved", "ChannelReady"]
+        } else {
+            &["BrokerReady", "SubscriberResolved", "DependencyReady"]
+        };
+        conditions.extend(resolved.iter().map(|kind| ok(kind)));
+        conditions.push(condition(
+            if subscription {
+                "AddedToChannel"
+            } else {
+                "SubscriptionReady"
+            },
+            subscribed,
+            (!subscribed).then_some("NotSubscribed"),
+            message,
+        ));
         conditions.push(condition(
             "Paused",
             trigger.paused,
@@ -81,8 +101,8 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
                 .then(|| "herald.dev/paused is \"true\": nothing is delivered".to_owned()),
         ));
         all.push(ResourceStatus {
-            group: EVENTING.into(),
-            kind: "Trigger".into(),
+            group: if subscription { MESSAGING } else { EVENTING }.into(),
+            kind: trigger.kind.name().into(),
             namespace: trigger.namespace.clone(),
             name: trigger.name.clone(),
             conditions,

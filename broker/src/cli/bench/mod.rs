@@ -9,6 +9,8 @@
 //! - `e2e`: one trigger to the bench's own subscriber, at a fixed fraction of the noop rate,
 //!   measuring end-to-end latency and whether the backlog grows;
 //! - `latency`: the same at `--latency-rate` events/s (1,000 by default);
+//! - `sequence` (not run by default): like `e2e`, through a 3-step Sequence whose steps echo
+//!   the event as their reply (events/s and latency from the Sequence's address to its reply);
 //! - `overload`: publishers as fast as they can, a subscriber that takes 100 ms per event:
 //!   Herald must push back (`503`, or a backlog on disk for the embedded bus) with bounded
 //!   memory.
@@ -49,7 +51,8 @@ pub struct BenchArgs {
     /// Event data size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
-    /// Phases to run, comma-separated: noop, ingest, ingest-jwt, e2e, latency, overload.
+    /// Phases to run, comma-separated: noop, ingest, ingest-jwt, e2e, latency, sequence,
+    /// overload.
     #[arg(
         long,
         default_value = "noop,ingest,e2e,latency,overload",
@@ -124,7 +127,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         ingest_with_jwt(&args, &spec, epoch, noop_rate, ingest_rate).await?;
     }
     let fraction_rate = noop_rate.map(|r| r * args.e2e_fraction);
-    for (phase, rate) in [("e2e", fraction_rate), ("latency", Some(args.latency_rate))] {
+    for (phase, rate) in [
+        ("e2e", fraction_rate),
+        ("latency", Some(args.latency_rate)),
+        ("sequence", fraction_rate),
+    ] {
         if !args.phases.iter().any(|p| p == phase) {
             continue;
         }
@@ -211,10 +218,26 @@ async fn end_to_end(
 ) -> anyhow::Result<()> {
     let subscriber = Arc::new(Subscriber::default());
     let sub_addr = subscriber.start(epoch).await?;
-    let child = Child::herald(&args.bus, Some(sub_addr), &args.serve_args).await?;
+    let (child, path) = if phase == "sequence" {
+        let steps = Arc::new(Subscriber {
+            echo: true,
+            ..Subscriber::default()
+        });
+        let steps_addr = steps.start(epoch).await?;
+        // A new name per run: a network bus may still hold a previous run's groups.
+        let name = format!("bench-{:08x}", fastrand::u32(..));
+        let manifest = format!(
+            "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  steps:\n    - uri: http://{steps_addr}/a\n    - uri: http://{steps_addr}/b\n    - uri: http://{steps_addr}/c\n  reply: {{uri: \"http://{sub_addr}/\"}}\n"
+        );
+        let child = Child::herald_with(&args.bus, &manifest, &args.serve_args).await?;
+        (child, format!("/flows/sequences/default/{name}"))
+    } else {
+        let child = Child::herald(&args.bus, Some(sub_addr), &args.serve_args).await?;
+        (child, "/default/default".to_owned())
+    };
     let load_spec = LoadSpec {
         connections: args.connections.min((rate / 50.0).ceil().max(1.0) as usize),
-        ..spec(child.addr, "/default/default", Some(rate))
+        ..spec(child.addr, &path, Some(rate))
     };
     let result = load::run(load_spec, epoch).await?;
     let backlog_at_end = result

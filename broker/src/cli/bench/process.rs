@@ -41,7 +41,6 @@ impl Child {
         subscriber: Option<SocketAddr>,
         extra_args: &[String],
     ) -> anyhow::Result<Child> {
-        let dir = tempfile::tempdir()?;
         let mut manifest = String::from(
             "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: default}\n",
         );
@@ -53,6 +52,16 @@ impl Child {
                 fastrand::u32(..)
             ));
         }
+        Self::herald_with(bus, &manifest, extra_args).await
+    }
+
+    /// Herald running `manifest`; `extra_args` are added to `herald serve`.
+    pub async fn herald_with(
+        bus: &str,
+        manifest: &str,
+        extra_args: &[String],
+    ) -> anyhow::Result<Child> {
+        let dir = tempfile::tempdir()?;
         let config = dir.path().join("bench.yaml");
         tokio::fs::write(&config, manifest).await?;
         let port = free_port()?;

@@ -45,6 +45,8 @@ pub struct Subscriber {
     pub latencies_us: Mutex<Vec<u32>>,
     /// How long each answer takes (a slow subscriber for the overload phase).
     pub delay: std::time::Duration,
+    /// Answers `200` with the event it got (binary mode) as its reply: a Sequence's step.
+    pub echo: bool,
 }
 
 impl Subscriber {
@@ -65,7 +67,24 @@ impl Subscriber {
                                 .get("ce-benchsent")
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|v| v.parse::<u64>().ok());
-                            let _ = req.into_body().collect().await;
+                            let headers = req.headers().clone();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if me.echo {
+                                me.received.fetch_add(1, Ordering::AcqRel);
+                                let mut reply = Response::builder().status(StatusCode::OK);
+                                for (name, value) in &headers {
+                                    let n = name.as_str();
+                                    if n.starts_with("ce-") || n == "content-type" {
+                                        reply = reply.header(name, value);
+                                    }
+                                }
+                                return Ok(reply.body(Full::new(body)).expect("copied headers"));
+                            }
                             if !me.delay.is_zero() {
                                 tokio::time::sleep(me.delay).await;
                             }
