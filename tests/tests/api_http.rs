@@ -221,3 +221,106 @@ async fn file_resources_are_listed_read_only_and_errors_are_status_objects() {
     let status_object: Value = serde_json::from_slice(&unauthorized.body).unwrap();
     assert_eq!(status_object["reason"], "Unauthorized");
 }
+
+/// The kinds later issues added are served too: a Channel and a Subscription created through
+/// the API carry events, an EventPolicy is stored and listed, and discovery lists them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_subscriptions_and_policies_are_managed_through_the_api() {
+    let sub = Subscriber::start().await;
+    let (herald, _token) = herald_with_api("").await;
+    let channels = "/apis/messaging.knative.dev/v1/namespaces/default/channels";
+    let subscriptions = "/apis/messaging.knative.dev/v1/namespaces/default/subscriptions";
+    let policies = "/apis/eventing.knative.dev/v1alpha1/namespaces/default/eventpolicies";
+    let channel = json!({
+        "apiVersion": "messaging.knative.dev/v1",
+        "kind": "Channel",
+        "metadata": {"name": "orders", "namespace": "default"},
+        "spec": {}
+    });
+    let (status, body) = call(
+        &herald,
+        Method::POST,
+        channels,
+        "application/json",
+        Some(&channel),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let subscription = json!({
+        "apiVersion": "messaging.knative.dev/v1",
+        "kind": "Subscription",
+        "metadata": {"name": "audit", "namespace": "default"},
+        "spec": {
+            "channel": {"apiVersion": "messaging.knative.dev/v1", "kind": "Channel", "name": "orders"},
+            "subscriber": {"uri": sub.url("/audit")}
+        }
+    });
+    let (status, body) = call(
+        &herald,
+        Method::POST,
+        subscriptions,
+        "application/json",
+        Some(&subscription),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, discovery) = call(
+        &herald,
+        Method::GET,
+        "/apis/messaging.knative.dev/v1",
+        "application/json",
+        None,
+    )
+    .await;
+    let names: Vec<&str> = discovery["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"channels") && names.contains(&"subscriptions"),
+        "{names:?}"
+    );
+
+    let client = Client::new();
+    let url = herald.url("/channels/default/orders");
+    let client_ref = &client;
+    eventually(WAIT, "the API-made channel takes events", || {
+        let url = url.clone();
+        async move {
+            let r = client_ref
+                .post_structured(&url, &fixtures::structured("through-channel"))
+                .await;
+            (r.status == 202).then_some(())
+        }
+    })
+    .await;
+    let got = sub.wait_for(1, WAIT).await;
+    assert_eq!(got[0].path, "/audit");
+    assert_eq!(got[0].header("ce-id").as_deref(), Some("through-channel"));
+    let policy = json!({
+        "apiVersion": "eventing.knative.dev/v1alpha1",
+        "kind": "EventPolicy",
+        "metadata": {"name": "anyone-in-default", "namespace": "default"},
+        "spec": {"from": [{"sub": "system:serviceaccount:default:*"}]}
+    });
+    let (status, body) = call(
+        &herald,
+        Method::POST,
+        policies,
+        "application/json",
+        Some(&policy),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, listed) = call(&herald, Method::GET, policies, "application/json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["items"][0]["metadata"]["name"], "anyone-in-default");
+
+    // The policy applies at once: authorization is on, and an anonymous publisher is refused.
+    let refused = client
+        .post_structured(&url, &fixtures::structured("anonymous"))
+        .await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+}

@@ -26,6 +26,8 @@ impl Kind {
 
 const EVENTING: &str = "eventing.knative.dev";
 const SOURCES: &str = "sources.knative.dev";
+const MESSAGING: &str = "messaging.knative.dev";
+const FLOWS: &str = "flows.knative.dev";
 
 /// Every kind the API serves.
 pub const KINDS: &[Kind] = &[
@@ -73,6 +75,69 @@ pub const KINDS: &[Kind] = &[
         singular: "githubsource",
         short_names: &[],
         categories: &["all", "knative", "sources"],
+    },
+    Kind {
+        group: EVENTING,
+        version: "v1alpha1",
+        kind: "EventPolicy",
+        plural: "eventpolicies",
+        singular: "eventpolicy",
+        short_names: &[],
+        categories: &["all", "knative", "eventing"],
+    },
+    Kind {
+        group: MESSAGING,
+        version: "v1",
+        kind: "Channel",
+        plural: "channels",
+        singular: "channel",
+        short_names: &["ch"],
+        categories: &["all", "knative", "messaging", "channel"],
+    },
+    Kind {
+        group: MESSAGING,
+        version: "v1",
+        kind: "InMemoryChannel",
+        plural: "inmemorychannels",
+        singular: "inmemorychannel",
+        short_names: &["imc"],
+        categories: &["all", "knative", "messaging", "channel"],
+    },
+    Kind {
+        group: MESSAGING,
+        version: "v1beta1",
+        kind: "KafkaChannel",
+        plural: "kafkachannels",
+        singular: "kafkachannel",
+        short_names: &["kc"],
+        categories: &["all", "knative", "messaging", "channel"],
+    },
+    Kind {
+        group: MESSAGING,
+        version: "v1",
+        kind: "Subscription",
+        plural: "subscriptions",
+        singular: "subscription",
+        short_names: &["sub"],
+        categories: &["all", "knative", "messaging"],
+    },
+    Kind {
+        group: FLOWS,
+        version: "v1",
+        kind: "Sequence",
+        plural: "sequences",
+        singular: "sequence",
+        short_names: &[],
+        categories: &["all", "knative", "flows"],
+    },
+    Kind {
+        group: FLOWS,
+        version: "v1",
+        kind: "Parallel",
+        plural: "parallels",
+        singular: "parallel",
+        short_names: &[],
+        categories: &["all", "knative", "flows"],
     },
 ];
 
@@ -126,6 +191,13 @@ mod tests {
             assert_eq!(by_manifest(&kind.api_version(), kind.kind), Some(kind));
         }
         assert_eq!(by_manifest("eventing.knative.dev/v1beta1", "Trigger"), None);
+    }
+
+    #[test]
+    fn messaging_group_lists_both_versions() {
+        let groups = groups();
+        let messaging = groups.iter().find(|(g, _)| *g == MESSAGING).unwrap();
+        assert_eq!(messaging.1, vec!["v1", "v1beta1"]);
     }
 
     #[test]
