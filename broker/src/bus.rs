@@ -13,8 +13,16 @@ use herald_buses::{Bus, BusError};
 pub enum BusConfig {
     Embedded,
     Memory,
-    Kafka { brokers: String },
-    Nats { url: String },
+    Kafka {
+        brokers: String,
+    },
+    Nats {
+        url: String,
+    },
+    /// `pubsub://PROJECT`: the emulator at `PUBSUB_EMULATOR_HOST` if set, else Google Cloud.
+    Pubsub {
+        project: String,
+    },
 }
 
 impl FromStr for BusConfig {
@@ -32,11 +40,18 @@ impl FromStr for BusConfig {
                     Ok(BusConfig::Kafka {
                         brokers: rest.to_owned(),
                     })
+                } else if let Some(project) = s.strip_prefix("pubsub://") {
+                    if project.is_empty() || project.contains('/') {
+                        return Err("pubsub:// needs a project id: pubsub://PROJECT".into());
+                    }
+                    Ok(BusConfig::Pubsub {
+                        project: project.to_owned(),
+                    })
                 } else if s.starts_with("nats://") {
                     Ok(BusConfig::Nats { url: s.to_owned() })
                 } else {
                     Err(format!(
-                        "unknown bus {s:?}: expected embedded, memory, kafka://host:port or nats://host:port"
+                        "unknown bus {s:?}: expected embedded, memory, kafka://host:port, nats://host:port or pubsub://PROJECT"
                     ))
                 }
             }
@@ -123,6 +138,17 @@ pub async fn open_with(
         BusConfig::Nats { .. } => Err(BusError::unavailable(
             "the nats bus is not compiled into this build of Herald (cargo feature `nats`)",
         )),
+        #[cfg(feature = "pubsub")]
+        BusConfig::Pubsub { project } => {
+            let config = herald_buses::pubsub::PubsubConfig::from_env(project.clone());
+            Ok(Arc::new(
+                herald_buses::pubsub::PubsubBus::connect(config).await?,
+            ))
+        }
+        #[cfg(not(feature = "pubsub"))]
+        BusConfig::Pubsub { .. } => Err(BusError::unavailable(
+            "the pubsub bus is not compiled into this build of Herald (cargo feature `pubsub`)",
+        )),
     }
 }
 
@@ -140,6 +166,18 @@ pub fn parse_segment_bytes(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pubsub_buses_name_a_project() {
+        assert_eq!(
+            "pubsub://my-proj".parse::<BusConfig>(),
+            Ok(BusConfig::Pubsub {
+                project: "my-proj".into()
+            })
+        );
+        assert!("pubsub://".parse::<BusConfig>().is_err());
+        assert!("pubsub://a/b".parse::<BusConfig>().is_err());
+    }
 
     #[test]
     fn segment_sizes_have_a_minimum() {

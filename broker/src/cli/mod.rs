@@ -67,7 +67,9 @@ struct ServeArgs {
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
     listen: String,
     /// Where events are stored: embedded (durable, files under --data-dir), memory (no
-    /// durability), kafka://host:port[,host:port] or nats://host:port.
+    /// durability), kafka://host:port[,host:port], nats://host:port or pubsub://PROJECT
+    /// (the emulator at `PUBSUB_EMULATOR_HOST` if set, else Google Cloud with Application
+    /// Default Credentials).
     #[arg(long, env = "HERALD_BUS", default_value = "embedded")]
     bus: BusConfig,
     /// Extra librdkafka option for `--bus kafka://` (repeatable): `KEY=VALUE` for every client,
