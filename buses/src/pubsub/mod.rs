@@ -328,7 +328,16 @@ impl Bus for PubsubBus {
             "enableMessageOrdering": self.config.message_ordering,
         });
         let created = chrono::Utc::now();
-        match self.call("PUT", &path, &body).await {
+        let mut answer = self.call("PUT", &path, &body).await;
+        if let Err(e) = &answer
+            && e.status() == Some("NOT_FOUND")
+        {
+            // The topic was deleted behind our back (or the emulator restarted): recreate it.
+            self.topics.lock().unwrap().remove(&topic_path);
+            self.ensure_topic(&topic_path).await?;
+            answer = self.call("PUT", &path, &body).await;
+        }
+        match answer {
             Ok(_) => self.seek(&path, start, created).await?,
             Err(e) if e.status() == Some("ALREADY_EXISTS") => {
                 let existing = self
