@@ -10,6 +10,7 @@
 //! - [`codec`]: the CloudEvents Pub/Sub protocol binding (binary mode written, both read).
 //! - `client`: one JSON request, one JSON answer; [`auth`]: Application Default Credentials.
 //! - `subscription`: a group's pulls; `ack`: acknowledgements and deadline extensions.
+//! - [`source_client`]: create/pull/acknowledge for `CloudPubSubSource` (the broker's loop).
 //! - [`testing`]: the Pub/Sub emulator per test, for this crate's tests and the broker's.
 //!
 //! # Naming
@@ -47,6 +48,7 @@ pub mod auth;
 mod client;
 pub mod codec;
 pub mod config;
+pub mod source_client;
 mod subscription;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
