@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald_buses::embedded::{EmbeddedBus, EmbeddedConfig, Retention};
 use herald_buses::memory::MemoryBus;
@@ -22,7 +23,45 @@ pub enum BusConfig {
     /// `pubsub://PROJECT`: the emulator at `PUBSUB_EMULATOR_HOST` if set, else Google Cloud.
     Pubsub {
         project: String,
+        options: PubsubOptions,
     },
+}
+
+/// The `--pubsub-...` settings of the Pub/Sub bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PubsubOptions {
+    /// `--pubsub-publish-timeout`: no acknowledgement within it is `503`.
+    pub publish_timeout: Duration,
+    /// `--pubsub-ack-deadline`: subscriptions' ack deadline (10 s to 600 s).
+    pub ack_deadline: Duration,
+    /// `--pubsub-topic-retention`: topics' `messageRetentionDuration`.
+    pub topic_retention: Duration,
+    /// `--pubsub-message-ordering`: subscriptions created with `enableMessageOrdering`.
+    pub message_ordering: bool,
+}
+
+impl Default for PubsubOptions {
+    fn default() -> Self {
+        Self {
+            publish_timeout: Duration::from_secs(5),
+            ack_deadline: Duration::from_secs(30),
+            topic_retention: Duration::from_secs(24 * 3600),
+            message_ordering: true,
+        }
+    }
+}
+
+impl BusConfig {
+    /// The same bus with these Pub/Sub settings (other buses ignore them).
+    pub fn with_pubsub_options(self, new: PubsubOptions) -> Self {
+        match self {
+            BusConfig::Pubsub { project, .. } => BusConfig::Pubsub {
+                project,
+                options: new,
+            },
+            other => other,
+        }
+    }
 }
 
 impl FromStr for BusConfig {
@@ -46,6 +85,7 @@ impl FromStr for BusConfig {
                     }
                     Ok(BusConfig::Pubsub {
                         project: project.to_owned(),
+                        options: PubsubOptions::default(),
                     })
                 } else if s.starts_with("nats://") {
                     Ok(BusConfig::Nats { url: s.to_owned() })
@@ -139,8 +179,12 @@ pub async fn open_with(
             "the nats bus is not compiled into this build of Herald (cargo feature `nats`)",
         )),
         #[cfg(feature = "pubsub")]
-        BusConfig::Pubsub { project } => {
-            let config = herald_buses::pubsub::PubsubConfig::from_env(project.clone());
+        BusConfig::Pubsub { project, options } => {
+            let mut config = herald_buses::pubsub::PubsubConfig::from_env(project.clone());
+            config.publish_timeout = options.publish_timeout;
+            config.ack_deadline = options.ack_deadline;
+            config.topic_retention = options.topic_retention;
+            config.message_ordering = options.message_ordering;
             Ok(Arc::new(
                 herald_buses::pubsub::PubsubBus::connect(config).await?,
             ))
@@ -172,7 +216,8 @@ mod tests {
         assert_eq!(
             "pubsub://my-proj".parse::<BusConfig>(),
             Ok(BusConfig::Pubsub {
-                project: "my-proj".into()
+                project: "my-proj".into(),
+                options: PubsubOptions::default(),
             })
         );
         assert!("pubsub://".parse::<BusConfig>().is_err());

@@ -78,6 +78,22 @@ struct ServeArgs {
     /// The environment variable takes a comma-separated list.
     #[arg(long = "kafka-option", env = "HERALD_KAFKA_OPTIONS", value_delimiter = ',', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     kafka_options: Vec<(String, String)>,
+    /// Pub/Sub bus: how long a publish waits for Pub/Sub's acknowledgement before ingress
+    /// answers 503.
+    #[arg(long, env = "HERALD_PUBSUB_PUBLISH_TIMEOUT", default_value = "5s", value_parser = herald::units::parse_duration)]
+    pubsub_publish_timeout: std::time::Duration,
+    /// Pub/Sub bus: the ack deadline of the subscriptions Herald creates (10s to 600s); held
+    /// deliveries are extended every third of it, a killed replica's come back after it.
+    #[arg(long, env = "HERALD_PUBSUB_ACK_DEADLINE", default_value = "30s", value_parser = herald::units::parse_duration)]
+    pubsub_ack_deadline: std::time::Duration,
+    /// Pub/Sub bus: `messageRetentionDuration` of the topics Herald creates, how far back a
+    /// new trigger can start (`herald.dev/startFrom`).
+    #[arg(long, env = "HERALD_PUBSUB_TOPIC_RETENTION", default_value = "24h", value_parser = herald::units::parse_duration)]
+    pubsub_topic_retention: std::time::Duration,
+    /// Pub/Sub bus: create subscriptions with message ordering (one `partitionkey`'s events in
+    /// order). The emulator cannot start those at `earliest` or a time.
+    #[arg(long, env = "HERALD_PUBSUB_MESSAGE_ORDERING", default_value_t = true, action = clap::ArgAction::Set)]
+    pubsub_message_ordering: bool,
     /// Directory of the embedded bus and of the sources' state (under `sources/`).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     data_dir: PathBuf,
@@ -180,7 +196,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         segment_bytes: args.segment_bytes,
     };
-    let bus = herald::bus::open_with(&args.bus, &args.data_dir, &args.kafka_options, embedded)
+    let bus_config = args
+        .bus
+        .clone()
+        .with_pubsub_options(herald::bus::PubsubOptions {
+            publish_timeout: args.pubsub_publish_timeout,
+            ack_deadline: args.pubsub_ack_deadline,
+            topic_retention: args.pubsub_topic_retention,
+            message_ordering: args.pubsub_message_ordering,
+        });
+    let bus = herald::bus::open_with(&bus_config, &args.data_dir, &args.kafka_options, embedded)
         .await
         .context("opening the bus")?;
     let admin_token = match &args.admin_token_file {
