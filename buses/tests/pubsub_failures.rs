@@ -282,3 +282,42 @@ async fn messages_over_the_pubsub_limit_are_too_large() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_is_not_a_cloudevent_is_reported_once_and_skipped() {
+    let emulator = blocking(PubsubEmulator::start).await;
+    let bus = connect(&emulator).await;
+    let mut sub = bus.subscribe(TOPIC, GROUP).await.unwrap();
+    // Another Pub/Sub client publishes a plain message (no `ce-` attributes).
+    let url = format!(
+        "http://{}/v1/projects/herald-test/topics/{TOPIC}:publish",
+        emulator.host()
+    );
+    let out = blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "-X", "POST", "-H", "content-type: application/json"])
+            .args([
+                "--data-binary",
+                r#"{"messages":[{"data":"cGxhaW4="}]}"#,
+                &url,
+            ])
+            .output()
+            .expect("curl runs")
+    })
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    bus.publish(TOPIC, &[fixtures::event(5)]).await.unwrap();
+    let e = timeout(WAIT, sub.next()).await.unwrap().unwrap_err();
+    assert!(matches!(e, BusError::Corrupt { .. }), "{e}");
+    assert_eq!(
+        id(&next(&mut sub).await),
+        5,
+        "the events around it are delivered"
+    );
+    drop(sub);
+    // Acknowledged: a new subscription of the group does not see it again.
+    let mut again = bus.subscribe(TOPIC, GROUP).await.unwrap();
+    bus.publish(TOPIC, &[fixtures::event(6)]).await.unwrap();
+    let d = next(&mut again).await;
+    assert!(id(&d) == 5 || id(&d) == 6, "{d:?}");
+}
