@@ -112,9 +112,14 @@ impl PubsubBus {
         };
         let api = Arc::new(Api::new(http, config.base_url(), auth));
         let probe_path = format!("projects/{}/topics?pageSize=1", config.project);
-        api.call("GET", &probe_path, &Value::Null, config.request_timeout)
-            .await
-            .map_err(|e| BusError::unavailable(format!("connecting to pubsub: {e}")))?;
+        if let Some(reason) = unreachable(
+            api.call("GET", &probe_path, &Value::Null, config.request_timeout)
+                .await,
+        ) {
+            return Err(BusError::unavailable(format!(
+                "connecting to pubsub: {reason}"
+            )));
+        }
         let unready = Arc::new(Mutex::new(None));
         tokio::spawn(probe(
             Arc::downgrade(&api),
@@ -288,11 +293,22 @@ async fn probe(
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
         let Some(api) = api.upgrade() else { return };
-        let state = match api.call("GET", &path, &Value::Null, timeout).await {
-            Ok(_) => None,
-            Err(e) => Some(format!("pubsub does not answer: {e}")),
-        };
+        let state = unreachable(api.call("GET", &path, &Value::Null, timeout).await)
+            .map(|reason| format!("pubsub does not answer: {reason}"));
         *unready.lock().unwrap() = state;
+    }
+}
+
+/// Why a probe (listing one topic) shows Pub/Sub unusable: no answer, a server error, or
+/// credentials refused (`401`). A `403` is an answer: a service account with only the
+/// publisher and subscriber roles may not list topics.
+fn unreachable(answer: Result<Value, ApiError>) -> Option<String> {
+    match answer {
+        Ok(_) => None,
+        Err(e) => match e.code() {
+            Some(code) if code < 500 && code != 401 => None,
+            _ => Some(e.to_string()),
+        },
     }
 }
 

@@ -17,7 +17,7 @@ use cloudevents::Event;
 use serde_json::{Value, json};
 
 use super::ack::{Acks, Kind, MessageAcker, SubscriptionState};
-use super::client::Api;
+use super::client::{Api, ApiError};
 use super::codec;
 use crate::{BusError, Delivery, Subscription};
 
@@ -55,7 +55,10 @@ impl PubsubSubscription {
         }
     }
 
-    /// One pull; the number of messages it brought.
+    /// One pull; the number of messages it brought. Google's service holds a pull open until
+    /// messages arrive: a pull unanswered within the request timeout is an idle one, not an
+    /// error (an unreachable Pub/Sub shows in `unready_reason`, and connection errors are
+    /// errors).
     async fn pull(&mut self) -> Result<usize, BusError> {
         let answer = self
             .api
@@ -65,13 +68,16 @@ impl PubsubSubscription {
                 &json!({ "maxMessages": self.max_messages }),
                 self.timeout,
             )
-            .await
-            .map_err(|e| match e.status() {
-                Some("NOT_FOUND") => BusError::Closed {
-                    reason: e.to_string(),
-                },
-                _ => e.into_bus_error(),
-            })?;
+            .await;
+        if let Err(ApiError::Timeout { .. }) = answer {
+            return Ok(0);
+        }
+        let answer = answer.map_err(|e| match e.status() {
+            Some("NOT_FOUND") => BusError::Closed {
+                reason: e.to_string(),
+            },
+            _ => e.into_bus_error(),
+        })?;
         let received = answer["receivedMessages"].as_array().cloned();
         let received = received.unwrap_or_default();
         for entry in &received {
