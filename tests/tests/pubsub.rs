@@ -195,3 +195,65 @@ async fn a_cloud_pubsub_source_emits_knatives_message_published_events() {
     let order: Vec<String> = got.iter().map(|r| r.id()).collect();
     assert_eq!(order, ids, "one ordering key's messages in publish order");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cloud_pubsub_source_feeds_a_herald_broker_whose_trigger_delivers_every_message() {
+    let emulator = emulator().await;
+    let sub = Subscriber::start().await;
+    curl(&emulator, "PUT", "topics/payments", &json!({}));
+    let source = json!({
+        "apiVersion": "events.cloud.google.com/v1",
+        "kind": "CloudPubSubSource",
+        "metadata": {"name": "payments", "namespace": "default"},
+        "spec": {
+            "topic": "payments",
+            "project": PROJECT,
+            "sink": {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}},
+        },
+    });
+    let manifests = yaml(&[
+        broker("default"),
+        trigger("all", "default", &sub.url("/")),
+        source,
+    ]);
+    // The embedded bus: the source's events are durable on the broker before Pub/Sub's ack.
+    let _herald = Herald::start_with("embedded", &manifests, options(&emulator)).await;
+    eventually(
+        Duration::from_secs(30),
+        "the source's subscription",
+        || async {
+            let answer = curl(
+                &emulator,
+                "GET",
+                "subscriptions/herald-source-default-payments",
+                &Value::Null,
+            );
+            answer["topic"].is_string().then_some(())
+        },
+    )
+    .await;
+    let messages: Vec<Value> = (0..20)
+        .map(|n| json!({"data": "e30=", "attributes": {"n": n.to_string()}}))
+        .collect();
+    let published = curl(
+        &emulator,
+        "POST",
+        "topics/payments:publish",
+        &json!({ "messages": messages }),
+    );
+    let mut want: Vec<String> = published["messageIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let got = sub.wait_for(20, Duration::from_secs(30)).await;
+    let mut ids: Vec<String> = got.iter().map(|r| r.id()).collect();
+    ids.sort();
+    ids.dedup();
+    want.sort();
+    assert_eq!(ids, want, "every message reached the trigger's subscriber");
+    assert!(got.iter().all(
+        |r| r.attr("type").as_deref() == Some("google.cloud.pubsub.topic.v1.messagePublished")
+    ));
+}
