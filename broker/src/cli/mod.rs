@@ -145,6 +145,14 @@ struct ServeArgs {
     /// ingress never refuses a source's event; the data keeps the original.
     #[arg(long, env = "HERALD_SOURCE_ATTRIBUTE_MAX_BYTES", default_value_t = herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES, value_parser = parse_attribute_max)]
     source_attribute_max_bytes: usize,
+    /// CloudPubSubSource: the ack deadline of the subscription Herald creates (10s to 600s),
+    /// longer than a sink's retries take, so a message is not redelivered while its event is
+    /// still being sent.
+    #[arg(long, env = "HERALD_PUBSUB_SOURCE_ACK_DEADLINE", default_value = "600s", value_parser = herald::units::parse_duration)]
+    pubsub_source_ack_deadline: std::time::Duration,
+    /// CloudPubSubSource: messages one pull asks for.
+    #[arg(long, env = "HERALD_PUBSUB_SOURCE_PULL_MAX", default_value_t = 64)]
+    pubsub_source_pull_max: u32,
     /// A file holding the bearer token of the admin endpoints (`herald parked --url`); without
     /// it they are not served.
     #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", value_name = "FILE")]
@@ -231,6 +239,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes_in_flight: args.max_body_bytes_in_flight,
         },
         source_attribute_max_bytes: args.source_attribute_max_bytes,
+        pubsub_source: herald::sources::PubsubSourceOptions {
+            ack_deadline: args.pubsub_source_ack_deadline,
+            pull_max: args.pubsub_source_pull_max,
+        },
         admin_token,
         tls: args.tls.options(),
         auth: args.auth.options(),

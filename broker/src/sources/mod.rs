@@ -56,6 +56,24 @@ pub struct SourceEnv {
     /// The longest attribute value a source takes from a payload or object
     /// (`--source-attribute-max-bytes`).
     pub attribute_max_bytes: usize,
+    /// CloudPubSubSource pulls.
+    pub pubsub: PubsubSourceOptions,
+}
+
+/// How CloudPubSubSources pull (`--pubsub-source-ack-deadline`, `--pubsub-source-pull-max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PubsubSourceOptions {
+    pub ack_deadline: Duration,
+    pub pull_max: u32,
+}
+
+impl Default for PubsubSourceOptions {
+    fn default() -> Self {
+        Self {
+            ack_deadline: Duration::from_secs(600),
+            pull_max: 64,
+        }
+    }
 }
 
 /// The running sources: the webhook endpoints to route, and the background tasks to await.
@@ -149,6 +167,7 @@ pub async fn start(
                 tracing::info!(source = %source, sink = %source.sink, "cloudpubsub source starting");
                 tasks.spawn(pubsub::run(
                     config.clone(),
+                    env.pubsub,
                     sink(None, true),
                     metrics.clone(),
                     shutdown.clone(),

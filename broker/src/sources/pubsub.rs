@@ -17,17 +17,13 @@ use tokio::sync::watch;
 use crate::dispatch::deliver::pause;
 use crate::metrics::SourceMetrics;
 
-/// Messages one pull asks for.
-const PULL_MAX: u32 = 64;
-/// The subscription's ack deadline: a sink's retries (a URL sink retries for a while) finish
-/// well within it, so a message is not redelivered while its event is still being sent.
-const ACK_DEADLINE: Duration = Duration::from_secs(600);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_PAUSE: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 pub async fn run(
     config: Arc<PubsubSourceConfig>,
+    options: super::PubsubSourceOptions,
     sink: Arc<dyn Sink>,
     metrics: SourceMetrics,
     mut shutdown: watch::Receiver<bool>,
@@ -37,7 +33,7 @@ pub async fn run(
     let client = loop {
         let ready = match PubsubClient::from_env(&config.project, REQUEST_TIMEOUT).await {
             Ok(client) => client
-                .ensure_subscription(&config.topic, &config.subscription, ACK_DEADLINE)
+                .ensure_subscription(&config.topic, &config.subscription, options.ack_deadline)
                 .await
                 .map(|()| client),
             Err(e) => Err(e),
@@ -57,7 +53,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(200);
     while !*shutdown.borrow() {
         let pulled = tokio::select! {
-            pulled = client.pull(&config.subscription, PULL_MAX) => pulled,
+            pulled = client.pull(&config.subscription, options.pull_max) => pulled,
             _ = shutdown.changed() => return,
         };
         let outcome = match pulled {
