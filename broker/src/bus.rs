@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald_buses::embedded::{EmbeddedBus, EmbeddedConfig, Retention};
 use herald_buses::memory::MemoryBus;
@@ -13,8 +14,54 @@ use herald_buses::{Bus, BusError};
 pub enum BusConfig {
     Embedded,
     Memory,
-    Kafka { brokers: String },
-    Nats { url: String },
+    Kafka {
+        brokers: String,
+    },
+    Nats {
+        url: String,
+    },
+    /// `pubsub://PROJECT`: the emulator at `PUBSUB_EMULATOR_HOST` if set, else Google Cloud.
+    Pubsub {
+        project: String,
+        options: PubsubOptions,
+    },
+}
+
+/// The `--pubsub-...` settings of the Pub/Sub bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PubsubOptions {
+    /// `--pubsub-publish-timeout`: no acknowledgement within it is `503`.
+    pub publish_timeout: Duration,
+    /// `--pubsub-ack-deadline`: subscriptions' ack deadline (10 s to 600 s).
+    pub ack_deadline: Duration,
+    /// `--pubsub-topic-retention`: topics' `messageRetentionDuration`.
+    pub topic_retention: Duration,
+    /// `--pubsub-message-ordering`: subscriptions created with `enableMessageOrdering`.
+    pub message_ordering: bool,
+}
+
+impl Default for PubsubOptions {
+    fn default() -> Self {
+        Self {
+            publish_timeout: Duration::from_secs(5),
+            ack_deadline: Duration::from_secs(30),
+            topic_retention: Duration::from_secs(24 * 3600),
+            message_ordering: true,
+        }
+    }
+}
+
+impl BusConfig {
+    /// The same bus with these Pub/Sub settings (other buses ignore them).
+    pub fn with_pubsub_options(self, new: PubsubOptions) -> Self {
+        match self {
+            BusConfig::Pubsub { project, .. } => BusConfig::Pubsub {
+                project,
+                options: new,
+            },
+            other => other,
+        }
+    }
 }
 
 impl FromStr for BusConfig {
@@ -32,11 +79,19 @@ impl FromStr for BusConfig {
                     Ok(BusConfig::Kafka {
                         brokers: rest.to_owned(),
                     })
+                } else if let Some(project) = s.strip_prefix("pubsub://") {
+                    if project.is_empty() || project.contains('/') {
+                        return Err("pubsub:// needs a project id: pubsub://PROJECT".into());
+                    }
+                    Ok(BusConfig::Pubsub {
+                        project: project.to_owned(),
+                        options: PubsubOptions::default(),
+                    })
                 } else if s.starts_with("nats://") {
                     Ok(BusConfig::Nats { url: s.to_owned() })
                 } else {
                     Err(format!(
-                        "unknown bus {s:?}: expected embedded, memory, kafka://host:port or nats://host:port"
+                        "unknown bus {s:?}: expected embedded, memory, kafka://host:port, nats://host:port or pubsub://PROJECT"
                     ))
                 }
             }
@@ -123,6 +178,21 @@ pub async fn open_with(
         BusConfig::Nats { .. } => Err(BusError::unavailable(
             "the nats bus is not compiled into this build of Herald (cargo feature `nats`)",
         )),
+        #[cfg(feature = "pubsub")]
+        BusConfig::Pubsub { project, options } => {
+            let mut config = herald_buses::pubsub::PubsubConfig::from_env(project.clone());
+            config.publish_timeout = options.publish_timeout;
+            config.ack_deadline = options.ack_deadline;
+            config.topic_retention = options.topic_retention;
+            config.message_ordering = options.message_ordering;
+            Ok(Arc::new(
+                herald_buses::pubsub::PubsubBus::connect(config).await?,
+            ))
+        }
+        #[cfg(not(feature = "pubsub"))]
+        BusConfig::Pubsub { .. } => Err(BusError::unavailable(
+            "the pubsub bus is not compiled into this build of Herald (cargo feature `pubsub`)",
+        )),
     }
 }
 
@@ -140,6 +210,19 @@ pub fn parse_segment_bytes(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pubsub_buses_name_a_project() {
+        assert_eq!(
+            "pubsub://my-proj".parse::<BusConfig>(),
+            Ok(BusConfig::Pubsub {
+                project: "my-proj".into(),
+                options: PubsubOptions::default(),
+            })
+        );
+        assert!("pubsub://".parse::<BusConfig>().is_err());
+        assert!("pubsub://a/b".parse::<BusConfig>().is_err());
+    }
 
     #[test]
     fn segment_sizes_have_a_minimum() {

@@ -37,6 +37,8 @@ pub struct ServeOptions {
     pub listener: ListenerOptions,
     /// The longest attribute value a source takes from a payload or a cluster object.
     pub source_attribute_max_bytes: usize,
+    /// CloudPubSubSource pulls (`--pubsub-source-ack-deadline`, `--pubsub-source-pull-max`).
+    pub pubsub_source: crate::sources::PubsubSourceOptions,
     /// The bearer token of the admin endpoints (`--admin-token-file`); without it they are
     /// not mounted.
     pub admin_token: Option<String>,
@@ -91,6 +93,7 @@ impl Default for ServeOptions {
             limits: AttributeLimits::default(),
             listener: ListenerOptions::default(),
             source_attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
+            pubsub_source: crate::sources::PubsubSourceOptions::default(),
             admin_token: None,
             tls: None,
             auth: crate::auth::AuthOptions::default(),
@@ -164,6 +167,7 @@ pub async fn run(
             clock: herald_sources::ping::Clock::System,
             jitter: options.jitter,
             attribute_max_bytes: options.source_attribute_max_bytes,
+            pubsub: options.pubsub_source,
         },
         github: github.clone(),
         trigger_names: trigger_names.clone(),

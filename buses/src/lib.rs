@@ -23,12 +23,14 @@ pub mod kafka;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "pubsub")]
+pub mod pubsub;
 #[cfg(all(
-    any(feature = "nats", feature = "kafka"),
+    any(feature = "nats", feature = "kafka", feature = "pubsub"),
     any(test, feature = "testing")
 ))]
 mod server_process;
-#[cfg(any(feature = "nats", feature = "kafka"))]
+#[cfg(any(feature = "nats", feature = "kafka", feature = "pubsub"))]
 pub mod type_hints;
 
 use async_trait::async_trait;
@@ -126,12 +128,12 @@ pub fn arrival_time(event: &Event) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// How long [`Bus::close`] of a network bus waits for its last acknowledgements or offsets.
-#[cfg(any(feature = "nats", feature = "kafka"))]
+#[cfg(any(feature = "nats", feature = "kafka", feature = "pubsub"))]
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Waits (at most [`CLOSE_GRACE`]) for `flushed`, the signal a dropped network bus gives once
 /// it sent what it held.
-#[cfg(any(feature = "nats", feature = "kafka"))]
+#[cfg(any(feature = "nats", feature = "kafka", feature = "pubsub"))]
 async fn await_flushed(what: &str, flushed: impl std::future::Future<Output = ()>) {
     if tokio::time::timeout(CLOSE_GRACE, flushed).await.is_err() {
         tracing::warn!(

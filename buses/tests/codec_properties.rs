@@ -195,3 +195,67 @@ mod nats {
         }
     }
 }
+
+#[cfg(feature = "pubsub")]
+mod pubsub {
+    use super::*;
+    use herald_buses::pubsub::codec as pubsub_codec;
+    use std::collections::BTreeMap;
+
+    /// Attribute names Herald reads and any others (Pub/Sub attributes are UTF-8 strings).
+    fn attribute_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec![
+                "ce-specversion",
+                "CE-ID",
+                "ce-source",
+                "ce-type",
+                "ce-time",
+                "ce-datacontenttype",
+                "Content-Type",
+                "content-type",
+                "herald-data",
+                "herald-ext-types",
+            ])
+            .prop_map(str::to_owned),
+            ".{1,12}",
+        ]
+    }
+
+    fn attribute_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec![
+                "1.0",
+                "0.3",
+                "json",
+                "text",
+                "none",
+                "a=integer",
+                "x=boolean",
+                "application/cloudevents+json",
+                "application/cloudevents+avro",
+            ])
+            .prop_map(str::to_owned),
+            ".{0,16}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn the_pubsub_codec_round_trips_every_event(event in event()) {
+            let message = pubsub_codec::encode(&event).unwrap();
+            prop_assert_eq!(pubsub_codec::decode(&message.attributes, &message.data).unwrap(), event);
+        }
+
+        #[test]
+        fn the_pubsub_decoder_never_panics(
+            pairs in proptest::collection::vec((attribute_name(), attribute_value()), 0..12),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let attributes: BTreeMap<String, String> = pairs.into_iter().collect();
+            let _ = pubsub_codec::decode(&attributes, &data);
+        }
+    }
+}

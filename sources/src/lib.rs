@@ -19,6 +19,7 @@
 //!   emitted time so no scheduled time is emitted twice.
 //! - [`kubernetes`]: the pure object-change conversion, the persisted "seen" state, and a
 //!   watcher (kube-rs) that relists after a restart or `410 Gone` and emits what it missed.
+//! - [`pubsub`]: `CloudPubSubSource`'s message → event conversion (Knative GCP's mapping).
 //! - [`state`]: checksummed, atomically written state files, read and written on the blocking
 //!   pool; corrupt files are detected and moved aside.
 
@@ -28,6 +29,7 @@ pub mod github;
 pub mod kubernetes;
 pub mod manifest;
 pub mod ping;
+pub mod pubsub;
 pub mod sink;
 pub mod state;
 

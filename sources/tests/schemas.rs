@@ -90,3 +90,38 @@ fn ping_event_envelope_validates_against_its_schema() {
     let errors = validate(&load("ping/event.json"), &envelope);
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn cloud_pubsub_event_data_validates_against_its_schema_and_foreign_fields_do_not() {
+    use herald_sources::manifest::CloudPubSubSourceSpec;
+    use herald_sources::pubsub::{PulledMessage, to_event};
+    let spec: CloudPubSubSourceSpec =
+        serde_saphyr::from_str("topic: orders\nproject: my-proj\nsink: {uri: http://x}\n").unwrap();
+    let meta = SourceMeta {
+        namespace: "ns".into(),
+        name: "orders".into(),
+        ..Default::default()
+    };
+    let cfg = spec.compile(&meta).unwrap();
+    let schema = load("pubsub/message-published.json");
+    for message in [
+        PulledMessage {
+            message_id: "1".into(),
+            publish_time: "2026-12-01T06:26:45.643Z".into(),
+            data: b"hi".to_vec(),
+            attributes: [("a".to_owned(), "b".to_owned())].into(),
+            ordering_key: "k".into(),
+        },
+        PulledMessage {
+            message_id: "2".into(),
+            publish_time: "2026-12-01T06:26:45Z".into(),
+            ..Default::default()
+        },
+    ] {
+        let event = to_event(&cfg, &message).unwrap();
+        let errors = validate(&schema, &data_json(event.data()));
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let foreign = json!({"subscription": "s", "message": {"messageId": "1", "data": "", "publishTime": "t", "extra": 1}});
+    assert!(!validate(&schema, &foreign).is_empty());
+}

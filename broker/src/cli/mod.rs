@@ -80,7 +80,9 @@ struct ServeArgs {
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
     listen: String,
     /// Where events are stored: embedded (durable, files under --data-dir), memory (no
-    /// durability), kafka://host:port[,host:port] or nats://host:port.
+    /// durability), kafka://host:port[,host:port], nats://host:port or pubsub://PROJECT
+    /// (the emulator at `PUBSUB_EMULATOR_HOST` if set, else Google Cloud with Application
+    /// Default Credentials).
     #[arg(long, env = "HERALD_BUS", default_value = "embedded")]
     bus: BusConfig,
     /// Extra librdkafka option for `--bus kafka://` (repeatable): `KEY=VALUE` for every client,
@@ -90,6 +92,22 @@ struct ServeArgs {
     // `hide_env_values`: `--help` would otherwise print the variable's value (SASL passwords).
     #[arg(long = "kafka-option", env = "HERALD_KAFKA_OPTIONS", hide_env_values = true, value_delimiter = ',', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     kafka_options: Vec<(String, String)>,
+    /// Pub/Sub bus: how long a publish waits for Pub/Sub's acknowledgement before ingress
+    /// answers 503.
+    #[arg(long, env = "HERALD_PUBSUB_PUBLISH_TIMEOUT", default_value = "5s", value_parser = herald::units::parse_duration)]
+    pubsub_publish_timeout: std::time::Duration,
+    /// Pub/Sub bus: the ack deadline of the subscriptions Herald creates (10s to 600s); held
+    /// deliveries are extended every third of it, a killed replica's come back after it.
+    #[arg(long, env = "HERALD_PUBSUB_ACK_DEADLINE", default_value = "30s", value_parser = herald::units::parse_duration)]
+    pubsub_ack_deadline: std::time::Duration,
+    /// Pub/Sub bus: `messageRetentionDuration` of the topics Herald creates, how far back a
+    /// new trigger can start (`herald.dev/startFrom`).
+    #[arg(long, env = "HERALD_PUBSUB_TOPIC_RETENTION", default_value = "24h", value_parser = herald::units::parse_duration)]
+    pubsub_topic_retention: std::time::Duration,
+    /// Pub/Sub bus: create subscriptions with message ordering (one `partitionkey`'s events in
+    /// order). The emulator cannot start those at `earliest` or a time.
+    #[arg(long, env = "HERALD_PUBSUB_MESSAGE_ORDERING", default_value_t = true, action = clap::ArgAction::Set)]
+    pubsub_message_ordering: bool,
     /// Directory of the embedded bus and of the sources' state (under `sources/`).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     data_dir: PathBuf,
@@ -141,6 +159,14 @@ struct ServeArgs {
     /// ingress never refuses a source's event; the data keeps the original.
     #[arg(long, env = "HERALD_SOURCE_ATTRIBUTE_MAX_BYTES", default_value_t = herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES, value_parser = parse_attribute_max)]
     source_attribute_max_bytes: usize,
+    /// CloudPubSubSource: the ack deadline of the subscription Herald creates (10s to 600s),
+    /// longer than a sink's retries take, so a message is not redelivered while its event is
+    /// still being sent.
+    #[arg(long, env = "HERALD_PUBSUB_SOURCE_ACK_DEADLINE", default_value = "600s", value_parser = herald::units::parse_duration)]
+    pubsub_source_ack_deadline: std::time::Duration,
+    /// CloudPubSubSource: messages one pull asks for.
+    #[arg(long, env = "HERALD_PUBSUB_SOURCE_PULL_MAX", default_value_t = 64)]
+    pubsub_source_pull_max: u32,
     /// A file holding the bearer token of the admin endpoints (`herald parked --url`); without
     /// it they are not served.
     #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE", value_name = "FILE")]
@@ -198,7 +224,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         segment_bytes: args.segment_bytes,
     };
-    let bus = herald::bus::open_with(&args.bus, &args.data_dir, &args.kafka_options, embedded)
+    let bus_config = args
+        .bus
+        .clone()
+        .with_pubsub_options(herald::bus::PubsubOptions {
+            publish_timeout: args.pubsub_publish_timeout,
+            ack_deadline: args.pubsub_ack_deadline,
+            topic_retention: args.pubsub_topic_retention,
+            message_ordering: args.pubsub_message_ordering,
+        });
+    let bus = herald::bus::open_with(&bus_config, &args.data_dir, &args.kafka_options, embedded)
         .await
         .context("opening the bus")?;
     let admin_token = match &args.admin_token_file {
@@ -224,6 +259,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes_in_flight: args.max_body_bytes_in_flight,
         },
         source_attribute_max_bytes: args.source_attribute_max_bytes,
+        pubsub_source: herald::sources::PubsubSourceOptions {
+            ack_deadline: args.pubsub_source_ack_deadline,
+            pull_max: args.pubsub_source_pull_max,
+        },
         admin_token,
         tls: args.tls.options(),
         auth: args.auth.options(),

@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use herald_sources::manifest::{
-    API_SERVER_SOURCE, ApiServerSourceSpec, GITHUB_SOURCE, GitHubSourceSpec, PING_SOURCE,
-    PingSourceSpec,
+    API_SERVER_SOURCE, ApiServerSourceSpec, CLOUD_PUBSUB_SOURCE, CloudPubSubSourceSpec,
+    GITHUB_SOURCE, GitHubSourceSpec, PING_SOURCE, PingSourceSpec,
 };
 use serde::de::DeserializeOwned;
 
@@ -338,11 +338,20 @@ pub(super) fn add_document(
             let manifest: Manifest<GitHubSourceSpec> = body.parse(at)?;
             resolver.add_github(at.with(manifest))?;
         }
-        (_, "PingSource" | "ApiServerSource" | "GitHubSource") => {
-            let expected = [PING_SOURCE, API_SERVER_SOURCE, GITHUB_SOURCE]
-                .into_iter()
-                .find(|(_, k)| *k == kind)
-                .map_or("", |(v, _)| v);
+        CLOUD_PUBSUB_SOURCE => {
+            let manifest: Manifest<CloudPubSubSourceSpec> = body.parse(at)?;
+            resolver.add_cloud_pubsub(at.with(manifest))?;
+        }
+        (_, "PingSource" | "ApiServerSource" | "GitHubSource" | "CloudPubSubSource") => {
+            let expected = [
+                PING_SOURCE,
+                API_SERVER_SOURCE,
+                GITHUB_SOURCE,
+                CLOUD_PUBSUB_SOURCE,
+            ]
+            .into_iter()
+            .find(|(_, k)| *k == kind)
+            .map_or("", |(v, _)| v);
             return Err(at.error(
                 "apiVersion",
                 format!("{kind} is read as apiVersion {expected}, not {api_version}"),
@@ -355,7 +364,8 @@ pub(super) fn add_document(
                     "unknown kind {kind} of apiVersion {api_version} (expected \
                      eventing.knative.dev/v1 Broker or Trigger, sources.knative.dev/v1 \
                      PingSource or ApiServerSource, sources.knative.dev/v1alpha1 \
-                     GitHubSource, eventing.knative.dev/v1alpha1 EventPolicy, \
+                     GitHubSource, events.cloud.google.com/v1 CloudPubSubSource, \
+                     eventing.knative.dev/v1alpha1 EventPolicy, \
                      messaging.knative.dev/v1 Channel, InMemoryChannel or Subscription, \
                      messaging.knative.dev/v1beta1 KafkaChannel, flows.knative.dev/v1 \
                      Sequence or Parallel)"

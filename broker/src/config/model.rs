@@ -144,6 +144,7 @@ pub enum SourceKind {
     /// With its `spec.filters`, compiled by the broker's filter compiler.
     ApiServer(Arc<ApiServerConfig>, Filter),
     GitHub(Arc<GitHubConfig>),
+    CloudPubSub(Arc<herald_sources::pubsub::PubsubSourceConfig>),
 }
 
 impl SourceConfig {
@@ -153,6 +154,7 @@ impl SourceConfig {
             SourceKind::Ping(_) => "PingSource",
             SourceKind::ApiServer(..) => "ApiServerSource",
             SourceKind::GitHub(_) => "GitHubSource",
+            SourceKind::CloudPubSub(_) => "CloudPubSubSource",
         }
     }
 }

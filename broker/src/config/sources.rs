@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use herald_sources::manifest::{
-    ApiServerSourceSpec, GitHubSourceSpec, ManifestError, PingSourceSpec, SourceMeta,
+    ApiServerSourceSpec, CloudPubSubSourceSpec, GitHubSourceSpec, ManifestError, PingSourceSpec,
+    SourceMeta,
 };
 
 use super::load::{ConfigError, Located};
@@ -49,6 +50,17 @@ impl Resolver {
             .compile(&meta, &self.options.secrets_dir)
             .map_err(|e| manifest_error(&at, e))?;
         self.add_source(&at, meta, &spec.sink, SourceKind::GitHub(Arc::new(config)))
+    }
+
+    pub fn add_cloud_pubsub(
+        &mut self,
+        at: Located<Manifest<CloudPubSubSourceSpec>>,
+    ) -> Result<(), ConfigError> {
+        let meta = source_meta(&at)?;
+        let spec = &at.value.spec;
+        let config = spec.compile(&meta).map_err(|e| manifest_error(&at, e))?;
+        let kind = SourceKind::CloudPubSub(Arc::new(config));
+        self.add_source(&at, meta, &spec.sink, kind)
     }
 
     fn add_source<S>(

@@ -285,3 +285,47 @@ fn source_errors_name_file_document_and_field() {
     let twice = format!("{SOURCES}---\n{}", SOURCES.split("---").nth(1).unwrap());
     assert!(e(twice).contains("defined twice"));
 }
+
+const PUBSUB_SOURCE: &str = r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default, namespace: team}
+---
+apiVersion: events.cloud.google.com/v1
+kind: CloudPubSubSource
+metadata: {name: orders, namespace: team}
+spec:
+  project: my-proj
+  topic: orders
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+  ceOverrides: {extensions: {team: billing}}
+"#;
+
+#[test]
+fn cloud_pubsub_sources_load_and_name_what_is_wrong() {
+    let secrets = secrets_dir();
+    let config = load_sources(PUBSUB_SOURCE, secrets.path()).unwrap();
+    let SourceKind::CloudPubSub(source) = &config.sources[0].kind else {
+        panic!("a CloudPubSubSource: {:?}", config.sources[0].kind_name());
+    };
+    assert_eq!(config.sources[0].kind_name(), "CloudPubSubSource");
+    assert_eq!(source.subscription, "herald-source-team-orders");
+    assert_eq!(
+        source.event_source(),
+        "//pubsub.googleapis.com/projects/my-proj/topics/orders"
+    );
+    assert_eq!(
+        config.sources[0].sink,
+        Target::Broker(BrokerId::new("team", "default"))
+    );
+    let e = |yaml: String| load_sources(&yaml, secrets.path()).unwrap_err().to_string();
+    let msg = e(PUBSUB_SOURCE.replace("  project: my-proj\n", ""));
+    assert!(msg.contains("spec.project"), "{msg}");
+    let msg = e(PUBSUB_SOURCE.replace("topic: orders", "topic: projects/x/topics/orders"));
+    assert!(msg.contains("spec.topic"), "{msg}");
+    let msg = e(PUBSUB_SOURCE.replace(
+        "events.cloud.google.com/v1",
+        "events.cloud.google.com/v1beta1",
+    ));
+    assert!(msg.contains("events.cloud.google.com/v1"), "{msg}");
+}

@@ -68,6 +68,7 @@ async fn start(files: &str) -> Fixture {
             clock: herald_sources::ping::Clock::System,
             jitter: false,
             attribute_max_bytes: 1024,
+            pubsub: sources::PubsubSourceOptions::default(),
         },
         github: Arc::new(LiveEndpoints::new(Arc::new(GitHubEndpoints::empty(1024)))),
         trigger_names: Arc::default(),

@@ -12,6 +12,8 @@
 //! At start, the state of sources that are no longer configured is removed (logged).
 
 pub mod github;
+#[cfg(feature = "pubsub")]
+pub mod pubsub;
 pub mod sink;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +56,24 @@ pub struct SourceEnv {
     /// The longest attribute value a source takes from a payload or object
     /// (`--source-attribute-max-bytes`).
     pub attribute_max_bytes: usize,
+    /// CloudPubSubSource pulls.
+    pub pubsub: PubsubSourceOptions,
+}
+
+/// How CloudPubSubSources pull (`--pubsub-source-ack-deadline`, `--pubsub-source-pull-max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PubsubSourceOptions {
+    pub ack_deadline: Duration,
+    pub pull_max: u32,
+}
+
+impl Default for PubsubSourceOptions {
+    fn default() -> Self {
+        Self {
+            ack_deadline: Duration::from_secs(600),
+            pull_max: 64,
+        }
+    }
 }
 
 /// The running sources: the webhook endpoints to route, and the background tasks to await.
@@ -142,6 +162,22 @@ pub async fn start(
                     shutdown.clone(),
                 ));
             }
+            #[cfg(feature = "pubsub")]
+            SourceKind::CloudPubSub(config) => {
+                tracing::info!(source = %source, sink = %source.sink, "cloudpubsub source starting");
+                tasks.spawn(pubsub::run(
+                    config.clone(),
+                    env.pubsub,
+                    sink(None, true),
+                    metrics.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            #[cfg(not(feature = "pubsub"))]
+            SourceKind::CloudPubSub(_) => anyhow::bail!(
+                "CloudPubSubSource {source} needs the pubsub bus, which is not compiled into \
+                 this build of Herald (cargo feature `pubsub`)"
+            ),
         }
     }
     Ok(Started {
@@ -155,13 +191,15 @@ pub async fn start(
 async fn remove_unconfigured_state(sources: &[SourceConfig], state_dir: &Path) {
     let kept: Vec<Kept<'_>> = sources
         .iter()
-        .map(|s| {
+        .filter_map(|s| {
             let (namespace, name) = (s.namespace.as_str(), s.name.as_str());
-            match s.kind {
+            Some(match s.kind {
                 SourceKind::GitHub(_) => Kept::GitHub { namespace, name },
                 SourceKind::Ping(_) => Kept::Ping { namespace, name },
                 SourceKind::ApiServer(..) => Kept::ApiServer { namespace, name },
-            }
+                // Its position is its Pub/Sub subscription: no local state.
+                SourceKind::CloudPubSub(_) => return None,
+            })
         })
         .collect();
     let (removed, failed) = cleanup::remove_unconfigured(state_dir, &kept).await;

@@ -45,6 +45,7 @@ fn env(ingress: Arc<Ingress>, state_dir: &Path, clock: Clock) -> SourceEnv {
         clock,
         jitter: false,
         attribute_max_bytes: herald_sources::attribute::DEFAULT_MAX_VALUE_BYTES,
+        pubsub: super::PubsubSourceOptions::default(),
     }
 }
 

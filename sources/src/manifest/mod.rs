@@ -10,11 +10,13 @@
 //! | `PingSource` | `sources.knative.dev/v1` | [`PingSourceSpec`] | [`crate::ping::PingConfig`] |
 //! | `ApiServerSource` | `sources.knative.dev/v1` | [`ApiServerSourceSpec`] | [`crate::kubernetes::ApiServerConfig`] |
 //! | `GitHubSource` | `sources.knative.dev/v1alpha1` | [`GitHubSourceSpec`] | [`crate::github::GitHubConfig`] |
+//! | `CloudPubSubSource` | `events.cloud.google.com/v1` | [`CloudPubSubSourceSpec`] | [`crate::pubsub::PubsubSourceConfig`] |
 
 mod apiserver;
 mod duration;
 mod github;
 mod ping;
+mod pubsub;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -31,12 +33,14 @@ pub use github::{
     GITHUB_REDELIVERY_WINDOW_ANNOTATION, GitHubSourceSpec, SecretValueFromSource,
 };
 pub use ping::PingSourceSpec;
+pub use pubsub::CloudPubSubSourceSpec;
 pub use secret::SecretRef;
 
 /// `(apiVersion, kind)` of each source resource this crate compiles.
 pub const PING_SOURCE: (&str, &str) = ("sources.knative.dev/v1", "PingSource");
 pub const API_SERVER_SOURCE: (&str, &str) = ("sources.knative.dev/v1", "ApiServerSource");
 pub const GITHUB_SOURCE: (&str, &str) = ("sources.knative.dev/v1alpha1", "GitHubSource");
+pub const CLOUD_PUBSUB_SOURCE: (&str, &str) = ("events.cloud.google.com/v1", "CloudPubSubSource");
 
 /// What `compile` needs from the resource's metadata.
 #[derive(Debug, Clone, Default)]

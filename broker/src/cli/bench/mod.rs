@@ -36,7 +36,7 @@ pub struct BenchArgs {
     /// Drive an already running Herald at this broker URL (ingest only) instead of starting one.
     #[arg(long)]
     url: Option<String>,
-    /// Bus of the Herald the bench starts (embedded, memory, kafka://..., nats://...).
+    /// Bus of the Herald the bench starts (embedded, memory, kafka://..., nats://..., pubsub://PROJECT).
     #[arg(long, default_value = "embedded")]
     bus: String,
     /// Concurrent keep-alive connections.
