@@ -35,6 +35,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; the size of the parsed command does not matter"
+)]
 enum Command {
     /// Run the broker: ingress, triggers and delivery on one listener.
     // Boxed: its flags outweigh every other command's many times over.
