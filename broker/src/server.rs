@@ -29,6 +29,8 @@ pub struct ServeOptions {
     pub max_body: usize,
     pub window: usize,
     pub jitter: bool,
+    /// How often each trigger's backlog is asked for (`--lag-probe-interval`).
+    pub lag_probe: std::time::Duration,
     /// Where sources keep their state (GitHub delivery ids, Ping progress, objects seen).
     pub state_dir: PathBuf,
     /// Attribute limits of every published event (`--max-extensions`, `--max-attributes-bytes`).
@@ -87,6 +89,7 @@ impl Default for ServeOptions {
             max_body: crate::ingress::DEFAULT_MAX_BODY,
             window: dispatch::DEFAULT_WINDOW,
             jitter: true,
+            lag_probe: dispatch::lag::DEFAULT_PROBE_INTERVAL,
             state_dir: sources::state_dir(std::path::Path::new("herald-data")),
             limits: AttributeLimits::default(),
             listener: ListenerOptions::default(),
@@ -168,6 +171,7 @@ pub async fn run(
         github: github.clone(),
         trigger_names: trigger_names.clone(),
         stop: stop_rx.clone(),
+        lag_probe: options.lag_probe,
     };
     let overlay = match &options.config_files.pause_file {
         Some(path) => PauseOverlay::open(path.clone()).await?,
