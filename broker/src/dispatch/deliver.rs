@@ -126,6 +126,7 @@ impl TriggerContext {
                     return Outcome::HandBack;
                 }
                 self.stats.delivered.inc();
+                self.health.delivered();
                 return Outcome::Finished;
             }
             Err(Stop::HandBack) => return Outcome::HandBack,

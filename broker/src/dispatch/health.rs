@@ -3,6 +3,7 @@
 //! dispatchers (a reload that changes it, a pause and resume) and shown in its `status`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::lag::Lag;
@@ -14,12 +15,16 @@ pub struct LastError {
     /// What failed, as the attempt reported it (status code or connection error).
     pub message: String,
     pub at: chrono::DateTime<chrono::Utc>,
+    /// No delivery succeeded since.
+    pub failing: bool,
 }
 
 /// One trigger's health, shared by its dispatchers, its lag probe and its status.
 pub struct TriggerHealth {
     pub lag: Arc<Lag>,
     last_error: Mutex<Option<LastError>>,
+    /// Whether the last attempt failed (a success after it clears this, not the error).
+    failing: AtomicBool,
 }
 
 impl TriggerHealth {
@@ -31,18 +36,31 @@ impl TriggerHealth {
                 metrics.backlog_events.get_or_create(&labels).clone(),
             ),
             last_error: Mutex::new(None),
+            failing: AtomicBool::new(false),
         })
     }
 
+    /// A delivery attempt failed with `message`.
     pub fn failed(&self, message: &str) {
         *self.last_error.lock().unwrap() = Some(LastError {
             message: message.to_owned(),
             at: chrono::Utc::now(),
+            failing: true,
         });
+        self.failing.store(true, Ordering::Release);
+    }
+
+    /// An event was delivered (one atomic store on the delivery path).
+    pub fn delivered(&self) {
+        if self.failing.load(Ordering::Relaxed) {
+            self.failing.store(false, Ordering::Release);
+        }
     }
 
     pub fn last_error(&self) -> Option<LastError> {
-        self.last_error.lock().unwrap().clone()
+        let mut error = self.last_error.lock().unwrap().clone()?;
+        error.failing = self.failing.load(Ordering::Acquire);
+        Some(error)
     }
 }
 

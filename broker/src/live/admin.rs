@@ -6,6 +6,9 @@
 //! - `POST /admin/triggers/{ns}/{name}/replay` `{"from": RFC3339, "to": RFC3339?,
 //!   "filter": CESQL?}` → `{"id", "trigger", "read", "replayed"}` (see [`super::replay`])
 //!
+//! The same answer under the management API's paths,
+//! `/apis/herald.dev/v1alpha1/namespaces/{ns}/triggers/{name}/{pause|resume|replay}`.
+//!
 //! `404` for a trigger not configured, `409` to resume a trigger paused by its annotation,
 //! `400` for a replay request that does not parse (naming the field).
 
@@ -20,6 +23,9 @@ use super::pause::PauseError;
 use super::replay::{ReplayError, ReplayRequest};
 use crate::dispatch::admin::{bearer_matches, error};
 use crate::filter::Filter;
+
+/// Where the management API's trigger subresources live.
+const API_TRIGGERS: &str = "/apis/herald.dev/v1alpha1/namespaces";
 
 #[derive(Clone)]
 struct LiveAdmin {
@@ -39,6 +45,19 @@ pub fn router(token: String, live: SharedLive) -> Router {
             post(|s, h, p| set(s, h, p, false)),
         )
         .route("/admin/triggers/{namespace}/{name}/replay", post(replay))
+        // The same, under the management API's paths (`herald pause|resume|replay --server`).
+        .route(
+            &format!("{API_TRIGGERS}/{{namespace}}/triggers/{{name}}/pause"),
+            post(|s, h, p| set(s, h, p, true)),
+        )
+        .route(
+            &format!("{API_TRIGGERS}/{{namespace}}/triggers/{{name}}/resume"),
+            post(|s, h, p| set(s, h, p, false)),
+        )
+        .route(
+            &format!("{API_TRIGGERS}/{{namespace}}/triggers/{{name}}/replay"),
+            post(replay),
+        )
         .with_state(LiveAdmin {
             token: token.into(),
             live,

@@ -2,12 +2,13 @@
 //!
 //! Broker: `Ready`, `Addressable`. Trigger: `Ready`, `BrokerReady`, `SubscriberResolved`,
 //! `DependencyReady`, `SubscriptionReady` (Knative's `TriggerCondition*` names), and Herald's
-//! own `Paused`. Sources: `Ready`, `SinkProvided`. Everything in a running configuration was
+//! own `Paused` and `Delivering` (its last delivery error). Sources: `Ready`, `SinkProvided`. Everything in a running configuration was
 //! resolved (brokers exist, subscribers and sinks resolved), so those conditions are `True`;
 //! what can be false is whether the dispatchers are subscribed (`/readyz`'s reasons).
 
 use super::{Condition, ResourceStatus};
 use crate::config::Config;
+use crate::dispatch::health::LastError;
 use crate::dispatch::supervise;
 
 const EVENTING: &str = "eventing.knative.dev";
@@ -27,8 +28,14 @@ fn ok(kind: &str) -> Condition {
 }
 
 /// The status of every resource of `config`; `unready` is `/readyz`'s `task: reason` lines,
-/// `base` where brokers are reachable (`http://host:port`).
-pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<ResourceStatus> {
+/// `base` where brokers are reachable (`http://host:port`), `last_error` a trigger's last
+/// failed delivery attempt (by `namespace/name`).
+pub fn of(
+    config: &Config,
+    unready: &[String],
+    base: Option<&str>,
+    last_error: &dyn Fn(&str) -> Option<LastError>,
+) -> Vec<ResourceStatus> {
     let mut all = Vec::new();
     for broker in &config.brokers {
         let address = base.map(|b| format!("{b}/{}/{}", broker.id.namespace, broker.id.name));
@@ -80,6 +87,7 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
                 .paused
                 .then(|| "herald.dev/paused is \"true\": nothing is delivered".to_owned()),
         ));
+        conditions.push(delivering(last_error(&label)));
         all.push(ResourceStatus {
             group: EVENTING.into(),
             kind: "Trigger".into(),
@@ -109,4 +117,31 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
         });
     }
     all
+}
+
+/// Herald's `Delivering` condition (Knative has none for it): `False` with reason
+/// `DeliveryFailed` while no delivery succeeded since the last failed attempt, whose error is
+/// the message; `True` otherwise, the message keeping the last error if there was one.
+fn delivering(last_error: Option<LastError>) -> Condition {
+    match last_error {
+        None => condition("Delivering", true, None, None),
+        Some(e) => {
+            let at = e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            if e.failing {
+                condition(
+                    "Delivering",
+                    false,
+                    Some("DeliveryFailed"),
+                    Some(format!("last attempt failed at {at}: {}", e.message)),
+                )
+            } else {
+                condition(
+                    "Delivering",
+                    true,
+                    Some("Recovered"),
+                    Some(format!("last error at {at}: {}", e.message)),
+                )
+            }
+        }
+    }
 }
