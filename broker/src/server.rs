@@ -1,6 +1,7 @@
 //! `run`: ingress and dispatcher on one listener (or a public and an admin one) until
 //! shutdown.
 
+mod admin_auth;
 mod routers;
 
 use std::future::Future;
@@ -123,6 +124,8 @@ pub async fn run(
         None => None,
     };
     metrics.read_bus_counters(bus.clone());
+    let ingress_auth = options.auth.start(&config).await?;
+    let admin_auth = admin_auth::build(&options, ingress_auth.authenticator.clone())?;
     let ingress = Arc::new(
         Ingress::new(
             config.brokers.iter().map(|b| b.id.clone()),
@@ -131,7 +134,7 @@ pub async fn run(
             options.max_body,
         )
         .with_limits(options.limits)
-        .with_auth(options.auth.start(&config).await?),
+        .with_auth(ingress_auth),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = crate::outbound::sender_for(options.outbound.clone(), &metrics, &config).await?;
@@ -199,10 +202,10 @@ pub async fn run(
         .clone()
         .map(|tls| tokio::spawn(tls.watch_files(stop_rx.clone())));
     // Stored API resources are applied before Herald reports ready.
-    let api = match (&options.admin_token, &options.api) {
-        (Some(token), Some(api)) => Some(
+    let api = match (&admin_auth, &options.api) {
+        (Some(auth), Some(api)) => Some(
             crate::api::mount(
-                token.clone(),
+                auth.clone(),
                 live.clone(),
                 metrics.clone(),
                 api.clone(),
@@ -217,14 +220,9 @@ pub async fn run(
     let ready = ingress.clone();
     let public_app = public_router(ingress.clone(), github)
         .merge(crate::outbound::issuer::router(sender.issuer().clone()));
-    let mut admin_app = admin_router(
-        ingress,
-        options.admin_token.clone(),
-        bus.clone(),
-        trigger_names,
-    );
-    if let Some(token) = options.admin_token.clone() {
-        admin_app = admin_app.merge(crate::live::admin::router(token, live.clone()));
+    let mut admin_app = admin_router(ingress, admin_auth.clone(), bus.clone(), trigger_names);
+    if let Some(auth) = admin_auth {
+        admin_app = admin_app.merge(crate::live::admin::router(auth, live.clone()));
     }
     if let Some(api) = api {
         admin_app = admin_app.merge(api);

@@ -8,21 +8,21 @@
 //! The same endpoints answer under the management API's paths:
 //! `/apis/herald.dev/v1alpha1/namespaces/{ns}/triggers/{name}/parked[/{action}]`.
 //!
-//! Every request needs `Authorization: Bearer {token}`, compared in constant time.
+//! Every request needs `Authorization: Bearer {token}`, compared in constant time (or an OIDC
+//! token of an allowed subject, see [`crate::auth::admin`]).
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloudevents::AttributesReader;
 use herald_buses::Bus;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use super::parked::{DEFAULT_IDLE, ParkingLot, Selection};
 
@@ -32,7 +32,7 @@ pub const MAX_LIST: usize = 10_000;
 pub const DEFAULT_LIST: usize = 100;
 
 struct Admin {
-    token: String,
+    auth: crate::auth::admin::AdminAuth,
     bus: Arc<dyn Bus>,
     /// `namespace/name` of every configured trigger, kept current by the running broker.
     triggers: TriggerNames,
@@ -43,10 +43,14 @@ struct Admin {
 /// The names (`namespace/name`) of the configured triggers, replaced on every reload.
 pub type TriggerNames = Arc<std::sync::RwLock<HashSet<String>>>;
 
-/// The admin router; `token` is the content of `--admin-token-file`.
-pub fn router(token: String, bus: Arc<dyn Bus>, triggers: TriggerNames) -> Router {
+/// The admin router; `auth` checks the admin token (`--admin-token-file`) or an OIDC token.
+pub fn router(
+    auth: crate::auth::admin::AdminAuth,
+    bus: Arc<dyn Bus>,
+    triggers: TriggerNames,
+) -> Router {
     let admin = Arc::new(Admin {
-        token,
+        auth,
         bus,
         triggers,
         busy: tokio::sync::Mutex::new(()),
@@ -89,33 +93,22 @@ pub struct TakeAnswer {
     pub missing: Vec<String>,
 }
 
-/// Whether `headers` carry `Authorization: Bearer {token}`, compared in constant time.
-pub(crate) fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map_or("", |(_, token)| token.trim());
-    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
-
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
 impl Admin {
     /// The trigger's parking lot, once the caller is authorised and the trigger exists.
-    fn lot(
+    async fn lot(
         &self,
         headers: &HeaderMap,
         namespace: &str,
         name: &str,
     ) -> Result<ParkingLot, Box<Response>> {
-        if !bearer_matches(headers, &self.token) {
+        if let Err(refusal) = self.auth.check(headers).await {
             return Err(Box::new(error(
                 StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token (see --admin-token-file)",
+                refusal.to_string(),
             )));
         }
         let trigger = format!("{namespace}/{name}");
@@ -140,7 +133,7 @@ async fn list(
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let lot = match admin.lot(&headers, &namespace, &name) {
+    let lot = match admin.lot(&headers, &namespace, &name).await {
         Ok(lot) => lot,
         Err(response) => return *response,
     };
@@ -164,7 +157,7 @@ async fn take(
     headers: HeaderMap,
     Json(request): Json<TakeRequest>,
 ) -> Response {
-    let lot = match admin.lot(&headers, &namespace, &name) {
+    let lot = match admin.lot(&headers, &namespace, &name).await {
         Ok(lot) => lot,
         Err(response) => return *response,
     };

@@ -21,7 +21,8 @@ use axum::{Json, Router};
 use super::SharedLive;
 use super::pause::PauseError;
 use super::replay::{ReplayError, ReplayRequest};
-use crate::dispatch::admin::{bearer_matches, error};
+use crate::auth::admin::AdminAuth;
+use crate::dispatch::admin::error;
 use crate::filter::Filter;
 
 /// Where the management API's trigger subresources live.
@@ -29,12 +30,12 @@ const API_TRIGGERS: &str = "/apis/herald.dev/v1alpha1/namespaces";
 
 #[derive(Clone)]
 struct LiveAdmin {
-    token: std::sync::Arc<str>,
+    auth: AdminAuth,
     live: SharedLive,
 }
 
-/// The pause/resume router; `token` is the content of `--admin-token-file`.
-pub fn router(token: String, live: SharedLive) -> Router {
+/// The pause/resume/replay router; `auth` checks the admin token or an OIDC token.
+pub fn router(auth: AdminAuth, live: SharedLive) -> Router {
     Router::new()
         .route(
             "/admin/triggers/{namespace}/{name}/pause",
@@ -58,10 +59,7 @@ pub fn router(token: String, live: SharedLive) -> Router {
             &format!("{API_TRIGGERS}/{{namespace}}/triggers/{{name}}/replay"),
             post(replay),
         )
-        .with_state(LiveAdmin {
-            token: token.into(),
-            live,
-        })
+        .with_state(LiveAdmin { auth, live })
 }
 
 async fn set(
@@ -70,11 +68,8 @@ async fn set(
     Path((namespace, name)): Path<(String, String)>,
     paused: bool,
 ) -> Response {
-    if !bearer_matches(&headers, &admin.token) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (see --admin-token-file)",
-        );
+    if let Err(refusal) = admin.auth.check(&headers).await {
+        return error(StatusCode::UNAUTHORIZED, refusal.to_string());
     }
     let trigger = format!("{namespace}/{name}");
     match admin.live.set_paused(&trigger, paused).await {
@@ -137,11 +132,8 @@ async fn replay(
     Path((namespace, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    if !bearer_matches(&headers, &admin.token) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (see --admin-token-file)",
-        );
+    if let Err(refusal) = admin.auth.check(&headers).await {
+        return error(StatusCode::UNAUTHORIZED, refusal.to_string());
     }
     let request = match parse_replay(&body) {
         Ok(request) => request,
