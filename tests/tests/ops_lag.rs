@@ -62,6 +62,19 @@ async fn publish(herald: &Herald, n: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_triggers_lag_grows_with_its_backlog_and_falls_to_zero_on_resume() {
+    paused_lag_grows_and_falls("embedded").await;
+}
+
+/// On NATS the backlog is the consumer's `num_pending + num_ack_pending`.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_nats_a_paused_triggers_lag_grows_with_its_backlog_and_falls_to_zero_on_resume() {
+    let nats = tokio::task::spawn_blocking(herald_buses::nats::testing::NatsServer::start)
+        .await
+        .unwrap();
+    paused_lag_grows_and_falls(&nats.url()).await;
+}
+
+async fn paused_lag_grows_and_falls(bus: &str) {
     let sub = Subscriber::start().await;
     let docs = |p| yaml(&[broker("default"), paused(&sub.url("/"), p)]);
     let options = HeraldOptions {
@@ -73,7 +86,7 @@ async fn a_paused_triggers_lag_grows_with_its_backlog_and_falls_to_zero_on_resum
         ],
         ..Default::default()
     };
-    let herald = Herald::start_with("embedded", &docs(true), options).await;
+    let herald = Herald::start_with(bus, &docs(true), options).await;
     publish(&herald, 20).await;
     let t = "default/held";
     wait_gauge(&herald, "trigger_backlog_events", t, "20", |v| v == 20.0).await;
