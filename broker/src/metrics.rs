@@ -158,6 +158,7 @@ pub struct Metrics {
     pub config_reloads: Family<ReloadLabels, Counter>,
     pub tls_handshake_failures: Family<TlsHandshakeLabels, Counter>,
     pub trigger_paused: Family<TriggerLabels, Gauge>,
+    pub backlog_events: Family<TriggerLabels, Gauge>,
     /// Background tasks not doing their job now (not subscribed, ended, panicked), with why;
     /// `/readyz` answers 503 naming them.
     pub unready_tasks: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -200,6 +201,7 @@ impl Default for Metrics {
             config_reloads: Family::default(),
             tls_handshake_failures: Family::default(),
             trigger_paused: Family::default(),
+            backlog_events: Family::default(),
             unready_tasks: Default::default(),
             registry: Registry::default(),
         };
@@ -240,7 +242,7 @@ impl Default for Metrics {
             "Events a trigger took from the bus and has not finished",
             m.in_flight.clone(),
         );
-        registry.register("trigger_lag_seconds", "Age of the newest event a trigger took from the bus, when taken: grows while a trigger falls behind", m.lag_seconds.clone());
+        registry.register("trigger_lag_seconds", "Age of the newest event a trigger took from the bus, when taken; while it takes nothing (paused, stuck) and its backlog is not empty, grows with the time since", m.lag_seconds.clone());
         registry.register(
             "ttl_dropped",
             "Reply events dropped by the knativebrokerttl loop guard",
@@ -324,6 +326,11 @@ impl Default for Metrics {
             "trigger_paused",
             "1 while a trigger is paused (herald.dev/paused or herald pause): it delivers nothing",
             m.trigger_paused.clone(),
+        );
+        registry.register(
+            "trigger_backlog_events",
+            "Events of a trigger's consumer group not acknowledged yet, as the bus tells (embedded, memory, NATS), every --lag-probe-interval",
+            m.backlog_events.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -1,6 +1,7 @@
 //! `run`: ingress and dispatcher on one listener (or a public and an admin one) until
 //! shutdown.
 
+mod admin_auth;
 mod routers;
 
 use std::future::Future;
@@ -29,6 +30,8 @@ pub struct ServeOptions {
     pub max_body: usize,
     pub window: usize,
     pub jitter: bool,
+    /// How often each trigger's backlog is asked for (`--lag-probe-interval`).
+    pub lag_probe: std::time::Duration,
     /// Where sources keep their state (GitHub delivery ids, Ping progress, objects seen).
     pub state_dir: PathBuf,
     /// Attribute limits of every published event (`--max-extensions`, `--max-attributes-bytes`).
@@ -89,6 +92,7 @@ impl Default for ServeOptions {
             max_body: crate::ingress::DEFAULT_MAX_BODY,
             window: dispatch::DEFAULT_WINDOW,
             jitter: true,
+            lag_probe: dispatch::lag::DEFAULT_PROBE_INTERVAL,
             state_dir: sources::state_dir(std::path::Path::new("herald-data")),
             limits: AttributeLimits::default(),
             listener: ListenerOptions::default(),
@@ -123,6 +127,8 @@ pub async fn run(
         None => None,
     };
     metrics.read_bus_counters(bus.clone());
+    let ingress_auth = options.auth.start(&config).await?;
+    let admin_auth = admin_auth::build(&options, ingress_auth.authenticator.clone())?;
     let ingress = Arc::new(
         Ingress::new(
             config.brokers.iter().map(|b| b.id.clone()),
@@ -131,7 +137,7 @@ pub async fn run(
             options.max_body,
         )
         .with_limits(options.limits)
-        .with_auth(options.auth.start(&config).await?),
+        .with_auth(ingress_auth),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = crate::outbound::sender_for(options.outbound.clone(), &metrics, &config).await?;
@@ -172,6 +178,7 @@ pub async fn run(
         github: github.clone(),
         trigger_names: trigger_names.clone(),
         stop: stop_rx.clone(),
+        lag_probe: options.lag_probe,
     };
     let overlay = match &options.config_files.pause_file {
         Some(path) => PauseOverlay::open(path.clone()).await?,
@@ -199,10 +206,10 @@ pub async fn run(
         .clone()
         .map(|tls| tokio::spawn(tls.watch_files(stop_rx.clone())));
     // Stored API resources are applied before Herald reports ready.
-    let api = match (&options.admin_token, &options.api) {
-        (Some(token), Some(api)) => Some(
+    let api = match (&admin_auth, &options.api) {
+        (Some(auth), Some(api)) => Some(
             crate::api::mount(
-                token.clone(),
+                auth.clone(),
                 live.clone(),
                 metrics.clone(),
                 api.clone(),
@@ -217,14 +224,9 @@ pub async fn run(
     let ready = ingress.clone();
     let public_app = public_router(ingress.clone(), github)
         .merge(crate::outbound::issuer::router(sender.issuer().clone()));
-    let mut admin_app = admin_router(
-        ingress,
-        options.admin_token.clone(),
-        bus.clone(),
-        trigger_names,
-    );
-    if let Some(token) = options.admin_token.clone() {
-        admin_app = admin_app.merge(crate::live::admin::router(token, live.clone()));
+    let mut admin_app = admin_router(ingress, admin_auth.clone(), bus.clone(), trigger_names);
+    if let Some(auth) = admin_auth {
+        admin_app = admin_app.merge(crate::live::admin::router(auth, live.clone()));
     }
     if let Some(api) = api {
         admin_app = admin_app.merge(api);

@@ -290,6 +290,44 @@ pub async fn a_forgotten_group_loses_its_position(h: &dyn Harness) {
     assert_eq!(id(&next(&mut sub).await), "3");
 }
 
+/// Waits (30 s at most) until `group`'s backlog is `expected`; acknowledgements may be
+/// applied asynchronously (NATS).
+async fn wait_backlog(bus: &dyn Bus, topic: &str, group: &str, expected: u64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = bus.backlog(topic, group).await.unwrap();
+        if now == Some(expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog of {group} is {now:?}, not {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Buses that can tell a group's backlog (not Kafka): run by
+/// `bus_contract_tests!(@cases harness; a_groups_backlog_counts_what_it_has_not_acknowledged)`.
+pub async fn a_groups_backlog_counts_what_it_has_not_acknowledged(h: &dyn Harness) {
+    let bus = h.start().await;
+    let topic = unique("backlog");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    assert_eq!(bus.backlog(&topic, "unknown").await.unwrap(), None);
+    wait_backlog(&*bus, &topic, "g", 0).await;
+    let batch: Vec<_> = (0..3).map(fixtures::event).collect();
+    bus.publish(&topic, &batch).await.unwrap();
+    wait_backlog(&*bus, &topic, "g", 3).await;
+    // Taken but not acknowledged still counts.
+    let first = next(&mut sub).await;
+    wait_backlog(&*bus, &topic, "g", 3).await;
+    first.ack();
+    wait_backlog(&*bus, &topic, "g", 2).await;
+    next(&mut sub).await.ack();
+    next(&mut sub).await.ack();
+    wait_backlog(&*bus, &topic, "g", 0).await;
+}
+
 pub async fn topics_are_isolated(h: &dyn Harness) {
     let bus = h.start().await;
     let (t1, t2) = (unique("iso1"), unique("iso2"));

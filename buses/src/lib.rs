@@ -90,6 +90,15 @@ pub trait Bus: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Events of `topic` that consumer group `group` has not acknowledged yet (from its
+    /// committed position to the end), if the bus can tell cheaply; `None` when it cannot, or
+    /// when the group does not exist. The broker polls it to keep a paused or stuck
+    /// trigger's lag honest (`herald_trigger_backlog_events`).
+    async fn backlog(&self, topic: &str, group: &str) -> Result<Option<u64>, BusError> {
+        let _ = (topic, group);
+        Ok(None)
+    }
+
     /// Deletes consumer group `group` of `topic` with its position: a temporary reader (a
     /// replay) must not hold back retention (NATS `interest` retention keeps every event a
     /// consumer has not acknowledged). A group that does not exist is not an error.

@@ -104,6 +104,15 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    async fn backlog(&self, topic: &str, group: &str) -> Result<Option<u64>, BusError> {
+        let topic = self.topic(topic);
+        let log = topic.log.lock().unwrap();
+        Ok(log
+            .groups
+            .get(group)
+            .map(|g| log.end().saturating_sub(g.committed())))
+    }
+
     async fn forget_group(&self, topic: &str, group: &str) -> Result<(), BusError> {
         self.topic(topic).log.lock().unwrap().groups.remove(group);
         Ok(())

@@ -44,3 +44,4 @@ impl Harness for Embedded {
 
 bus_contract_tests!(Embedded::new());
 bus_contract_tests!(@cases Embedded::new(); a_forgotten_group_loses_its_position);
+bus_contract_tests!(@cases Embedded::new(); a_groups_backlog_counts_what_it_has_not_acknowledged);

@@ -24,3 +24,4 @@ impl Harness for Memory {
 
 bus_contract_tests!(Memory, not_durable);
 bus_contract_tests!(@cases Memory; a_forgotten_group_loses_its_position);
+bus_contract_tests!(@cases Memory; a_groups_backlog_counts_what_it_has_not_acknowledged);

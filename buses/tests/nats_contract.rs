@@ -59,3 +59,4 @@ impl Harness for Nats {
 
 bus_contract_tests!(Nats::new());
 bus_contract_tests!(@cases Nats::new(); a_forgotten_group_loses_its_position);
+bus_contract_tests!(@cases Nats::new(); a_groups_backlog_counts_what_it_has_not_acknowledged);

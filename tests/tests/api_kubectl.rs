@@ -2,15 +2,17 @@
 //! and deletes a Trigger on a running Herald, and the trigger delivers in between.
 //!
 //! kubectl sends a bearer token only over HTTPS (client-go drops credentials for an http://
-//! server), so it reaches Herald through a TLS front (tests/interop/tls_proxy.py, with a
-//! certificate made by `openssl`). Skipped, saying why, without `kubectl`, `openssl` or
-//! `python3`.
+//! server), so it reaches Herald's own TLS listener: the admin listener (`--admin-listen`,
+//! with `--tls-cert`/`--tls-key` from a test CA made by `openssl`), verified against that CA.
+//! Skipped, saying why, without `kubectl` or `openssl`.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use herald_tests::{Client, Herald, HeraldOptions, Subscriber, fixtures};
-use tokio::io::AsyncBufReadExt;
+use herald_tests::https::{BOTH, publish, tls_args};
+use herald_tests::process::free_port;
+use herald_tests::tls::{Ca, TlsClient};
+use herald_tests::{Herald, HeraldOptions, Subscriber};
 
 const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "kubectl-test-token-0123456789";
@@ -30,71 +32,25 @@ fn missing_tool() -> Option<&'static str> {
     if !runs("openssl", "version") {
         return Some("openssl");
     }
-    if !runs("python3", "--version") {
-        return Some("python3");
-    }
     None
 }
 
-/// A TLS front to `port`, killed on drop.
-struct TlsFront {
-    child: tokio::process::Child,
-    port: u16,
+/// Where kubectl reaches Herald: the admin listener's URL and the CA to verify it with.
+struct Target {
+    server: String,
+    ca: String,
 }
 
-async fn tls_front(dir: &std::path::Path, target: u16) -> TlsFront {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run openssl");
-    assert!(made.success(), "openssl could not make a certificate");
-    let script = format!("{}/interop/tls_proxy.py", env!("CARGO_MANIFEST_DIR"));
-    let mut child = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(&cert)
-        .arg(&key)
-        .arg(target.to_string())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run python3");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("the TLS front starts")
-        .expect("read its port")
-        .expect("it prints its port");
-    let port = line
-        .strip_prefix("LISTENING ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    TlsFront { child, port }
-}
-
-/// Runs kubectl against `server` with the token; returns (success, stdout + stderr).
-async fn kubectl(server: &str, args: &[&str]) -> (bool, String) {
+/// Runs kubectl against `target` with the token; returns (success, stdout + stderr).
+async fn kubectl(target: &Target, args: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new("kubectl")
         .args([
             "--server",
-            server,
+            &target.server,
             "--token",
             TOKEN,
-            "--insecure-skip-tls-verify",
+            "--certificate-authority",
+            &target.ca,
         ])
         // No kubeconfig of the machine's: only the flags count.
         .env("KUBECONFIG", "/dev/null")
@@ -121,17 +77,34 @@ async fn kubectl_applies_gets_waits_for_and_deletes_a_trigger() {
     let dir = tempfile::tempdir().expect("temp dir");
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).expect("write token");
+    let ca = Ca::new(dir.path(), "ca");
+    let client = TlsClient::new(&ca.pem(), BOTH, None);
+    let admin_port = free_port();
+    let admin_addr = format!("127.0.0.1:{admin_port}");
+    let token_arg = token.display().to_string();
     let herald = Herald::start_with(
         "embedded",
         "",
         HeraldOptions {
-            args: vec!["--admin-token-file".into(), token.display().to_string()],
+            args: tls_args(
+                &ca.server("server"),
+                &[
+                    "--admin-listen",
+                    &admin_addr,
+                    "--admin-token-file",
+                    &token_arg,
+                ],
+            ),
+            https: Some(client.clone()),
+            ready_port: Some(admin_port),
             ..HeraldOptions::default()
         },
     )
     .await;
-    let front = tls_front(dir.path(), herald.port()).await;
-    let server = format!("https://127.0.0.1:{}", front.port);
+    let server = Target {
+        server: format!("https://127.0.0.1:{admin_port}"),
+        ca: ca.pem().display().to_string(),
+    };
     let sub = Subscriber::start().await;
     let manifest = dir.path().join("trigger.yaml");
     std::fs::write(
@@ -174,11 +147,8 @@ async fn kubectl_applies_gets_waits_for_and_deletes_a_trigger() {
         assert!(out.contains(expected), "no {expected:?} in\n{out}");
     }
 
-    let broker = herald.broker_url("default", "default");
-    let accepted = Client::new()
-        .post_structured(&broker, &fixtures::structured("via-kubectl"))
-        .await;
-    assert_eq!(accepted.status, 202);
+    let accepted = publish(&client, herald.port(), "via-kubectl").await;
+    assert_eq!(accepted.expect("publish over https").0, 202);
     assert_eq!(sub.wait_for(1, WAIT).await[0].id(), "via-kubectl");
 
     // A second apply of a changed manifest patches it: generation 2.
@@ -206,5 +176,4 @@ async fn kubectl_applies_gets_waits_for_and_deletes_a_trigger() {
     assert!(ok && out.contains("deleted"), "{out}");
     let (ok, out) = kubectl(&server, &["get", "trigger", "t"]).await;
     assert!(!ok && out.contains("NotFound"), "{out}");
-    drop(front.child);
 }

@@ -7,7 +7,7 @@
 //! - `/subscriptions[/{id}]`: the CloudEvents Subscriptions API over triggers.
 //!
 //! Every request needs `Authorization: Bearer {token}` (`--admin-token-file`), compared in
-//! constant time. Objects come from [`registry::Registry`]: the `-f` files' (read-only) and
+//! constant time, or an OIDC token of an allowed subject ([`crate::auth::admin`]). Objects come from [`registry::Registry`]: the `-f` files' (read-only) and
 //! those created here, stored by a [`store::Store`] and applied through [`crate::live::Apply`].
 
 mod conditions;
@@ -34,11 +34,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use subtle::ConstantTimeEq;
 
 use registry::Registry;
 use status::ApiError;
@@ -86,6 +85,9 @@ pub struct ApiOptions {
     pub max_body: usize,
     pub watch_status_interval: Duration,
     pub watch_max: Duration,
+    /// Which OIDC tokens are accepted besides the admin token (`--api-audience`,
+    /// `--api-subject`).
+    pub access: crate::auth::admin::ApiAccess,
 }
 
 impl Default for ApiOptions {
@@ -96,12 +98,13 @@ impl Default for ApiOptions {
             max_body: DEFAULT_MAX_BODY,
             watch_status_interval: DEFAULT_WATCH_STATUS_INTERVAL,
             watch_max: DEFAULT_WATCH_MAX,
+            access: crate::auth::admin::ApiAccess::default(),
         }
     }
 }
 
 struct Api {
-    token: String,
+    auth: crate::auth::admin::AdminAuth,
     registry: Arc<Registry>,
     options: ApiOptions,
     /// Becomes true at shutdown: open watches end.
@@ -109,9 +112,9 @@ struct Api {
 }
 
 /// Opens the store, applies the resources stored there through `apply`, and returns the
-/// API's router; `token` is the content of `--admin-token-file`.
+/// API's router; `auth` checks the admin token (`--admin-token-file`) or an OIDC token.
 pub async fn mount(
-    token: String,
+    auth: crate::auth::admin::AdminAuth,
     apply: Arc<dyn crate::live::Apply>,
     metrics: Arc<crate::metrics::Metrics>,
     options: ApiOptions,
@@ -138,7 +141,7 @@ pub async fn mount(
             .with_max_objects(options.max_objects),
     );
     supervise_follow(registry.clone(), metrics, stop.clone());
-    Ok(router(token, registry, options, stop))
+    Ok(router(auth, registry, options, stop))
 }
 
 /// The task name of following a shared store in `herald_task_running` and `/readyz`.
@@ -174,15 +177,15 @@ fn supervise_follow(
     });
 }
 
-/// The API's router; `token` is the content of `--admin-token-file`.
+/// The API's router; `auth` checks the admin token (`--admin-token-file`) or an OIDC token.
 pub fn router(
-    token: String,
+    auth: crate::auth::admin::AdminAuth,
     registry: Arc<Registry>,
     options: ApiOptions,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let api = Arc::new(Api {
-        token,
+        auth,
         registry,
         options,
         stop,
@@ -221,7 +224,9 @@ pub fn router(
                 .patch(handlers::patch)
                 .delete(handlers::delete),
         )
-        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        // `route_layer`: a path the API does not serve falls through to the other routers'
+        // answer (404 on the admin listener) instead of a 401 from here.
+        .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api)
 }
 
@@ -241,20 +246,13 @@ pub fn fuzz_request(body: &[u8], query: &str) {
     }
 }
 
-/// Refuses a request without the right bearer token, with a `Status` body.
+/// Refuses a request without the right credentials, with a `Status` body.
 async fn authorize(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map_or("", |(_, token)| token.trim());
-    if !bool::from(given.as_bytes().ct_eq(api.token.as_bytes())) {
+    if let Err(refusal) = api.auth.check(request.headers()).await {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
-            "missing or wrong bearer token (see --admin-token-file)",
+            refusal.to_string(),
         )
         .into_response();
     }

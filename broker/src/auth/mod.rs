@@ -2,6 +2,7 @@
 //! authorization by `EventPolicy` (Knative `authorization`).
 //!
 //! # Layout
+//! - [`admin`]: who may use the management API (admin token, or allowed OIDC subjects).
 //! - [`jwt`]: the JWT compact form, parsed strictly and verified with `ring`.
 //! - [`jwks`]: JSON Web Key Sets into verifying keys (RSA, P-256, Ed25519).
 //! - [`fetch`]: reading a JWKS from a file or an `https` URL.
@@ -10,6 +11,7 @@
 //! - [`policy`]: EventPolicies compiled per broker, the default mode, and the decision on
 //!   each event of a request; swappable at runtime.
 
+pub mod admin;
 pub mod cache;
 pub mod fetch;
 pub mod jwks;

@@ -44,7 +44,11 @@ pub struct Answer {
 impl Answer {
     /// The Status message of a failed request, or the raw status.
     pub fn error(&self) -> String {
-        match self.body["message"].as_str() {
+        // A Kubernetes Status has `message`; the admin endpoints answer `{"error": ...}`.
+        match self.body["message"]
+            .as_str()
+            .or(self.body["error"].as_str())
+        {
             Some(message) => format!("{} ({})", message, self.status),
             None => format!("HTTP {}", self.status),
         }

@@ -37,6 +37,18 @@ pub struct ApiServeArgs {
     /// topic, a write, reading it at start) (`10s`).
     #[arg(long, env = "HERALD_API_KAFKA_TIMEOUT", default_value = "10s", value_parser = herald::units::parse_duration)]
     api_kafka_timeout: std::time::Duration,
+    /// The audience an OIDC token must carry to use the management API.
+    #[arg(long, env = "HERALD_API_AUDIENCE", default_value = herald::auth::admin::DEFAULT_API_AUDIENCE)]
+    api_audience: String,
+    /// A subject (`sub`) whose OIDC tokens (of an --oidc-issuer, for --api-audience) may use
+    /// the management API besides the admin token; repeatable. None by default: trusting an
+    /// issuer never makes its subjects administrators by itself.
+    #[arg(
+        long = "api-subject",
+        env = "HERALD_API_SUBJECTS",
+        value_delimiter = ','
+    )]
+    api_subjects: Vec<String>,
 }
 
 impl ApiServeArgs {
@@ -79,6 +91,10 @@ impl ApiServeArgs {
                 .api_watch_status_interval
                 .max(std::time::Duration::from_millis(10)),
             watch_max: self.api_watch_max,
+            access: herald::auth::admin::ApiAccess {
+                audience: self.api_audience.clone(),
+                subjects: self.api_subjects.iter().cloned().collect(),
+            },
         }
     }
 }

@@ -185,6 +185,10 @@ struct ServeArgs {
     /// `500ms`); `0s`: only on SIGHUP.
     #[arg(long, env = "HERALD_CONFIG_POLL_INTERVAL", default_value = "1s", value_parser = parse_poll_interval)]
     config_poll_interval: std::time::Duration,
+    /// How often each trigger's backlog is asked of the bus, so that a paused or stuck
+    /// trigger's lag keeps growing; `0s`: never.
+    #[arg(long, env = "HERALD_LAG_PROBE_INTERVAL", default_value = "1s", value_parser = parse_poll_interval)]
+    lag_probe_interval: std::time::Duration,
     #[command(flatten)]
     api: api_serve::ApiServeArgs,
 }
@@ -251,6 +255,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body: args.max_body,
         window: args.delivery_window.max(1),
         jitter: true,
+        lag_probe: args.lag_probe_interval,
         state_dir: herald::sources::state_dir(&args.data_dir),
         limits: herald::binding::AttributeLimits {
             max_extensions: args.max_extensions,

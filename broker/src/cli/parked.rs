@@ -132,11 +132,6 @@ pub async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
         None => "triggers",
     };
     if let Some(server) = &args.target.server {
-        if args.target.subscription.is_some() {
-            bail!(
-                "a subscription's parking lot is reached with --url and --admin-token-file (the management API serves triggers' only)"
-            );
-        }
         let token = match (&args.target.token, &args.target.token_file) {
             (Some(token), _) => token.clone(),
             (None, Some(file)) => tokio::fs::read_to_string(file)
@@ -145,7 +140,7 @@ pub async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
             (None, None) => bail!("--server needs --token-file, --token or HERALD_TOKEN"),
         };
         let base = format!(
-            "{}/apis/herald.dev/v1alpha1/namespaces/{namespace}/triggers/{name}/parked",
+            "{}/apis/herald.dev/v1alpha1/namespaces/{namespace}/{kind}/{name}/parked",
             server.trim_end_matches('/')
         );
         return over_http(&args, base, token.trim()).await;

@@ -1,5 +1,6 @@
-//! `herald pause|resume trigger NS/NAME --url URL --admin-token-file FILE`: asks a running
-//! Herald to stop or restart delivering to a trigger (which keeps its position meanwhile).
+//! `herald pause|resume trigger|subscription NAME`: asks a running Herald to stop or restart
+//! delivering to a trigger or subscription (which keeps its position meanwhile), through its management API (`--server`,
+//! `--token`/`--token-file`) or, with `--url` and `--admin-token-file`, its `/admin/` paths.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::api_client::{ApiClient, ServerArgs};
+
 #[derive(Debug, clap::Args)]
 pub struct PauseArgs {
     #[command(subcommand)]
@@ -18,17 +21,16 @@ pub struct PauseArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum What {
-    /// A trigger, `namespace/name`.
+    /// A trigger: `name` (in --namespace) or `namespace/name`.
     Trigger {
-        #[arg(value_parser = super::parked::parse_trigger)]
-        trigger: (String, String),
+        trigger: String,
         #[command(flatten)]
         server: Server,
     },
-    /// A subscription (a flow's step too, e.g. `ns/flow-kn-sequence-1`), `namespace/name`.
+    /// A subscription (a flow's step too, e.g. `ns/flow-kn-sequence-1`): `name` (in
+    /// --namespace) or `namespace/name`.
     Subscription {
-        #[arg(value_parser = super::parked::parse_trigger)]
-        subscription: (String, String),
+        subscription: String,
         #[command(flatten)]
         server: Server,
     },
@@ -37,26 +39,46 @@ enum What {
 /// The running Herald to ask.
 #[derive(Debug, clap::Args)]
 pub struct Server {
-    /// Its base URL, e.g. http://127.0.0.1:8080.
+    /// The trigger's namespace when NAME does not say it.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Instead of the management API: a Herald's base URL for its `/admin/` paths, e.g.
+    /// http://127.0.0.1:8080 (with --admin-token-file).
     #[arg(long, env = "HERALD_URL")]
-    pub url: String,
-    /// The file holding its admin bearer token.
+    pub url: Option<String>,
+    /// The file holding its admin bearer token (with --url).
     #[arg(long, env = "HERALD_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: PathBuf,
+    pub admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub api: ServerArgs,
+}
+
+impl Server {
+    /// `(namespace, name)` of `trigger` (`name` or `namespace/name`).
+    pub fn trigger(&self, trigger: &str) -> anyhow::Result<(String, String)> {
+        if trigger.contains('/') {
+            return super::parked::parse_trigger(trigger).map_err(anyhow::Error::msg);
+        }
+        if trigger.is_empty() {
+            bail!("a trigger name is required");
+        }
+        Ok((self.namespace.clone(), trigger.to_owned()))
+    }
 }
 
 /// `herald pause ...` (`paused`) or `herald resume ...`.
 pub async fn run(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
-    let (kind, (namespace, name), server) = match args.what {
+    let (kind, named, server) = match args.what {
         What::Trigger { trigger, server } => ("trigger", trigger, server),
         What::Subscription {
             subscription,
             server,
         } => ("subscription", subscription, server),
     };
+    let (namespace, name) = server.trigger(&named)?;
     let action = if paused { "pause" } else { "resume" };
-    let path = format!("/admin/{kind}s/{namespace}/{name}/{action}");
-    let body = post(&server, &path, Bytes::new()).await?;
+    let plural = format!("{kind}s");
+    let body = post(&server, &plural, &namespace, &name, action, Bytes::new()).await?;
     let answer: serde_json::Value = serde_json::from_slice(&body).context("reading the answer")?;
     let changed = answer["changed"].as_bool().unwrap_or(false);
     match (paused, changed) {
@@ -68,13 +90,45 @@ pub async fn run(args: PauseArgs, paused: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// POSTs `body` (JSON) to `server` + `path` with the admin token; the answer's body, or an
-/// error with the status and the server's message.
-pub async fn post(server: &Server, path: &str, body: Bytes) -> anyhow::Result<Bytes> {
-    let token = tokio::fs::read_to_string(&server.admin_token_file)
+/// POSTs `body` (JSON) to the `action` (`pause`, `resume`, `replay`) of a trigger or
+/// subscription (`plural`: `triggers`, `subscriptions`): through the management API, or
+/// `/admin/{plural}/...` with `--url`. The answer's body, or an error with
+/// the status and the server's message.
+pub async fn post(
+    server: &Server,
+    plural: &str,
+    namespace: &str,
+    name: &str,
+    action: &str,
+    body: Bytes,
+) -> anyhow::Result<Bytes> {
+    let Some(url) = &server.url else {
+        let client = ApiClient::new(&server.api).await?;
+        let path =
+            format!("/apis/herald.dev/v1alpha1/namespaces/{namespace}/{plural}/{name}/{action}");
+        let json: serde_json::Value = if body.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::from_slice(&body).context("request body")?
+        };
+        let answer = client
+            .request("POST", &path, "application/json", Some(&json))
+            .await?;
+        if !(200..300).contains(&answer.status) {
+            bail!("{}", answer.error());
+        }
+        return Ok(Bytes::from(answer.body.to_string()));
+    };
+    let Some(file) = &server.admin_token_file else {
+        bail!("--url needs --admin-token-file");
+    };
+    let token = tokio::fs::read_to_string(file)
         .await
-        .with_context(|| format!("reading {}", server.admin_token_file.display()))?;
-    let uri = format!("{}{path}", server.url.trim_end_matches('/'));
+        .with_context(|| format!("reading {}", file.display()))?;
+    let uri = format!(
+        "{}/admin/{plural}/{namespace}/{name}/{action}",
+        url.trim_end_matches('/')
+    );
     let request = http::Request::builder()
         .method("POST")
         .uri(&uri)

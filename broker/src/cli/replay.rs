@@ -1,5 +1,6 @@
-//! `herald replay trigger NS/NAME --from TIME [--to TIME] [--filter CESQL]`: asks a running
-//! Herald to deliver a time window of its broker's events again, to that trigger only.
+//! `herald replay trigger NAME --from TIME [--to TIME] [--filter CESQL]`: asks a running
+//! Herald to deliver a time window of its broker's events again, to that trigger only
+//! (through the management API, or `/admin/` with `--url`; see [`super::pause::Server`]).
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -14,10 +15,9 @@ pub struct ReplayArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum What {
-    /// A trigger, `namespace/name`.
+    /// A trigger: `name` (in --namespace) or `namespace/name`.
     Trigger {
-        #[arg(value_parser = super::parked::parse_trigger)]
-        trigger: (String, String),
+        trigger: String,
         /// Events that arrived at or after this RFC 3339 time, e.g. 2026-12-01T06:00:00Z.
         #[arg(long)]
         from: String,
@@ -34,15 +34,16 @@ enum What {
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let What::Trigger {
-        trigger: (namespace, name),
+        trigger,
         from,
         to,
         filter,
         server,
     } = args.what;
+    let (namespace, name) = server.trigger(&trigger)?;
     let body = serde_json::json!({ "from": from, "to": to, "filter": filter });
-    let path = format!("/admin/triggers/{namespace}/{name}/replay");
-    let answer = post(&server, &path, Bytes::from(serde_json::to_vec(&body)?)).await?;
+    let body = Bytes::from(serde_json::to_vec(&body)?);
+    let answer = post(&server, "triggers", &namespace, &name, "replay", body).await?;
     let report: serde_json::Value =
         serde_json::from_slice(&answer).context("reading the answer")?;
     println!(

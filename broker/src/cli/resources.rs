@@ -308,6 +308,7 @@ pub async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
     }
     if kind.kind == "Trigger" {
         describe_activity(&client, &args.namespace, &args.name).await;
+        println!("Last error:    {}", last_error(&object["status"]));
     }
     println!("Conditions:");
     for c in object["status"]["conditions"]
@@ -387,4 +388,16 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     }
     println!("{}.{} {:?} deleted", kind.singular, kind.group, args.name);
     Ok(())
+}
+
+/// The message of the trigger's `Delivering` condition (its last delivery error), or `none`.
+fn last_error(status: &Value) -> String {
+    status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Delivering")
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or("none")
+        .to_owned()
 }

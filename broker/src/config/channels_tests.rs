@@ -432,7 +432,7 @@ spec:
 ",
     )
     .unwrap();
-    let all = crate::live::status::of(&config, &[], Some("http://127.0.0.1:8080"));
+    let all = crate::live::status::of(&config, &[], Some("http://127.0.0.1:8080"), &|_| None);
     let find = |kind: &str, name: &str| {
         all.iter()
             .find(|s| s.kind == kind && s.name == name)

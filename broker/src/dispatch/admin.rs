@@ -9,21 +9,21 @@
 //! The same endpoints answer under the management API's paths:
 //! `/apis/herald.dev/v1alpha1/namespaces/{ns}/triggers/{name}/parked[/{action}]`.
 //!
-//! Every request needs `Authorization: Bearer {token}`, compared in constant time.
+//! Every request needs `Authorization: Bearer {token}`, compared in constant time (or an OIDC
+//! token of an allowed subject, see [`crate::auth::admin`]).
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloudevents::AttributesReader;
 use herald_buses::Bus;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use super::parked::{DEFAULT_IDLE, ParkingLot, Selection};
 
@@ -33,7 +33,7 @@ pub const MAX_LIST: usize = 10_000;
 pub const DEFAULT_LIST: usize = 100;
 
 struct Admin {
-    token: String,
+    auth: crate::auth::admin::AdminAuth,
     bus: Arc<dyn Bus>,
     /// `namespace/name` of every configured trigger (`subscriptions/namespace/name` of every
     /// subscription), kept current by the running broker.
@@ -45,10 +45,14 @@ struct Admin {
 /// The names (`namespace/name`) of the configured triggers, replaced on every reload.
 pub type TriggerNames = Arc<std::sync::RwLock<HashSet<String>>>;
 
-/// The admin router; `token` is the content of `--admin-token-file`.
-pub fn router(token: String, bus: Arc<dyn Bus>, triggers: TriggerNames) -> Router {
+/// The admin router; `auth` checks the admin token (`--admin-token-file`) or an OIDC token.
+pub fn router(
+    auth: crate::auth::admin::AdminAuth,
+    bus: Arc<dyn Bus>,
+    triggers: TriggerNames,
+) -> Router {
     let admin = Arc::new(Admin {
-        token,
+        auth,
         bus,
         triggers,
         busy: tokio::sync::Mutex::new(()),
@@ -61,11 +65,11 @@ pub fn router(token: String, bus: Arc<dyn Bus>, triggers: TriggerNames) -> Route
         )
         // The same, under the management API's paths (`herald parked --server`).
         .route(
-            "/apis/herald.dev/v1alpha1/namespaces/{namespace}/triggers/{name}/parked",
+            "/apis/herald.dev/v1alpha1/namespaces/{namespace}/{kind}/{name}/parked",
             get(list),
         )
         .route(
-            "/apis/herald.dev/v1alpha1/namespaces/{namespace}/triggers/{name}/parked/{action}",
+            "/apis/herald.dev/v1alpha1/namespaces/{namespace}/{kind}/{name}/parked/{action}",
             post(take),
         )
         .with_state(admin)
@@ -91,34 +95,23 @@ pub struct TakeAnswer {
     pub missing: Vec<String>,
 }
 
-/// Whether `headers` carry `Authorization: Bearer {token}`, compared in constant time.
-pub(crate) fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map_or("", |(_, token)| token.trim());
-    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
-
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
 impl Admin {
     /// The trigger's parking lot, once the caller is authorised and the trigger exists.
-    fn lot(
+    async fn lot(
         &self,
         headers: &HeaderMap,
         kind: &str,
         namespace: &str,
         name: &str,
     ) -> Result<ParkingLot, Box<Response>> {
-        if !bearer_matches(headers, &self.token) {
+        if let Err(refusal) = self.auth.check(headers).await {
             return Err(Box::new(error(
                 StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token (see --admin-token-file)",
+                refusal.to_string(),
             )));
         }
         let (trigger, lot) = match kind {
@@ -155,13 +148,29 @@ impl Admin {
     }
 }
 
+/// A parking lot's path segments, by name: the `/admin/` and the API paths order them
+/// differently.
+#[derive(Debug, Deserialize)]
+struct LotPath {
+    kind: String,
+    namespace: String,
+    name: String,
+    #[serde(default)]
+    action: String,
+}
+
 async fn list(
     State(admin): State<Arc<Admin>>,
-    Path((kind, namespace, name)): Path<(String, String, String)>,
+    Path(LotPath {
+        kind,
+        namespace,
+        name,
+        ..
+    }): Path<LotPath>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let lot = match admin.lot(&headers, &kind, &namespace, &name) {
+    let lot = match admin.lot(&headers, &kind, &namespace, &name).await {
         Ok(lot) => lot,
         Err(response) => return *response,
     };
@@ -181,11 +190,16 @@ async fn list(
 
 async fn take(
     State(admin): State<Arc<Admin>>,
-    Path((kind, namespace, name, action)): Path<(String, String, String, String)>,
+    Path(LotPath {
+        kind,
+        namespace,
+        name,
+        action,
+    }): Path<LotPath>,
     headers: HeaderMap,
     Json(request): Json<TakeRequest>,
 ) -> Response {
-    let lot = match admin.lot(&headers, &kind, &namespace, &name) {
+    let lot = match admin.lot(&headers, &kind, &namespace, &name).await {
         Ok(lot) => lot,
         Err(response) => return *response,
     };

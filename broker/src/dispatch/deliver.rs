@@ -34,6 +34,8 @@ pub struct TriggerContext {
     pub parked_topic: String,
     pub metrics: Arc<Metrics>,
     pub stats: TriggerMetrics,
+    /// Lag and last error, shared with the trigger's other dispatcher and its status.
+    pub health: Arc<super::health::TriggerHealth>,
     /// Adds up to 10% random jitter to backoff waits (off in tests that pin the formula).
     pub jitter: bool,
     /// Who this trigger's replies and broker deliveries are published as.
@@ -65,6 +67,12 @@ pub async fn pause(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> 
 }
 
 impl TriggerContext {
+    /// Shares `health` (kept by the runtime across restarts of the trigger).
+    pub fn with_health(mut self, health: Arc<super::health::TriggerHealth>) -> Self {
+        self.health = health;
+        self
+    }
+
     pub fn new(
         trigger: TriggerConfig,
         sender: Sender,
@@ -86,6 +94,7 @@ impl TriggerContext {
         Self {
             send_as,
             stats: TriggerMetrics::new(&metrics, &label),
+            health: super::health::TriggerHealth::new(&metrics, &label),
             parked_topic: super::parked::ParkingLot::of(&trigger).parked,
             identity: crate::identity::SenderIdentity::resource(
                 kind,
@@ -119,6 +128,7 @@ impl TriggerContext {
                     return Outcome::HandBack;
                 }
                 self.stats.delivered.inc();
+                self.health.delivered();
                 return Outcome::Finished;
             }
             Err(Stop::HandBack) => return Outcome::HandBack,
@@ -227,6 +237,7 @@ impl TriggerContext {
                 Attempt::Delivered { reply } => return Ok(reply),
                 Attempt::Failed(failure) => {
                     tracing::debug!(trigger = %self.label, attempt = n + 1, error = ?failure.message, "delivery attempt failed");
+                    self.health.failed(&failure.message);
                     let retryable = failure.retryable;
                     last = Some(failure);
                     if !retryable {

@@ -9,9 +9,12 @@
 //!   same over HTTP for a running Herald.
 //! - [`retry`]: the wait before each retry (triggers and source sinks).
 //! - [`sender`]: one HTTP attempt.
+//! - [`health`], [`lag`]: a trigger's last delivery error and its lag while it takes nothing.
 
 pub mod admin;
 pub mod deliver;
+pub mod health;
+pub mod lag;
 pub mod parked;
 pub mod retry;
 pub mod sender;
@@ -131,7 +134,7 @@ pub async fn run_trigger(
         if topic == own_topic
             && let Some(age) = deliver::arrival_age(&delivery.event)
         {
-            ctx.stats.lag_seconds.set(age.max(0.0));
+            ctx.health.lag.taken(age);
         }
         let mut filter_errors = 0;
         let matched = ctx

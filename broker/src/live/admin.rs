@@ -6,6 +6,9 @@
 //! - `POST /admin/triggers/{ns}/{name}/replay` `{"from": RFC3339, "to": RFC3339?,
 //!   "filter": CESQL?}` → `{"id", "trigger", "read", "replayed"}` (see [`super::replay`])
 //!
+//! The same answer under the management API's paths,
+//! `/apis/herald.dev/v1alpha1/namespaces/{ns}/triggers/{name}/{pause|resume|replay}`.
+//!
 //! `404` for a trigger not configured, `409` to resume a trigger paused by its annotation,
 //! `400` for a replay request that does not parse (naming the field).
 
@@ -18,17 +21,21 @@ use axum::{Json, Router};
 use super::SharedLive;
 use super::pause::PauseError;
 use super::replay::{ReplayError, ReplayRequest};
-use crate::dispatch::admin::{bearer_matches, error};
+use crate::auth::admin::AdminAuth;
+use crate::dispatch::admin::error;
 use crate::filter::Filter;
+
+/// Where the management API's trigger subresources live.
+const API_TRIGGERS: &str = "/apis/herald.dev/v1alpha1/namespaces";
 
 #[derive(Clone)]
 struct LiveAdmin {
-    token: std::sync::Arc<str>,
+    auth: AdminAuth,
     live: SharedLive,
 }
 
-/// The pause/resume router; `token` is the content of `--admin-token-file`.
-pub fn router(token: String, live: SharedLive) -> Router {
+/// The pause/resume/replay router; `auth` checks the admin token or an OIDC token.
+pub fn router(auth: AdminAuth, live: SharedLive) -> Router {
     Router::new()
         .route(
             "/admin/triggers/{namespace}/{name}/pause",
@@ -51,10 +58,32 @@ pub fn router(token: String, live: SharedLive) -> Router {
             }),
         )
         .route("/admin/triggers/{namespace}/{name}/replay", post(replay))
-        .with_state(LiveAdmin {
-            token: token.into(),
-            live,
-        })
+        // The same, under the management API's paths (`herald pause|resume|replay --server`).
+        .route(
+            &format!("{API_TRIGGERS}/{{namespace}}/triggers/{{name}}/pause"),
+            post(|s, h, p| set(s, h, p, true)),
+        )
+        .route(
+            &format!("{API_TRIGGERS}/{{namespace}}/triggers/{{name}}/resume"),
+            post(|s, h, p| set(s, h, p, false)),
+        )
+        .route(
+            &format!("{API_TRIGGERS}/{{namespace}}/triggers/{{name}}/replay"),
+            post(replay),
+        )
+        .route(
+            &format!("{API_TRIGGERS}/{{namespace}}/subscriptions/{{name}}/pause"),
+            post(|s, h, Path((ns, name)): Path<(String, String)>| {
+                set_key(s, h, format!("subscriptions/{ns}/{name}"), true)
+            }),
+        )
+        .route(
+            &format!("{API_TRIGGERS}/{{namespace}}/subscriptions/{{name}}/resume"),
+            post(|s, h, Path((ns, name)): Path<(String, String)>| {
+                set_key(s, h, format!("subscriptions/{ns}/{name}"), false)
+            }),
+        )
+        .with_state(LiveAdmin { auth, live })
 }
 
 async fn set(
@@ -74,11 +103,8 @@ async fn set_key(
     trigger: String,
     paused: bool,
 ) -> Response {
-    if !bearer_matches(&headers, &admin.token) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (see --admin-token-file)",
-        );
+    if let Err(refusal) = admin.auth.check(&headers).await {
+        return error(StatusCode::UNAUTHORIZED, refusal.to_string());
     }
     match admin.live.set_paused(&trigger, paused).await {
         Ok(changed) => Json(serde_json::json!({
@@ -140,11 +166,8 @@ async fn replay(
     Path((namespace, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    if !bearer_matches(&headers, &admin.token) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (see --admin-token-file)",
-        );
+    if let Err(refusal) = admin.auth.check(&headers).await {
+        return error(StatusCode::UNAUTHORIZED, refusal.to_string());
     }
     let request = match parse_replay(&body) {
         Ok(request) => request,

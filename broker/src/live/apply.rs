@@ -241,7 +241,9 @@ impl Apply for Live {
         let _one = self.changing.lock().await;
         let files = self.lock_documents().files.clone();
         let config = self.resolve(files, documents.clone()).await?;
-        self.runtime.apply(config).await.map_err(|e| ConfigError {
+        // Through `switch`, like a file reload: the pause overlay stays on top, and a later
+        // pause by command starts from this configuration, API triggers included.
+        self.switch(config).await.map_err(|e| ConfigError {
             file: "api".into(),
             document: 0,
             field: String::new(),
@@ -269,7 +271,12 @@ impl Apply for Live {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         match self.runtime.config_now() {
-            Some(config) => status::of(&config, &self.runtime.unready(), base.as_deref()),
+            Some(config) => status::of(
+                &config,
+                &self.runtime.unready(),
+                base.as_deref(),
+                &|trigger| self.runtime.last_error(trigger),
+            ),
             None => Vec::new(),
         }
     }

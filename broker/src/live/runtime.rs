@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, SourceConfig, SourceKind, TriggerConfig};
+use crate::dispatch::health::{HealthTable, LastError};
 use crate::dispatch::parked::ParkingLot;
 use crate::dispatch::supervise::{self, DispatcherSpec};
 use crate::dispatch::{TriggerContext, admin::TriggerNames, sender::Sender};
@@ -46,6 +47,8 @@ pub struct RuntimeEnv {
     pub trigger_names: TriggerNames,
     /// Turns true at shutdown; every dispatcher and source stops then.
     pub stop: watch::Receiver<bool>,
+    /// How often each trigger's backlog is asked for (`--lag-probe-interval`; 0 never).
+    pub lag_probe: std::time::Duration,
 }
 
 /// One trigger as it runs.
@@ -77,6 +80,8 @@ pub struct Runtime {
     state: tokio::sync::Mutex<State>,
     /// The configuration applied last, readable without waiting for an apply in progress.
     current: std::sync::RwLock<Option<Config>>,
+    /// Every trigger's lag and last error, kept across its restarts.
+    health: HealthTable,
 }
 
 #[derive(Default)]
@@ -101,6 +106,7 @@ impl Runtime {
             env,
             state: tokio::sync::Mutex::new(State::default()),
             current: std::sync::RwLock::default(),
+            health: HealthTable::default(),
         }
     }
 
@@ -117,6 +123,11 @@ impl Runtime {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
+    }
+
+    /// The trigger's last failed delivery attempt (`namespace/name`), if any.
+    pub fn last_error(&self, trigger: &str) -> Option<LastError> {
+        self.health.last_error(trigger)
     }
 
     pub fn bus(&self) -> Arc<dyn Bus> {
@@ -155,6 +166,8 @@ impl Runtime {
             } else {
                 let metrics = &self.env.ingress.metrics;
                 metrics.trigger_paused.remove(&metrics.trigger(&name));
+                metrics.backlog_events.remove(&metrics.trigger(&name));
+                self.health.remove(&name);
                 changes.stopped.push(name);
             }
         }
@@ -268,6 +281,14 @@ impl Runtime {
             .trigger_paused
             .get_or_create(&metrics.trigger(&trigger.to_string()))
             .set(i64::from(trigger.paused));
+        let health = self.health.of(metrics, &trigger.to_string());
+        tasks.spawn(health.lag.clone().probe(
+            bus.clone(),
+            trigger.broker.topic(),
+            trigger.group(),
+            self.env.lag_probe,
+            stop_rx.clone(),
+        ));
         if trigger.paused {
             // The group must exist to keep a position from now on: join it once, read nothing.
             let first = tokio::time::timeout(
@@ -291,13 +312,16 @@ impl Runtime {
         }
         let config = trigger.clone();
         let lot = ParkingLot::of(&trigger);
-        let ctx = Arc::new(TriggerContext::new(
-            trigger,
-            self.env.sender.clone(),
-            self.env.ingress.clone(),
-            bus.clone(),
-            self.env.jitter,
-        ));
+        let ctx = Arc::new(
+            TriggerContext::new(
+                trigger,
+                self.env.sender.clone(),
+                self.env.ingress.clone(),
+                bus.clone(),
+                self.env.jitter,
+            )
+            .with_health(health),
+        );
         let [main_task, redrive_task] = supervise::task_names(&ctx.label);
         let specs = [
             DispatcherSpec {

@@ -2,13 +2,15 @@
 //!
 //! Broker: `Ready`, `Addressable`. Trigger: `Ready`, `BrokerReady`, `SubscriberResolved`,
 //! `DependencyReady`, `SubscriptionReady` (Knative's `TriggerCondition*` names), and Herald's
-//! own `Paused`. Channel, Sequence, Parallel: `Ready`, `Addressable`. Subscription: `Ready`,
-//! `ReferencesResolved`, `ChannelReady`, `AddedToChannel`. Sources: `Ready`, `SinkProvided`. Everything in a running configuration was
+//! own `Paused` and `Delivering` (its last delivery error). Channel, Sequence, Parallel:
+//! `Ready`, `Addressable`. Subscription: `Ready`, `ReferencesResolved`, `ChannelReady`,
+//! `AddedToChannel` (and `Paused`, `Delivering`). Sources: `Ready`, `SinkProvided`. Everything in a running configuration was
 //! resolved (brokers exist, subscribers and sinks resolved), so those conditions are `True`;
 //! what can be false is whether the dispatchers are subscribed (`/readyz`'s reasons).
 
 use super::{Condition, ResourceStatus};
 use crate::config::{AddressKind, Config, DispatcherKind};
+use crate::dispatch::health::LastError;
 use crate::dispatch::supervise;
 
 const EVENTING: &str = "eventing.knative.dev";
@@ -30,8 +32,14 @@ fn ok(kind: &str) -> Condition {
 }
 
 /// The status of every resource of `config`; `unready` is `/readyz`'s `task: reason` lines,
-/// `base` where brokers are reachable (`http://host:port`).
-pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<ResourceStatus> {
+/// `base` where brokers are reachable (`http://host:port`), `last_error` a trigger's last
+/// failed delivery attempt (by `namespace/name`).
+pub fn of(
+    config: &Config,
+    unready: &[String],
+    base: Option<&str>,
+    last_error: &dyn Fn(&str) -> Option<LastError>,
+) -> Vec<ResourceStatus> {
     let mut all = Vec::new();
     for broker in &config.brokers {
         // The id's Display is its ingress path (`ns/name`, `channels/ns/name`, ...).
@@ -100,6 +108,7 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
                 .paused
                 .then(|| "herald.dev/paused is \"true\": nothing is delivered".to_owned()),
         ));
+        conditions.push(delivering(last_error(&label)));
         all.push(ResourceStatus {
             group: if subscription { MESSAGING } else { EVENTING }.into(),
             kind: trigger.kind.name().into(),
@@ -129,4 +138,31 @@ pub fn of(config: &Config, unready: &[String], base: Option<&str>) -> Vec<Resour
         });
     }
     all
+}
+
+/// Herald's `Delivering` condition (Knative has none for it): `False` with reason
+/// `DeliveryFailed` while no delivery succeeded since the last failed attempt, whose error is
+/// the message; `True` otherwise, the message keeping the last error if there was one.
+fn delivering(last_error: Option<LastError>) -> Condition {
+    match last_error {
+        None => condition("Delivering", true, None, None),
+        Some(e) => {
+            let at = e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            if e.failing {
+                condition(
+                    "Delivering",
+                    false,
+                    Some("DeliveryFailed"),
+                    Some(format!("last attempt failed at {at}: {}", e.message)),
+                )
+            } else {
+                condition(
+                    "Delivering",
+                    true,
+                    Some("Recovered"),
+                    Some(format!("last error at {at}: {}", e.message)),
+                )
+            }
+        }
+    }
 }

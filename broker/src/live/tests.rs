@@ -73,6 +73,7 @@ async fn start(files: &str) -> Fixture {
         github: Arc::new(LiveEndpoints::new(Arc::new(GitHubEndpoints::empty(1024)))),
         trigger_names: Arc::default(),
         stop,
+        lag_probe: std::time::Duration::from_secs(1),
     };
     let paths = vec![file.clone()];
     let live = Arc::new(Live::new(

@@ -38,13 +38,13 @@ pub fn public_router(ingress: Arc<Ingress>, github: Arc<LiveEndpoints>) -> Route
 /// `/admin/...` endpoints.
 pub fn admin_router(
     ingress: Arc<Ingress>,
-    admin_token: Option<String>,
+    admin_auth: Option<crate::auth::admin::AdminAuth>,
     bus: Arc<dyn Bus>,
     triggers: crate::dispatch::admin::TriggerNames,
 ) -> Router {
     let mut router = ingress::health_router(ingress);
-    if let Some(token) = admin_token {
-        router = router.merge(crate::dispatch::admin::router(token, bus, triggers));
+    if let Some(auth) = admin_auth {
+        router = router.merge(crate::dispatch::admin::router(auth, bus, triggers));
     }
     router
 }

@@ -387,6 +387,18 @@ impl Bus for EmbeddedBus {
         Ok(Box::new(EmbeddedSubscription::new(topic, group)))
     }
 
+    async fn backlog(&self, topic: &str, group: &str) -> Result<Option<u64>, BusError> {
+        let Some(handle) = self.inner.topics.lock().unwrap().get(topic).cloned() else {
+            return Ok(None);
+        };
+        let topic = &handle.topic;
+        let end = *topic.end.borrow();
+        let groups = topic.groups.lock().unwrap();
+        Ok(groups
+            .get(group)
+            .map(|g| end.saturating_sub(g.tracker.committed())))
+    }
+
     async fn forget_group(&self, topic: &str, group: &str) -> Result<(), BusError> {
         let Some(handle) = self.inner.topics.lock().unwrap().get(topic).cloned() else {
             return Ok(());

@@ -335,6 +335,30 @@ impl Bus for NatsBus {
         }
     }
 
+    /// The consumer's `num_pending` (not yet sent) plus `num_ack_pending` (sent, not
+    /// acknowledged): one request to the server.
+    async fn backlog(&self, topic: &str, group: &str) -> Result<Option<u64>, BusError> {
+        let names = TopicNames::new(topic)?;
+        let consumer = consumer_name(group)?;
+        match self
+            .js
+            .get_consumer_from_stream::<consumer::pull::Config, _, _>(
+                consumer.as_str(),
+                names.stream.as_str(),
+            )
+            .await
+        {
+            Ok(consumer) => {
+                let info = consumer.cached_info();
+                Ok(Some(info.num_pending + info.num_ack_pending as u64))
+            }
+            Err(e) if e.to_string().contains("not found") => Ok(None),
+            Err(e) => Err(BusError::unavailable(format!(
+                "reading consumer {consumer}: {e}"
+            ))),
+        }
+    }
+
     fn unready_reason(&self) -> Option<String> {
         (!self.is_connected()).then(|| format!("not connected to nats at {}", self.config.url))
     }
