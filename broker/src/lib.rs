@@ -35,4 +35,4 @@ mod server;
 pub mod sources;
 pub mod units;
 
-pub use server::{ApiRouter, ConfigFiles, Listeners, ServeOptions, run};
+pub use server::{ConfigFiles, Listeners, ServeOptions, run};

@@ -16,9 +16,9 @@ use crate::config::{Config, FileText, LoadOptions};
 use crate::dispatch;
 use crate::ingress::Ingress;
 use crate::listener::{ListenerOptions, TlsOptions, TlsServer, serve};
+use crate::live::Live;
 use crate::live::pause::PauseOverlay;
 use crate::live::runtime::{Runtime, RuntimeEnv};
-use crate::live::{Live, SharedLive};
 use crate::metrics::Metrics;
 use crate::sources::{self, SourceEnv};
 use herald_buses::Bus;
@@ -54,8 +54,6 @@ pub struct ServeOptions {
     pub outbound: Option<crate::outbound::Outbound>,
     /// The `-f` files the configuration came from, watched for changes.
     pub config_files: ConfigFiles,
-    /// Routes served over the live configuration (the management API mounts itself here).
-    pub api_router: Option<ApiRouter>,
     /// The management API's settings; served with `admin_token`.
     pub api: Option<crate::api::ApiOptions>,
 }
@@ -75,17 +73,6 @@ pub struct ConfigFiles {
     pub pause_file: Option<PathBuf>,
 }
 
-/// Builds routes over the live configuration (`Arc<Live>` implements
-/// [`crate::live::Apply`]).
-#[derive(Clone)]
-pub struct ApiRouter(pub Arc<dyn Fn(SharedLive) -> axum::Router + Send + Sync>);
-
-impl std::fmt::Debug for ApiRouter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiRouter(..)")
-    }
-}
-
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
@@ -103,7 +90,6 @@ impl Default for ServeOptions {
             auth: crate::auth::AuthOptions::default(),
             outbound: None,
             config_files: ConfigFiles::default(),
-            api_router: None,
             api: None,
         }
     }
@@ -230,9 +216,6 @@ pub async fn run(
     }
     if let Some(api) = api {
         admin_app = admin_app.merge(api);
-    }
-    if let Some(api) = &options.api_router {
-        admin_app = admin_app.merge((api.0)(live.clone()));
     }
     let stopping = async move {
         shutdown.await;

@@ -284,7 +284,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .then_some(args.config_poll_interval),
             pause_file: Some(args.data_dir.join("live").join("paused.json")),
         },
-        api_router: None,
         api: Some(
             args.api
                 .options(&args.data_dir, &args.bus, &args.kafka_options),
