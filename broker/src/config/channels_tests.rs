@@ -460,7 +460,8 @@ spec:
             "ReferencesResolved",
             "ChannelReady",
             "AddedToChannel",
-            "Paused"
+            "Paused",
+            "Delivering"
         ]
     );
     assert!(hop.conditions.iter().take(4).all(|c| c.status == "True"));
