@@ -1,6 +1,7 @@
 //! Command-line interface: `serve`, `send`, `bench`, `parked`, and `apply`, `get`,
 //! `describe`, `delete` over the management API.
 
+mod admin_http;
 mod api_client;
 mod api_serve;
 mod auth;

@@ -12,9 +12,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use cloudevents::{AttributesReader, Event};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use herald::bus::BusConfig;
 use herald::dispatch::admin::{DEFAULT_LIST, MAX_LIST, TakeAnswer, TakeRequest};
@@ -256,23 +253,7 @@ async fn over_http(args: &ParkedArgs, base: String, token: &str) -> anyhow::Resu
             )
         }
     };
-    let request = http::Request::builder()
-        .method(method)
-        .uri(&uri)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Full::new(body))
-        .context("building the request")?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let response = tokio::time::timeout(Duration::from_secs(60), client.request(request))
-        .await
-        .context("timed out after 60 s")?
-        .with_context(|| format!("asking {uri}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        bail!("{status}: {}", String::from_utf8_lossy(&body));
-    }
+    let body = super::admin_http::request(method, &uri, token, body).await?;
     match &args.action {
         Action::List { .. } | Action::Show { .. } => {
             #[derive(serde::Deserialize)]

@@ -3,13 +3,9 @@
 //! `--token`/`--token-file`) or, with `--url` and `--admin-token-file`, its `/admin/` paths.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::api_client::{ApiClient, ServerArgs};
 
@@ -129,22 +125,5 @@ pub async fn post(
         "{}/admin/{plural}/{namespace}/{name}/{action}",
         url.trim_end_matches('/')
     );
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(&uri)
-        .header("authorization", format!("Bearer {}", token.trim()))
-        .header("content-type", "application/json")
-        .body(Full::new(body))
-        .context("building the request")?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let response = tokio::time::timeout(Duration::from_secs(60), client.request(request))
-        .await
-        .context("timed out after 60 s")?
-        .with_context(|| format!("asking {uri}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        bail!("{status}: {}", String::from_utf8_lossy(&body));
-    }
-    Ok(body)
+    super::admin_http::request("POST", &uri, token.trim(), body).await
 }
