@@ -312,19 +312,23 @@ impl TriggerContext {
         mut reply: Event,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Outcome {
-        let destination = match &self.trigger.reply {
-            ReplyTo::Source => &self.trigger.broker,
+        /// Where the reply goes next: a broker or channel in-process, or a URL.
+        enum Next<'a> {
+            Ingress(&'a crate::config::BrokerId),
+            Url(&'a Target),
+        }
+        let next = match &self.trigger.reply {
+            ReplyTo::Source => Next::Ingress(&self.trigger.broker),
             ReplyTo::Drop => {
                 // Knative: a subscription without `spec.reply` drops its subscriber's reply.
                 tracing::debug!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(original),
                     "reply dropped: the subscription has no spec.reply");
                 return Outcome::Finished;
             }
-            ReplyTo::Target(Target::Broker(id)) => id,
-            ReplyTo::Target(target @ Target::Url(_)) => {
-                return self.send_reply(original, target, reply, shutdown).await;
-            }
+            ReplyTo::Target(Target::Broker(id)) => Next::Ingress(id),
+            ReplyTo::Target(target @ Target::Url(_)) => Next::Url(target),
         };
+        // The loop guard holds on every hop, whichever way the reply goes on.
         let ttl = ingress::ttl(original).unwrap_or(crate::config::DEFAULT_TTL) - 1;
         if ttl <= 0 {
             tracing::warn!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(original),
@@ -333,6 +337,10 @@ impl TriggerContext {
             return Outcome::Finished;
         }
         reply.set_extension(ingress::TTL, ExtensionValue::Integer(ttl));
+        let destination = match next {
+            Next::Ingress(id) => id,
+            Next::Url(target) => return self.send_reply(target, reply, shutdown).await,
+        };
         let mut n: u32 = 0;
         loop {
             match self

@@ -7,27 +7,17 @@ use tokio::sync::watch;
 
 use super::{Outcome, Stop, TriggerContext};
 use crate::config::Target;
-use crate::ingress;
 
 impl TriggerContext {
     /// Sends a reply to a subscription's URL `spec.reply` with the subscription's retries; a
     /// reply that cannot be delivered goes the way of an undeliverable event (dead-letter sink,
-    /// else the parking lot), so nothing is lost.
+    /// else the parking lot), so nothing is lost. `reply` carries its decremented TTL already.
     pub(super) async fn send_reply(
         &self,
-        original: &Event,
         target: &Target,
-        mut reply: Event,
+        reply: Event,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Outcome {
-        let ttl = ingress::ttl(original).unwrap_or(crate::config::DEFAULT_TTL) - 1;
-        if ttl <= 0 {
-            tracing::warn!(trigger = %self.label, event.id = ?cloudevents::AttributesReader::id(original),
-                "reply dropped: knativebrokerttl exhausted (event loop?)");
-            self.stats.ttl_dropped.inc();
-            return Outcome::Finished;
-        }
-        reply.set_extension(ingress::TTL, ExtensionValue::Integer(ttl));
         let failure = match self.attempt_all(target, &reply, shutdown).await {
             Ok(_) => return Outcome::Finished,
             Err(Stop::HandBack) => return Outcome::HandBack,
