@@ -65,6 +65,26 @@ pub trait Bus: Send + Sync + 'static {
         start: StartPosition,
     ) -> Result<Box<dyn Subscription>, BusError>;
 
+    /// [`Bus::subscribe_from`] for a consumer group that wants only the events `selector`
+    /// accepts. A bus may use it to read and decode each event of `topic` once for all the
+    /// groups that subscribe this way in this process (fan-out), handing a group only what its
+    /// selector accepts; an event a group's selector refuses counts as acknowledged by that
+    /// group (its position moves past it, as if it was delivered and acked), but **never
+    /// before every event before it that the group was handed is acknowledged**: a group's
+    /// committed position is still the first event it has not finished. A bus that does not
+    /// use the selector hands out every event (this default), and the consumer filters them
+    /// itself: a selector is a hint, never a change of what a group receives after filtering.
+    async fn subscribe_selected(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartPosition,
+        selector: Selector,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let _ = selector;
+        self.subscribe_from(topic, group, start).await
+    }
+
     /// Why the bus cannot take events now, if it cannot (for `/readyz`). Answers from state
     /// the bus keeps (a background probe where asking costs a round trip), so it is cheap.
     fn unready_reason(&self) -> Option<String> {
@@ -123,6 +143,39 @@ pub enum StartPosition {
     /// Kafka); the end if none did. A time to come is the end (what arrives meanwhile is
     /// delivered).
     Time(chrono::DateTime<chrono::Utc>),
+}
+
+/// Which events of a topic a consumer group wants ([`Bus::subscribe_selected`]).
+///
+/// `accepts` is the whole truth: an event the group wants is one `accepts` returns `true` for.
+/// `keys` only narrows which events are worth asking about, so that a bus can find the groups
+/// interested in an event by hash lookup instead of asking every group: when `keys` is
+/// `Some`, `accepts` is `false` for every event that has none of the listed `(attribute,
+/// value)` pairs (attribute names are CloudEvents context attribute or extension names, the
+/// value compared as the string form of the attribute, exactly and case-sensitively). `None`
+/// means any event may be accepted.
+#[derive(Clone)]
+pub struct Selector {
+    pub keys: Option<Vec<(String, String)>>,
+    pub accepts: std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync>,
+}
+
+impl Selector {
+    /// Every event (no filter).
+    pub fn everything() -> Self {
+        Self {
+            keys: None,
+            accepts: std::sync::Arc::new(|_| true),
+        }
+    }
+}
+
+impl std::fmt::Debug for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Selector")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The arrival time Herald stamps on every event it accepts (`knativearrivaltime`), if the
